@@ -1,0 +1,49 @@
+# Two commands on a fresh machine: `make run` (main job), `make test` (the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)
+export DAGSTER_STORAGE_DIR ?= $(CURDIR)/data/dagster
+DEV_PORT ?= 3000
+
+.PHONY: run test dev lint lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.lock pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.test: requirements-test.lock $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-test.lock
+	touch $@
+
+run: $(VENV)/.runtime  ## load every month into the warehouse and print a summary
+	$(BIN)/python -m pipeline.run
+
+test: $(VENV)/.test  ## run the test suite
+	$(BIN)/pytest -q
+
+dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
+	mkdir -p $(DAGSTER_STORAGE_DIR)
+	$(BIN)/dagster dev -m pipeline.definitions -h 127.0.0.1 -p $(DEV_PORT)
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+lock:  ## re-resolve requirements*.lock from pyproject.toml in a scratch venv
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install -q . && .lockenv/bin/pip uninstall -q -y do-billing-pipeline
+	{ echo "# Runtime lock: exact versions that 'make run' installs (regenerate with 'make lock')."; \
+	  .lockenv/bin/pip freeze; } > requirements.lock
+	.lockenv/bin/pip install -q ".[test]" && .lockenv/bin/pip uninstall -q -y do-billing-pipeline
+	{ echo "# Test lock: added on top of requirements.lock by 'make test'."; echo "-r requirements.lock"; \
+	  .lockenv/bin/pip freeze | grep -vxFf requirements.lock; } > requirements-test.lock
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) data/dagster data/*.duckdb data/*.wal

@@ -1,0 +1,76 @@
+"""Client-side pacing: stay under the API's budgets instead of bouncing off them.
+
+DigitalOcean allows 250 requests per minute and 5,000 per hour per token (sliding windows). The
+pacer keeps the same windows on our side, shared by all worker threads, and also obeys what the
+server says (`ratelimit-remaining: 0` until `ratelimit-reset`, `Retry-After` on a 429).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+
+
+class Pacer:
+    """Thread-safe sliding-window limiter plus a server-imposed pause."""
+
+    def __init__(
+        self,
+        per_minute: int | None = 250,
+        per_hour: int | None = 5000,
+        *,
+        margin: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._windows = [
+            (limit, span + margin, deque())
+            for limit, span in ((per_minute, 60.0), (per_hour, 3600.0))
+            if limit
+        ]
+        self._clock = clock
+        self._resume_at = 0.0
+        self._cond = threading.Condition()
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> float:
+        """Block until one more request fits every window; return the seconds waited."""
+        start = self._clock()
+        with self._cond:
+            while True:
+                now = self._clock()
+                wait = self._resume_at - now
+                for limit, span, stamps in self._windows:
+                    while stamps and stamps[0] <= now - span:
+                        stamps.popleft()
+                    if len(stamps) >= limit:
+                        wait = max(wait, stamps[0] + span - now)
+                if wait <= 0:
+                    for _, _, stamps in self._windows:
+                        stamps.append(now)
+                    waited = now - start
+                    self.waited_seconds += waited
+                    return waited
+                self._cond.wait(wait)
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every thread back for `seconds` (a 429's Retry-After, an exhausted budget)."""
+        with self._cond:
+            self._resume_at = max(self._resume_at, self._clock() + max(seconds, 0.0))
+            self._cond.notify_all()
+
+    def observe(self, headers: Mapping[str, str]) -> float | None:
+        """Pause until `ratelimit-reset` when the server reports no requests remaining."""
+        remaining = headers.get("ratelimit-remaining")
+        reset = headers.get("ratelimit-reset")
+        if remaining is None or reset is None:
+            return None
+        try:
+            if int(remaining) > 0:
+                return None
+            delay = min(max(float(reset) - time.time(), 0.0), 3600.0)
+        except ValueError:
+            return None
+        self.pause_for(delay)
+        return delay

@@ -1,0 +1,214 @@
+"""The assets: raw pages from the API, then the `invoices` and `invoice_items` tables.
+
+Data flows one way: API → `raw` schema (as received) → pandas normalization → tables. Hard
+invariants are enforced before COMMIT; the asset checks below re-verify the stored tables.
+"""
+
+
+import json
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import dagster as dg
+import pandas as pd
+
+from pipeline.api import IncompleteInvoiceError, InvoiceFetch, InvoiceListing
+from pipeline.normalize import normalize_invoices, normalize_items
+from pipeline.partitions import monthly_partitions, run_periods, single_run
+from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.warehouse.store import RawFetch
+
+WAREHOUSE_POOL = "warehouse"
+GROUP = "digitalocean_billing"
+PARTITIONED = dict(
+    partitions_def=monthly_partitions,
+    backfill_policy=single_run,
+    pool=WAREHOUSE_POOL,
+    group_name=GROUP,
+)
+
+
+def _raw_fetch(
+    context: dg.AssetExecutionContext,
+    periods: list[str],
+    api_host: str,
+    listing: InvoiceListing,
+    fetches: list[InvoiceFetch],
+    requests: int,
+    problems: list[str],
+) -> RawFetch:
+    list_pages = pd.DataFrame(
+        {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
+    )
+    invoices = pd.DataFrame(
+        {
+            "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
+            "invoice_period": [f.ref.invoice_period for f in fetches],
+            "status": [f.ref.status for f in fetches],
+            "items_total": pd.array([f.expected for f in fetches], dtype="Int64"),
+            "entry": [json.dumps(f.ref.entry, ensure_ascii=False) for f in fetches],
+        }
+    )
+    item_pages = pd.DataFrame(
+        [
+            (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, page.page, page.body)
+            for f in fetches
+            for page in f.pages
+        ],
+        columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
+    )
+    return RawFetch(
+        fetch_id=uuid.uuid4().hex,
+        run_id=context.run_id,
+        fetched_at=pd.Timestamp.now(tz="UTC"),
+        first_period=min(periods),
+        last_period=max(periods),
+        api_host=api_host,
+        status="incomplete" if problems else "ok",
+        error="\n".join(problems) or None,
+        requests=requests,
+        list_pages=list_pages,
+        invoices=invoices,
+        item_pages=item_pages,
+    )
+
+
+@dg.asset(
+    **PARTITIONED,
+    kinds={"duckdb"},
+    description="Every invoice-list and invoice-item page as the API returned it (schema raw).",
+)
+def raw_invoice_pages(
+    context: dg.AssetExecutionContext,
+    digitalocean: DigitalOceanResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    periods = run_periods(context)
+    with digitalocean.client(context.log) as api:
+        listing = api.list_invoices()
+        refs = listing.for_periods(periods)
+        context.log.info(
+            f"{len(refs)} invoice(s) in {periods[0]}…{periods[-1]}; fetching their items"
+        )
+        fetches = api.fetch_items(refs)
+        stats = api.stats
+        host = urlsplit(api.base_url).netloc
+    problems = [problem for fetch in fetches for problem in fetch.problems()]
+    raw = _raw_fetch(context, periods, host, listing, fetches, stats.requests, problems)
+    warehouse.open().land_raw(raw)
+    if problems:
+        raise IncompleteInvoiceError(
+            "; ".join(problems) + f". The pages are kept in raw (fetch {raw.fetch_id}); the "
+            "tables still hold the previous rows of these months. Re-run the months."
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "fetch_id": raw.fetch_id,
+            "invoices": len(fetches),
+            "item_pages": len(raw.item_pages),
+            "items": sum(len(f.items) for f in fetches),
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "rate_limited": stats.rate_limited,
+        }
+    )
+
+
+def _hard_invariants(invoices: pd.DataFrame, items: pd.DataFrame, periods: list[str]) -> list[str]:
+    """What must hold before COMMIT: complete invoices, unique lines, periods in range."""
+    problems = []
+    counts = items.groupby("invoice_uuid").size()
+    loaded = invoices["invoice_uuid"].map(counts).fillna(0).astype(int)
+    for row, got in zip(invoices.itertuples(), loaded, strict=True):
+        if pd.notna(row.items_total) and got != row.items_total:
+            problems.append(
+                f"invoice {row.invoice_uuid} ({row.invoice_period}): {got} items loaded, "
+                f"meta.total is {row.items_total}"
+            )
+    if invoices["invoice_uuid"].duplicated().any():
+        dup = invoices.loc[invoices["invoice_uuid"].duplicated(), "invoice_uuid"].tolist()
+        problems.append(f"invoice(s) listed twice: {dup[:5]}")
+    outside = sorted(set(invoices["invoice_period"].dropna()) - set(periods))
+    if outside:
+        problems.append(f"invoice periods {outside} are outside this run's months")
+    return problems
+
+
+def _money(value: object) -> str:
+    return f"{value:,.2f} USD" if value is not None and pd.notna(value) else "0.00 USD"
+
+
+@dg.multi_asset(
+    **PARTITIONED,
+    specs=[
+        dg.AssetSpec(
+            "invoices",
+            deps=[raw_invoice_pages],
+            kinds={"duckdb", "pandas"},
+            description="One row per invoice (final) or per month-to-date preview.",
+        ),
+        dg.AssetSpec(
+            "invoice_items",
+            deps=[raw_invoice_pages],
+            kinds={"duckdb", "pandas"},
+            description="Every line item of every invoice, amounts exact, durations in hours.",
+        ),
+    ],
+)
+def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Normalize the latest raw fetch of each month and swap the months in one transaction."""
+    periods = run_periods(context)
+    store = warehouse.open()
+    entries, pages, missing = store.read_raw(periods)
+    if missing:
+        raise dg.Failure(
+            f"no successful raw fetch covers {missing}: materialize raw_invoice_pages first"
+        )
+    loaded_at = datetime.now(UTC)
+    invoices = normalize_invoices(entries, loaded_at)
+    items, unknown = normalize_items(pages, loaded_at)
+    if unknown:
+        context.log.warning(f"item fields not in the API spec (kept in raw only): {unknown}")
+    problems = _hard_invariants(invoices, items, periods)
+    if problems:
+        raise IncompleteInvoiceError("; ".join(problems) + ". Nothing was written.")
+    store.replace_periods(periods, {"invoices": invoices, "invoice_items": items})
+
+    by_month = (
+        invoices.groupby("invoice_period")
+        .agg(invoices=("invoice_uuid", "size"), amount=("amount", "sum"))
+        .join(items.groupby("invoice_period").size().rename("items"))
+        .reindex(periods)
+        .fillna({"invoices": 0, "items": 0})
+    )
+    preview = pd.DataFrame(
+        {
+            "month": by_month.index,
+            "invoices": by_month["invoices"].astype(int).to_numpy(),
+            "items": by_month["items"].astype(int).to_numpy(),
+            "amount": [_money(v) for v in by_month["amount"]],
+        }
+    )
+    total = invoices["amount"].sum() if len(invoices) else 0
+    yield dg.MaterializeResult(
+        asset_key="invoices",
+        metadata={
+            "dagster/row_count": len(invoices),
+            "months": len(periods),
+            "total_amount": _money(total),
+            "preview": dg.MetadataValue.md(preview.tail(24).to_markdown(index=False)),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="invoice_items",
+        metadata={
+            "dagster/row_count": len(items),
+            "total_amount": _money(items["amount"].sum() if len(items) else 0),
+            "preview": dg.MetadataValue.md(
+                items.head(10)[["invoice_period", "line_number", "product", "amount"]]
+                .astype(str)
+                .to_markdown(index=False)
+            ),
+        },
+    )

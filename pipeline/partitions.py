@@ -1,0 +1,34 @@
+"""The one partitioning every asset shares: invoice periods, `YYYY-MM`, through the open month."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import dagster as dg
+
+from pipeline.settings import DEFAULT_START_PERIOD, SettingsError, validate_period
+
+START_PERIOD = validate_period(
+    os.environ.get("INVOICE_START_PERIOD") or DEFAULT_START_PERIOD, "INVOICE_START_PERIOD"
+)
+
+# end_offset=1 adds the current (open) month, which loads from the invoice preview.
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=START_PERIOD, fmt="%Y-%m", end_offset=1, timezone="UTC"
+)
+
+# One run covers a whole backfill range, so the invoice list is paged once per backfill.
+single_run = dg.BackfillPolicy.single_run()
+
+
+def run_periods(context: dg.AssetExecutionContext) -> list[str]:
+    """The months this run covers, validated before any request or SQL uses them."""
+    return validate_periods(context.partition_keys)
+
+
+def validate_periods(keys: Sequence[str]) -> list[str]:
+    periods = [validate_period(key, "partition key") for key in keys]
+    if not periods:
+        raise SettingsError("no partition selected: pick one month or a range of months")
+    return periods

@@ -1,0 +1,41 @@
+"""The job and its two schedules: the month just closed, and the open month every day."""
+
+
+from datetime import datetime, timedelta
+
+import dagster as dg
+
+from pipeline.partitions import monthly_partitions
+
+invoices_job = dg.define_asset_job(
+    "invoices_job",
+    selection=dg.AssetSelection.all(),
+    partitions_def=monthly_partitions,
+    description="Fetch, normalize and load the invoices and items of the selected months.",
+)
+
+
+def _month(when: datetime) -> str:
+    return when.strftime("%Y-%m")
+
+
+@dg.schedule(
+    job=invoices_job,
+    cron_schedule="0 6 4 * *",
+    execution_timezone="UTC",
+    description="On the 4th, once invoices are issued, load the month that just closed.",
+)
+def closed_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    closed = _month(context.scheduled_execution_time.replace(day=1) - timedelta(days=1))
+    return dg.RunRequest(run_key=closed, partition_key=closed)
+
+
+@dg.schedule(
+    job=invoices_job,
+    cron_schedule="0 7 * * *",
+    execution_timezone="UTC",
+    description="Every morning, refresh the open month from the invoice preview.",
+)
+def preview_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    when = context.scheduled_execution_time
+    return dg.RunRequest(run_key=when.strftime("%Y-%m-%d"), partition_key=_month(when))

@@ -1,0 +1,170 @@
+"""Normalization: exact money, NULL rules, UTC timestamps, errors that name invoice/line/field."""
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.normalize import InvalidPayloadError, normalize_invoices, normalize_items
+
+LOADED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def pages_of(items_by_page: list[list[dict]], uuid: str = "u-1", period: str = "2024-05"):
+    return pd.DataFrame(
+        {
+            "invoice_uuid": uuid,
+            "invoice_period": period,
+            "status": "final",
+            "page": range(1, len(items_by_page) + 1),
+            "body": [json.dumps({"invoice_items": items}) for items in items_by_page],
+        }
+    )
+
+
+def item(**fields):
+    base = {
+        "product": "Droplets",
+        "amount": "12.34",
+        "duration": "744",
+        "duration_unit": "Hours",
+        "start_time": "2024-05-01T00:00:00Z",
+        "end_time": "2024-06-01T00:00:00Z",
+    }
+    return {**base, **fields}
+
+
+def test_items_are_typed_and_numbered_across_pages():
+    frame, unknown = normalize_items(
+        pages_of(
+            [
+                [item(), item(amount="-6.78")],
+                [item(amount="0.00", duration_unit="Minutes", duration="90")],
+            ]
+        ),
+        LOADED,
+    )
+    assert frame["line_number"].tolist() == [1, 2, 3]
+    assert [Decimal(str(v)) for v in frame["amount"]] == [
+        Decimal("12.34"),
+        Decimal("-6.78"),
+        Decimal("0.00"),
+    ]
+    assert frame["duration_hours"].tolist() == [744.0, 744.0, 1.5]
+    assert str(frame["start_time"].dt.tz) == "UTC"
+    assert unknown == []
+
+
+def test_pages_are_ordered_by_page_number_not_arrival():
+    pages = pages_of([[item(description="first")], [item(description="second")]])
+    frame, _ = normalize_items(pages.iloc[::-1], LOADED)
+    assert frame["description"].tolist() == ["first", "second"]
+
+
+def test_absent_and_empty_strings_become_null():
+    frame, _ = normalize_items(
+        pages_of([[item(project_name="", resource_uuid="  "), item()]]), LOADED
+    )
+    assert frame["project_name"].isna().all()
+    assert frame["resource_uuid"].isna().all()
+    assert frame["group_description"].isna().all()
+
+
+def test_unknown_unit_gives_null_hours_and_unknown_fields_are_reported():
+    frame, unknown = normalize_items(
+        pages_of([[item(duration_unit="Fortnights", brand_new="x")]]), LOADED
+    )
+    assert frame["duration_hours"].isna().all()
+    assert unknown == ["brand_new"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("amount", "12,34", "'amount': '12,34' is not a decimal"),
+        ("amount", "N/A", "'amount': 'N/A'"),
+        ("amount", "", "'amount': <NA> is missing"),
+        ("amount", 12.34, "'amount': 12.34 is not a string"),
+        ("amount", "1.234", "'amount': '1.234' is not a decimal"),
+        ("start_time", "yesterday", "'start_time': 'yesterday' is not an ISO 8601"),
+        ("product", ["x"], "'product': ['x'] is not a string"),
+    ],
+)
+def test_bad_values_name_invoice_line_and_field(field, value, fragment):
+    with pytest.raises(InvalidPayloadError) as err:
+        normalize_items(pages_of([[item(), item(**{field: value})]], uuid="inv-9"), LOADED)
+    message = str(err.value)
+    assert "invoice inv-9 (2024-05), line 2" in message
+    assert fragment in message
+
+
+def test_empty_invoice_normalizes_to_no_rows():
+    frame, _ = normalize_items(pages_of([[]]), LOADED)
+    assert len(frame) == 0
+
+
+def test_invoices_from_list_entries():
+    entries = pd.DataFrame(
+        {
+            "status": ["final", "preview"],
+            "items_total": [3, 0],
+            "entry": [
+                json.dumps(
+                    {
+                        "invoice_uuid": "a",
+                        "invoice_id": "1",
+                        "amount": "10.00",
+                        "invoice_period": "2024-05",
+                    }
+                ),
+                json.dumps(
+                    {
+                        "invoice_uuid": "b",
+                        "amount": "-1.50",
+                        "invoice_period": "2024-06",
+                        "updated_at": "2024-06-23T06:31:50Z",
+                    }
+                ),
+            ],
+        }
+    )
+    frame = normalize_invoices(entries, LOADED)
+    assert frame["invoice_id"].isna().tolist() == [False, True]
+    assert [str(v) for v in frame["amount"]] == ["10.00", "-1.50"]
+    assert frame["updated_at"].isna().tolist() == [True, False]
+
+
+def test_invoice_with_bad_period_is_rejected():
+    entries = pd.DataFrame(
+        {
+            "status": ["final"],
+            "items_total": [0],
+            "entry": [
+                json.dumps({"invoice_uuid": "a", "amount": "1.00", "invoice_period": "2024-13"})
+            ],
+        }
+    )
+    with pytest.raises(InvalidPayloadError, match="invoice a .*invoice_period.*2024-13"):
+        normalize_invoices(entries, LOADED)
+
+
+cents = st.integers(min_value=-(10**15), max_value=10**15)
+
+
+def as_text(value: int) -> str:
+    sign = "-" if value < 0 else ""
+    return f"{sign}{abs(value) // 100}.{abs(value) % 100:02d}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(cents, min_size=1, max_size=60))
+def test_money_is_exact(amounts):
+    """Any amount a DigitalOcean string can carry survives, and sums exactly, with no float."""
+    frame, _ = normalize_items(pages_of([[item(amount=as_text(a)) for a in amounts]]), LOADED)
+    assert [Decimal(str(v)) for v in frame["amount"]] == [Decimal(as_text(a)) for a in amounts]
+    total = sum((Decimal(str(v)) for v in frame["amount"]), Decimal(0))
+    assert total == Decimal(sum(amounts)) / 100
