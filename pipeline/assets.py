@@ -4,7 +4,6 @@ Data flows one way: API → `raw` schema (as received) → pandas normalization 
 invariants are enforced before COMMIT; the asset checks below re-verify the stored tables.
 """
 
-
 import json
 import uuid
 from datetime import UTC, datetime

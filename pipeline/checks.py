@@ -3,7 +3,6 @@
 Each check is one set-based query over the warehouse; a failure lists the offending rows.
 """
 
-
 import dagster as dg
 
 from pipeline.resources import WarehouseResource
@@ -23,7 +22,7 @@ ITEMS_SUM_TO_INVOICE = """
            coalesce(sum(it.amount), 0) - i.amount AS difference
     FROM invoices AS i
     LEFT JOIN invoice_items AS it USING (invoice_uuid, invoice_period)
-    GROUP BY ALL
+    GROUP BY i.invoice_uuid, i.invoice_period, i.status, i.amount
     HAVING difference <> 0
     ORDER BY i.invoice_period
 """

@@ -1,6 +1,5 @@
 """Dagster resources: the billing API and the warehouse, configured from the environment."""
 
-
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager

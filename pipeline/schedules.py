@@ -1,6 +1,5 @@
 """The job and its two schedules: the month just closed, and the open month every day."""
 
-
 from datetime import datetime, timedelta
 
 import dagster as dg

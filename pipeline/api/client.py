@@ -140,7 +140,11 @@ class DigitalOceanClient:
                 )
                 with resp:
                     body = self._read_bounded(resp, where)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 failure = f"{type(exc).__name__} (network error or no answer in time)"
             else:
                 self.pacer.observe(resp.headers)

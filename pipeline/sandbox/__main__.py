@@ -1,0 +1,38 @@
+"""`python -m pipeline.sandbox`: run the sandbox API in the foreground."""
+
+import argparse
+import time
+
+from pipeline.sandbox import SandboxServer, build_dataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the sandbox DigitalOcean billing API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--profile", default="default", choices=["default", "bench"])
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--token", default="sandbox-token")
+    parser.add_argument("--requests-per-minute", type=int, default=None)
+    args = parser.parse_args()
+    server = SandboxServer(
+        build_dataset(args.profile),
+        token=args.token,
+        host=args.host,
+        port=args.port,
+        latency=args.latency,
+        requests_per_minute=args.requests_per_minute,
+    )
+    with server:
+        print(
+            f"sandbox DigitalOcean billing API at {server.url} (token {args.token!r})", flush=True
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""The sandbox: a real HTTP server on loopback that speaks the DigitalOcean billing API.
+
+It serves `SandboxData` with the API's paging (per_page default 20, max 200, `links.pages`,
+`meta.total`, the three single-page shapes), auth errors, rate-limit headers and 429s, and can
+inject faults per path so retries and failures are tested over real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pipeline.sandbox.data import SandboxData, build_dataset
+from pipeline.sandbox.faults import Fault
+
+LIST = re.compile(r"^/v2/customers/my/invoices/?$")
+ITEMS = re.compile(r"^/v2/customers/my/invoices/([^/]+)/?$")
+SUMMARY = re.compile(r"^/v2/customers/my/invoices/([^/]+)/summary/?$")
+CSV = re.compile(r"^/v2/customers/my/invoices/([^/]+)/csv/?$")
+ERRORS = {
+    400: ("bad_request", "The request was malformed."),
+    401: ("unauthorized", "Unable to authenticate you."),
+    403: ("forbidden", "You do not have access for the attempted action."),
+    404: ("not_found", "The resource you requested could not be found."),
+    429: ("too_many_requests", "API rate limit exceeded."),
+    500: ("server_error", "Unexpected server-side error"),
+    502: ("server_error", "Bad gateway"),
+    503: ("server_error", "Service unavailable"),
+}
+SHAPES = ("none", "empty", "empty_pages")
+HOURLY_LIMIT = 5000
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class SandboxServer:
+    """Start with `with SandboxServer() as sb:`; `sb.url` and `sb.token` configure a client."""
+
+    def __init__(
+        self,
+        data: SandboxData | None = None,
+        *,
+        token: str = "sandbox-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        requests_per_minute: int | None = None,
+        requests_per_hour: int | None = None,
+        link_base: str = "https://api.digitalocean.com",
+        forbidden_tokens: frozenset[str] = frozenset(),
+        single_page_shape: str = "rotate",
+    ) -> None:
+        if single_page_shape not in (*SHAPES, "rotate"):
+            raise ValueError(f"single_page_shape must be one of {SHAPES} or 'rotate'")
+        self.data = data if data is not None else build_dataset()
+        self.token = token
+        self.latency = latency
+        self.per_minute = requests_per_minute
+        self.per_hour = requests_per_hour
+        self.link_base = link_base.rstrip("/")
+        self.forbidden_tokens = forbidden_tokens
+        self.single_page_shape = single_page_shape
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._faults: list[tuple[re.Pattern[str], deque[Fault]]] = []
+        self._stamps: deque[float] = deque()
+        self._httpd = _Server((host, port), _handler(self))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- faults and bookkeeping -------------------------------------------------------------
+    def inject(self, path_regex: str, *actions: int | str | Fault, times: int = 1) -> None:
+        """Queue behaviours for the next requests whose path matches, one per request."""
+        queue = deque(Fault.of(a) for _ in range(times) for a in actions)
+        with self._lock:
+            self._faults.append((re.compile(path_regex), queue))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def _next_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for pattern, queue in self._faults:
+                if queue and pattern.search(path):
+                    return queue.popleft()
+        return None
+
+    def _admit(self) -> tuple[bool, int, int, int]:
+        """Sliding-window rate limit: (allowed, retry_after, remaining, reset_epoch)."""
+        now = time.monotonic()
+        with self._lock:
+            while self._stamps and self._stamps[0] <= now - 3600:
+                self._stamps.popleft()
+            last_minute = sum(1 for s in self._stamps if s > now - 60) if self.per_minute else 0
+            retry_after = 0
+            if self.per_minute and last_minute >= self.per_minute:
+                oldest = [s for s in self._stamps if s > now - 60][-self.per_minute]
+                retry_after = math.ceil(oldest + 60 - now)
+            if self.per_hour and len(self._stamps) >= self.per_hour:
+                retry_after = max(retry_after, math.ceil(self._stamps[-self.per_hour] + 3600 - now))
+            if not retry_after:
+                self._stamps.append(now)
+            limit = self.per_hour or HOURLY_LIMIT
+            remaining = max(limit - len(self._stamps), 0)
+            oldest_age = now - self._stamps[0] if self._stamps else 0
+            reset = int(time.time() + 3600 - oldest_age)
+        return not retry_after, max(retry_after, 1), remaining, reset
+
+    # -- responses --------------------------------------------------------------------------
+    def _links(self, path: str, page: int, per_page: int, total: int, key: str) -> dict | None:
+        last = max(1, math.ceil(total / per_page))
+        if last == 1:
+            shape = self.single_page_shape
+            if shape == "rotate":
+                shape = SHAPES[sum(key.encode()) % 3]
+            return {"none": None, "empty": {}, "empty_pages": {"pages": {}}}[shape]
+
+        def link(n: int) -> str:
+            return f"{self.link_base}{path}?page={n}&per_page={per_page}"
+
+        pages: dict[str, str] = {}
+        if page > 1:
+            pages["first"], pages["prev"] = link(1), link(page - 1)
+        if page < last:
+            pages["last"], pages["next"] = link(last), link(page + 1)
+        return {"pages": pages}
+
+    def respond(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        """The API's answer to an authorized GET: (status, JSON body or CSV text)."""
+        try:
+            per_page = min(max(int(query.get("per_page", ["20"])[0]), 1), 200)
+            page = max(int(query.get("page", ["1"])[0]), 1)
+        except ValueError:
+            return 400, None
+        data = self.data
+        if LIST.match(path):
+            body = self._paged(path, "invoices", data.invoices, page, per_page, "invoices")
+            if data.preview:
+                body["invoice_preview"] = data.preview
+            return 200, body
+        for pattern in (SUMMARY, CSV, ITEMS):
+            match = pattern.match(path)
+            if not match:
+                continue
+            key = match.group(1)
+            if key == "preview" and data.preview:
+                key = data.preview["invoice_uuid"]
+            if key not in data.items:
+                return 404, None
+            if pattern is SUMMARY:
+                return 200, data.summaries[key]
+            if pattern is CSV:
+                return 200, _csv(data.items[key])
+            return 200, self._paged(path, "invoice_items", data.items[key], page, per_page, key)
+        return 404, None
+
+    def _paged(
+        self, path: str, name: str, rows: list, page: int, per_page: int, key: str
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {name: rows[(page - 1) * per_page : page * per_page]}
+        links = self._links(path, page, per_page, len(rows), key)
+        if links is not None:
+            body["links"] = links
+        body["meta"] = {"total": len(rows)}
+        return body
+
+
+def _csv(items: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "product",
+            "group_description",
+            "description",
+            "hours",
+            "start",
+            "end",
+            "USD",
+            "project_name",
+            "category",
+        ]
+    )
+    for i in items:
+        amount = i["amount"]
+        usd = f"-${amount[1:]}" if amount.startswith("-") else f"${amount}"
+        writer.writerow(
+            [
+                i.get("product", ""),
+                i.get("group_description", ""),
+                i.get("description", ""),
+                i.get("duration", ""),
+                i.get("start_time", ""),
+                i.get("end_time", ""),
+                usd,
+                i.get("project_name", ""),
+                i.get("category", ""),
+            ]
+        )
+    return out.getvalue()
+
+
+def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "do-billing-sandbox"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Quiet: the request log is kept in `sandbox.requests`."""
+
+        def do_GET(self) -> None:  # noqa: N802
+            parts = urlsplit(self.path)
+            path, query = parts.path, parse_qs(parts.query)
+            auth = self.headers.get("Authorization", "")
+            authorized = auth == f"Bearer {sandbox.token}"
+            entry = {
+                "method": "GET",
+                "path": path,
+                "query": {k: v[0] for k, v in query.items()},
+                "authorized": authorized,
+                "host": self.headers.get("Host"),
+                "status": None,
+            }
+            with sandbox._lock:
+                sandbox.requests.append(entry)
+            if sandbox.latency:
+                time.sleep(sandbox.latency)
+            allowed, retry_after, remaining, reset = sandbox._admit()
+            self.rate_headers = {
+                "ratelimit-limit": str(sandbox.per_hour or HOURLY_LIMIT),
+                "ratelimit-remaining": str(remaining),
+                "ratelimit-reset": str(reset),
+            }
+            token = auth.removeprefix("Bearer ")
+            if token in sandbox.forbidden_tokens:
+                return self._error(entry, 403)
+            if not authorized:
+                return self._error(entry, 401)
+            if not allowed:
+                self.rate_headers["ratelimit-remaining"] = "0"
+                return self._error(entry, 429, {"retry-after": str(retry_after)})
+            fault = sandbox._next_fault(path)
+            if fault is not None and self._fault(entry, fault, path, query):
+                return
+            status, body = sandbox.respond(path, query)
+            if status != 200:
+                return self._error(entry, status)
+            if isinstance(body, str):
+                return self._send(entry, 200, body.encode(), "text/csv; charset=utf-8")
+            self._json(entry, 200, body)
+
+        def _fault(self, entry: dict, fault: Fault, path: str, query: dict) -> bool:
+            """Act out `fault`; False means carry on and serve the real answer."""
+            kind = fault.kind
+            if kind.isdigit():
+                extra = {"retry-after": "1"} if kind == "429" else {}
+                self._error(entry, int(kind), extra)
+            elif kind == "retry_after":
+                self._error(entry, 429, {"retry-after": str(int(fault.seconds))})
+            elif kind == "reset":
+                entry["status"] = "reset"
+                self.close_connection = True
+                self.connection.close()
+            elif kind == "stall":
+                time.sleep(fault.seconds)
+                return False
+            elif kind == "truncate":
+                body = json.dumps(sandbox.respond(path, query)[1]).encode()
+                self._send(entry, 200, body[: len(body) // 2], "application/json; charset=utf-8")
+            elif kind == "notjson":
+                self._send(entry, 200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            elif kind == "json":
+                self._json(entry, 200, fault.body)
+            elif kind == "oversize":
+                self._oversize(entry)
+            else:
+                raise ValueError(f"unknown fault {kind!r}")
+            return True
+
+        def _oversize(self, entry: dict) -> None:
+            entry["status"] = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            chunk = b" " * (1 << 20)
+            try:
+                self.wfile.write(b'{"invoice_items": [')
+                for _ in range(60):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass
+
+        def _error(self, entry: dict, status: int, headers: dict | None = None) -> None:
+            error_id, message = ERRORS.get(status, ("example_error", "some error message"))
+            body = {"id": error_id, "message": message, "request_id": str(uuid.uuid4())}
+            self._json(entry, status, body, headers)
+
+        def _json(self, entry: dict, status: int, body: Any, headers: dict | None = None) -> None:
+            payload = json.dumps(body, ensure_ascii=False).encode()
+            self._send(entry, status, payload, "application/json; charset=utf-8", headers)
+
+        def _send(
+            self, entry: dict, status: int, payload: bytes, ctype: str, headers: dict | None = None
+        ) -> None:
+            entry["status"] = status
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-request-id", str(uuid.uuid4()))
+            for name, value in {**getattr(self, "rate_headers", {}), **(headers or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            try:
+                self.wfile.write(payload)
+            except OSError:
+                self.close_connection = True
+
+    return Handler
