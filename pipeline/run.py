@@ -14,7 +14,7 @@ from pipeline.warehouse.store import Warehouse
 SUMMARY = """
     SELECT i.invoice_period AS month,
            count(*) AS invoices,
-           sum(i.items_total) AS items,
+           CAST(sum(i.items_total) AS BIGINT) AS items,
            sum(i.amount) AS total_usd,
            string_agg(DISTINCT i.status, ',') AS status
     FROM invoices AS i
@@ -47,7 +47,7 @@ def main() -> int:
     print(summary.to_string(index=False))
     print(
         f"\n{len(summary)} months, {int(summary['invoices'].sum())} invoices, "
-        f"{int(summary['items'].sum())} items, {summary['total_usd'].sum():,.2f} USD "
+        f"{int(summary['items'].sum())} items, {summary['total_usd'].sum()} USD "
         f"→ {warehouse.path}"
     )
     return 0

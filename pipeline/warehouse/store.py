@@ -181,5 +181,9 @@ class Warehouse:
                 con.unregister("incoming")
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
-        with self.connect() as con:
-            return con.execute(sql, params).df()
+        """A read query's result with exact types; opened read-only so analysts are not blocked
+        longer than the query takes."""
+        with self.connect(read_only=self.path.exists()) as con:
+            # Through Arrow, so DECIMAL stays exact instead of becoming float64.
+            table = con.execute(sql, params).to_arrow_table()
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
