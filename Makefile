@@ -25,7 +25,7 @@ run: $(VENV)/.runtime  ## load every month into the warehouse and print a summar
 	$(BIN)/python -m pipeline.run
 
 test: $(VENV)/.test  ## run the test suite
-	$(BIN)/pytest -q
+	$(BIN)/python -m pytest -q
 
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
 	mkdir -p $(DAGSTER_STORAGE_DIR)
