@@ -2,6 +2,7 @@
 
 import copy
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -13,6 +14,7 @@ from pipeline.assets import invoice_tables, raw_invoice_pages
 from pipeline.checks import invoice_item_checks
 from pipeline.definitions import defs
 from pipeline.partitions import validate_periods
+from pipeline.schedules import closed_month_schedule, preview_refresh_schedule
 from pipeline.settings import SettingsError
 from tests.conftest import pipeline_resources
 
@@ -135,3 +137,14 @@ def test_bad_partition_keys_fail_before_any_request(sandbox, warehouse_path, key
     assert sandbox.requests == []
     with pytest.raises(SettingsError, match=f"partition key {re.escape(repr(key))}"):
         validate_periods(["2024-01", key])
+
+
+def test_schedules_target_the_closed_month_and_the_open_month():
+    when = datetime(2026, 3, 4, 6, 0, tzinfo=UTC)
+    closed = closed_month_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert (closed.partition_key, closed.run_key) == ("2026-02", "2026-02")
+    january = datetime(2026, 1, 4, 6, 0, tzinfo=UTC)
+    closed = closed_month_schedule(dg.build_schedule_context(scheduled_execution_time=january))
+    assert closed.partition_key == "2025-12"
+    daily = preview_refresh_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert (daily.partition_key, daily.run_key) == ("2026-03", "2026-03-04")
