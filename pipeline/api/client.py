@@ -127,7 +127,9 @@ class DigitalOceanClient:
         where = f"GET {path} page {page}"
         attempt = rate_waits = 0
         while True:
-            self.pacer.acquire()
+            waited = self.pacer.acquire()
+            if waited >= 1.0:
+                self.log.info(f"{where}: waited {waited:.1f}s to stay within the API rate limit")
             self.stats.requests += 1
             try:
                 resp = self.session.get(

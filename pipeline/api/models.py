@@ -27,7 +27,10 @@ class Page:
 
     @classmethod
     def parse(cls, path: str, page: int, body: str) -> Page:
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("top-level JSON value is not an object")
         return cls(path=path, page=page, body=body, data=data)

@@ -22,11 +22,13 @@ class Pacer:
         per_hour: int | None = 5000,
         *,
         margin: float = 0.5,
+        minute_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # The margin absorbs the gap between our send time and the server's receive time.
         self._windows = [
             (limit, span + margin, deque())
-            for limit, span in ((per_minute, 60.0), (per_hour, 3600.0))
+            for limit, span in ((per_minute, minute_seconds), (per_hour, 3600.0))
             if limit
         ]
         self._clock = clock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -61,6 +62,9 @@ class SandboxServer:
         link_base: str = "https://api.digitalocean.com",
         forbidden_tokens: frozenset[str] = frozenset(),
         single_page_shape: str = "rotate",
+        minute_seconds: float = 60.0,
+        error_rate: float = 0.0,
+        seed: int = 0,
     ) -> None:
         if single_page_shape not in (*SHAPES, "rotate"):
             raise ValueError(f"single_page_shape must be one of {SHAPES} or 'rotate'")
@@ -69,6 +73,11 @@ class SandboxServer:
         self.latency = latency
         self.per_minute = requests_per_minute
         self.per_hour = requests_per_hour
+        # The "per minute" window can be shortened so tests of pacing run in seconds.
+        self.minute = minute_seconds
+        # A share of requests answered 500/502/503/reset at random (seeded), for soak tests.
+        self.error_rate = error_rate
+        self._random = random.Random(seed)
         self.link_base = link_base.rstrip("/")
         self.forbidden_tokens = forbidden_tokens
         self.single_page_shape = single_page_shape
@@ -119,6 +128,8 @@ class SandboxServer:
             for pattern, queue in self._faults:
                 if queue and pattern.search(path):
                     return queue.popleft()
+            if self.error_rate and self._random.random() < self.error_rate:
+                return Fault(self._random.choice(["500", "502", "503", "reset"]))
         return None
 
     def _admit(self) -> tuple[bool, int, int, int]:
@@ -127,11 +138,12 @@ class SandboxServer:
         with self._lock:
             while self._stamps and self._stamps[0] <= now - 3600:
                 self._stamps.popleft()
-            last_minute = sum(1 for s in self._stamps if s > now - 60) if self.per_minute else 0
+            in_minute = [s for s in self._stamps if s > now - self.minute]
+            last_minute = len(in_minute) if self.per_minute else 0
             retry_after = 0
             if self.per_minute and last_minute >= self.per_minute:
-                oldest = [s for s in self._stamps if s > now - 60][-self.per_minute]
-                retry_after = math.ceil(oldest + 60 - now)
+                oldest = in_minute[-self.per_minute]
+                retry_after = math.ceil(oldest + self.minute - now)
             if self.per_hour and len(self._stamps) >= self.per_hour:
                 retry_after = max(retry_after, math.ceil(self._stamps[-self.per_hour] + 3600 - now))
             if not retry_after:
@@ -300,6 +312,10 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 entry["status"] = "reset"
                 self.close_connection = True
                 self.connection.close()
+            elif kind == "exhausted":
+                self.rate_headers["ratelimit-remaining"] = "0"
+                self.rate_headers["ratelimit-reset"] = str(int(time.time() + fault.seconds))
+                return False
             elif kind == "stall":
                 time.sleep(fault.seconds)
                 return False

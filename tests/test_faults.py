@@ -1,0 +1,199 @@
+"""Faults injected by the sandbox over real HTTP: the warehouse ends complete or unchanged."""
+
+import json
+import math
+import time
+from decimal import Decimal
+
+import pytest
+
+from pipeline.api import ApiError, Pacer, Page, ResponseTooLargeError
+from pipeline.api.client import INVOICES_PATH, items_path
+from pipeline.sandbox import Fault, SandboxServer
+from tests.conftest import make_client
+from tests.test_pipeline import materialize, rows
+
+MONTH = "2024-03"  # 250 items: two pages of 200 in the default dataset
+
+
+def invoice_of(server, month=MONTH):
+    (invoice,) = [i for i in server.data.invoices if i["invoice_period"] == month]
+    return invoice
+
+
+def page_body(server, uuid, page, per_page=200):
+    status, body = server.respond(
+        items_path(uuid), {"page": [str(page)], "per_page": [str(per_page)]}
+    )
+    assert status == 200
+    return body
+
+
+def load_month(server, path, **kwargs):
+    return materialize(server, path, MONTH, raise_on_error=False, **kwargs)
+
+
+def month_rows(path):
+    return rows(
+        path,
+        "SELECT count(*), sum(amount), min(loaded_at) FROM invoice_items WHERE invoice_period = ?",
+        [MONTH],
+    )
+
+
+def test_retry_after_and_exhausted_budget_are_obeyed(sandbox, client):
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    sandbox.inject(f"^{items_path(uuid)}$", Fault("retry_after", seconds=1), Fault("exhausted", 1))
+    ref = next(r for r in client.list_invoices().invoices if r.invoice_uuid == uuid)
+    started = time.monotonic()
+    (fetch,) = client.fetch_items([ref])
+    assert time.monotonic() - started >= 1.0
+    assert fetch.items == sandbox.data.items[uuid]
+    assert client.stats.rate_limited == 1
+
+
+def test_pacing_stays_under_the_limit_with_zero_429s():
+    """A fetch needing more requests than one window allows is paced, never bounced."""
+    with SandboxServer(requests_per_minute=10, minute_seconds=1.0) as server:
+        pacer = Pacer(per_minute=10, per_hour=None, minute_seconds=1.0, margin=0.05)
+        with make_client(server, per_page=20, pacer=pacer) as api:
+            listing = api.list_invoices()
+            started = time.monotonic()
+            fetches = api.fetch_items(listing.invoices[:12])
+            elapsed = time.monotonic() - started
+        assert all(f.problems() == [] for f in fetches)
+        statuses = [r["status"] for r in server.requests]
+        assert 429 not in statuses
+        needed = sum(len(f.pages) for f in fetches)
+        assert elapsed >= math.ceil(needed / 10) - 1 - 0.2
+
+
+@pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate", "notjson"])
+def test_transient_faults_are_retried_with_the_same_result(sandbox, fault):
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    sandbox.inject(f"^{items_path(uuid)}$", fault, fault)
+    with make_client(sandbox) as api:
+        ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
+        (fetch,) = api.fetch_items([ref])
+        assert api.stats.retries == 2
+    assert fetch.items == sandbox.data.items[uuid]
+
+
+def test_a_stalled_response_times_out_and_is_retried(sandbox):
+    sandbox.inject(f"^{INVOICES_PATH}$", Fault("stall", seconds=1.5))
+    with make_client(sandbox, timeout=0.5) as api:
+        listing = api.list_invoices()
+        assert api.stats.retries == 1
+    assert len(listing.invoices) == len(sandbox.data.invoices)
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (503, r"GET /v2/customers/my/invoices/[\w-]+ page 1: HTTP 503 .*gave up after 4"),
+        ("notjson", r"page 1: response is not valid JSON.*gave up after 4"),
+    ],
+)
+def test_persistent_faults_fail_naming_path_and_status(sandbox, fault, message):
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    sandbox.inject(f"^{items_path(uuid)}$", fault, times=10)
+    with make_client(sandbox) as api:
+        ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
+        with pytest.raises(ApiError, match=message):
+            api.fetch_items([ref])
+
+
+def test_oversized_response_fails_cleanly(sandbox):
+    sandbox.inject(f"^{INVOICES_PATH}$", "oversize")
+    with make_client(sandbox, max_response_bytes=1 << 20) as api:
+        with pytest.raises(ResponseTooLargeError, match="bound"):
+            api.list_invoices()
+
+
+def test_hostile_deeply_nested_json_fails_as_bad_json():
+    nested = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError, match="nested"):
+        Page.parse(INVOICES_PATH, 1, nested)
+
+
+def test_persistent_failure_leaves_the_month_as_it_was(sandbox, warehouse_path):
+    assert load_month(sandbox, warehouse_path).success
+    before = month_rows(warehouse_path)
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    sandbox.inject(f"^{items_path(uuid)}$", "truncate", times=10)
+    result = load_month(sandbox, warehouse_path)
+    assert not result.success
+    assert month_rows(warehouse_path) == before
+
+
+def test_item_count_short_of_meta_total_fails_and_keeps_rows(sandbox, warehouse_path):
+    assert load_month(sandbox, warehouse_path).success
+    before = month_rows(warehouse_path)
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    short = page_body(sandbox, uuid, 2)
+    short["invoice_items"] = short["invoice_items"][:-1]
+    sandbox.inject(
+        f"^{items_path(uuid)}$",
+        Fault("json", body=page_body(sandbox, uuid, 1)),
+        Fault("json", body=short),
+    )
+    result = load_month(sandbox, warehouse_path)
+    assert not result.success
+    error = failure_message(result)
+    total = len(sandbox.data.items[uuid])
+    assert f"invoice {uuid} ({MONTH}): fetched {total - 1} items but meta.total is {total}" in error
+    assert month_rows(warehouse_path) == before
+    # The incomplete fetch is kept in raw for inspection, marked as such.
+    assert rows(warehouse_path, "SELECT status FROM raw.fetches ORDER BY fetched_at") == [
+        ("ok",),
+        ("incomplete",),
+    ]
+
+
+def test_pages_shifting_while_paging_is_detected(sandbox, warehouse_path):
+    uuid = invoice_of(sandbox)["invoice_uuid"]
+    first = page_body(sandbox, uuid, 1)
+    shifted = page_body(sandbox, uuid, 2)
+    # An item was added while we paged: page 2 repeats page 1's last item and the total grew.
+    shifted["invoice_items"] = first["invoice_items"][-1:] + shifted["invoice_items"]
+    shifted["meta"]["total"] += 1
+    sandbox.inject(f"^{items_path(uuid)}$", Fault("json", body=first), Fault("json", body=shifted))
+    result = load_month(sandbox, warehouse_path)
+    assert not result.success
+    assert f"invoice {uuid} ({MONTH}): meta.total changed while paging" in failure_message(result)
+
+
+def test_reissued_invoice_replaces_the_old_one(sandbox, warehouse_path):
+    assert load_month(sandbox, warehouse_path).success
+    data = sandbox.data.copy()
+    old = invoice_of(sandbox)
+    new_uuid = "a0000000-0000-4000-8000-00000000000a"
+    reissued = {**old, "invoice_uuid": new_uuid, "amount": "10.00"}
+    data.invoices = [
+        reissued if i is not None and i["invoice_uuid"] == old["invoice_uuid"] else i
+        for i in data.invoices
+    ]
+    data.items[new_uuid] = [{"product": "Droplets", "amount": "10.00"}]
+    sandbox.data = data
+    assert load_month(sandbox, warehouse_path).success
+    assert rows(warehouse_path, "SELECT invoice_uuid, amount FROM invoices") == [
+        (new_uuid, Decimal("10.00"))
+    ]
+    assert rows(warehouse_path, "SELECT count(*) FROM invoice_items") == [(1,)]
+
+
+def failure_message(result) -> str:
+    """The step failures' messages, with the user error each wraps."""
+    messages = []
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
+    return "\n".join(messages)
+
+
+def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path):
+    assert load_month(sandbox, warehouse_path).success
+    (body,) = rows(warehouse_path, "SELECT body FROM raw.invoice_list_pages")[0]
+    assert json.loads(body)["meta"]["total"] == len(sandbox.data.invoices)
