@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
-export DAGSTER_STORAGE_DIR ?= $(CURDIR)/data/dagster
-export DAGSTER_COMPUTE_LOG_DIR ?= $(DAGSTER_STORAGE_DIR)/compute_logs
 DEV_PORT ?= 3000
 
 .PHONY: run test dev backfill lint lock clean
@@ -29,12 +27,12 @@ test: $(VENV)/.test  ## run the test suite
 	$(BIN)/python -m pytest -q
 
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
-	mkdir -p $(DAGSTER_STORAGE_DIR)
+	mkdir -p data/dagster
 	$(BIN)/dagster dev -m pipeline.definitions -h 127.0.0.1 -p $(DEV_PORT)
 
 backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill FROM=2024-01 TO=2024-12
 	@test -n "$(FROM)" || { echo "usage: make backfill FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	mkdir -p $(DAGSTER_STORAGE_DIR)
+	mkdir -p data/dagster
 	$(BIN)/dagster asset materialize -m pipeline.definitions --select '*' \
 		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
 
