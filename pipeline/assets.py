@@ -14,11 +14,10 @@ import pandas as pd
 
 from pipeline.api import IncompleteInvoiceError, InvoiceFetch, InvoiceListing
 from pipeline.normalize import normalize_invoices, normalize_items
-from pipeline.partitions import monthly_partitions, run_periods, single_run
+from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.resources import DigitalOceanResource, WarehouseResource
 from pipeline.warehouse.store import RawFetch
 
-WAREHOUSE_POOL = "warehouse"
 GROUP = "digitalocean_billing"
 PARTITIONED = dict(
     partitions_def=monthly_partitions,

@@ -5,6 +5,7 @@ Each check is one set-based query over the warehouse; a failure lists the offend
 
 import dagster as dg
 
+from pipeline.partitions import WAREHOUSE_POOL
 from pipeline.resources import WarehouseResource
 
 ITEMS_MATCH_META_TOTAL = """
@@ -42,6 +43,13 @@ PERIOD_MISMATCH = """
     GROUP BY ALL
 """
 
+UNKNOWN_DURATION_UNITS = """
+    SELECT duration_unit, count(*) AS items, min(invoice_period) AS first_period
+    FROM invoice_items
+    WHERE duration IS NOT NULL AND duration_hours IS NULL
+    GROUP BY ALL
+"""
+
 
 def _result(
     warehouse: WarehouseResource,
@@ -60,13 +68,13 @@ def _result(
     return dg.AssetCheckResult(passed=bad.empty, severity=severity, metadata=metadata)
 
 
-@dg.asset_check(asset="invoice_items", blocking=True)
+@dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def items_match_meta_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Per invoice, the loaded items equal the count the API announced (meta.total)."""
     return _result(warehouse, ITEMS_MATCH_META_TOTAL, "every invoice is complete")
 
 
-@dg.asset_check(asset="invoice_items")
+@dg.asset_check(asset="invoice_items", pool=WAREHOUSE_POOL)
 def items_sum_to_invoice_amount(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Per invoice, the items' amounts add up to the invoice amount; differences are listed."""
     return _result(
@@ -77,19 +85,31 @@ def items_sum_to_invoice_amount(warehouse: WarehouseResource) -> dg.AssetCheckRe
     )
 
 
-@dg.asset_check(asset="invoice_items", blocking=True)
+@dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def unique_invoice_lines(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """No (invoice_uuid, line_number) appears twice."""
     return _result(warehouse, DUPLICATE_LINES, "no duplicate lines")
 
 
-@dg.asset_check(asset="invoice_items", blocking=True)
+@dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def items_in_their_invoice_period(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Every item sits in the partition (invoice_period) of the invoice it belongs to."""
     return _result(warehouse, PERIOD_MISMATCH, "every item is in its invoice's period")
 
 
+@dg.asset_check(asset="invoice_items", pool=WAREHOUSE_POOL)
+def durations_in_known_units(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Durations in a unit we cannot convert load with NULL duration_hours; this lists them."""
+    return _result(
+        warehouse,
+        UNKNOWN_DURATION_UNITS,
+        "every duration converts to hours",
+        dg.AssetCheckSeverity.WARN,
+    )
+
+
 invoice_item_checks = [
+    durations_in_known_units,
     items_match_meta_total,
     items_sum_to_invoice_amount,
     unique_invoice_lines,

@@ -18,6 +18,10 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=START_PERIOD, fmt="%Y-%m", end_offset=1, timezone="UTC"
 )
 
+# DuckDB has one writer: every step that opens the warehouse takes a slot in this pool, and
+# dagster.yaml gives the pool one slot, so overlapping runs queue instead of failing on the lock.
+WAREHOUSE_POOL = "warehouse"
+
 # One run covers a whole backfill range, so the invoice list is paged once per backfill.
 single_run = dg.BackfillPolicy.single_run()
 
