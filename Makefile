@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill lint lock clean
+.PHONY: run test dev backfill export lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill 
 	mkdir -p data/dagster
 	$(BIN)/dagster asset materialize -m pipeline.definitions --select '*' \
 		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
+
+export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
+	$(BIN)/python -m pipeline.export $(if $(MONTHS),--months $(MONTHS))
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

@@ -51,7 +51,7 @@ UNKNOWN_DURATION_UNITS = """
 """
 
 
-def _result(
+def check_query(
     warehouse: WarehouseResource,
     sql: str,
     passed_text: str,
@@ -71,13 +71,13 @@ def _result(
 @dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def items_match_meta_total(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Per invoice, the loaded items equal the count the API announced (meta.total)."""
-    return _result(warehouse, ITEMS_MATCH_META_TOTAL, "every invoice is complete")
+    return check_query(warehouse, ITEMS_MATCH_META_TOTAL, "every invoice is complete")
 
 
 @dg.asset_check(asset="invoice_items", pool=WAREHOUSE_POOL)
 def items_sum_to_invoice_amount(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Per invoice, the items' amounts add up to the invoice amount; differences are listed."""
-    return _result(
+    return check_query(
         warehouse,
         ITEMS_SUM_TO_INVOICE,
         "every invoice's items add up to its amount",
@@ -88,19 +88,19 @@ def items_sum_to_invoice_amount(warehouse: WarehouseResource) -> dg.AssetCheckRe
 @dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def unique_invoice_lines(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """No (invoice_uuid, line_number) appears twice."""
-    return _result(warehouse, DUPLICATE_LINES, "no duplicate lines")
+    return check_query(warehouse, DUPLICATE_LINES, "no duplicate lines")
 
 
 @dg.asset_check(asset="invoice_items", blocking=True, pool=WAREHOUSE_POOL)
 def items_in_their_invoice_period(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Every item sits in the partition (invoice_period) of the invoice it belongs to."""
-    return _result(warehouse, PERIOD_MISMATCH, "every item is in its invoice's period")
+    return check_query(warehouse, PERIOD_MISMATCH, "every item is in its invoice's period")
 
 
 @dg.asset_check(asset="invoice_items", pool=WAREHOUSE_POOL)
 def durations_in_known_units(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Durations in a unit we cannot convert load with NULL duration_hours; this lists them."""
-    return _result(
+    return check_query(
         warehouse,
         UNKNOWN_DURATION_UNITS,
         "every duration converts to hours",

@@ -247,3 +247,69 @@ def normalize_invoices(entries: pd.DataFrame, loaded_at: datetime) -> pd.DataFra
     if problems:
         raise InvalidPayloadError(problems)
     return out[INVOICE_COLUMNS].reset_index(drop=True)
+
+
+SUMMARY_COLUMNS = [
+    "invoice_uuid",
+    "invoice_id",
+    "invoice_period",
+    "status",
+    "amount",
+    "product_charges",
+    "overages",
+    "taxes",
+    "credits_and_adjustments",
+    "user_name",
+    "user_company",
+    "user_email",
+    "loaded_at",
+]
+SUMMARY_PARTS = ("product_charges", "overages", "taxes", "credits_and_adjustments")
+
+
+def normalize_summaries(raw: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
+    """Summary bodies (invoice_uuid, invoice_period, status, body) → `invoice_summaries` rows.
+
+    The summary names its month `billing_period`; it must agree with the invoice list.
+    """
+    problems: list[str] = []
+    bodies = [json.loads(body) for body in raw["body"]]
+    flat = pd.DataFrame(
+        {
+            "invoice_uuid": raw["invoice_uuid"].to_numpy(),
+            "invoice_period": raw["invoice_period"].to_numpy(),
+            "invoice_id": [b.get("invoice_id") for b in bodies],
+            "billing_period": [b.get("billing_period") for b in bodies],
+            "amount": [b.get("amount") for b in bodies],
+            **{
+                part: [
+                    (b.get(part) or {}).get("amount") if isinstance(b.get(part), dict) else None
+                    for b in bodies
+                ]
+                for part in SUMMARY_PARTS
+            },
+            **{f: [b.get(f) for b in bodies] for f in ("user_name", "user_company", "user_email")},
+        },
+        index=raw.index,
+    )
+    billing = _text(flat, "billing_period", problems)
+    problems += _where(
+        flat.assign(billing_period=billing),
+        billing.notna() & (billing != flat["invoice_period"]),
+        "billing_period",
+        "differs from the invoice's period",
+    )
+    out = pd.DataFrame(index=flat.index)
+    out["invoice_uuid"] = flat["invoice_uuid"].astype("string")
+    out["invoice_id"] = _text(flat, "invoice_id", problems)
+    out["invoice_period"] = flat["invoice_period"].astype("string")
+    out["status"] = raw["status"].astype("string")
+    out["amount"] = _decimal(flat, "amount", MONEY_PATTERN, MONEY, problems, required=True)
+    for part in SUMMARY_PARTS:
+        out[part] = _decimal(flat, part, MONEY_PATTERN, MONEY, problems, required=False)
+    for field in ("user_name", "user_company", "user_email"):
+        out[field] = _text(flat, field, problems)
+    out["loaded_at"] = pd.Timestamp(loaded_at)
+    if problems:
+        raise InvalidPayloadError(problems)
+    return out[SUMMARY_COLUMNS].reset_index(drop=True)

@@ -120,11 +120,11 @@ class DigitalOceanClient:
         self.close()
 
     # -- one page, with the retry policy ---------------------------------------------------
-    def get_page(self, path: str, page: int = 1) -> Page:
+    def get_page(self, path: str, page: int | None = 1) -> Page:
         """GET one page as JSON, retrying what can succeed later and failing fast on the rest."""
         url = self.base_url + path
-        params = {"page": page, "per_page": self.per_page}
-        where = f"GET {path} page {page}"
+        params = {"page": page, "per_page": self.per_page} if page else None
+        where = f"GET {path}" + (f" page {page}" if page else "")
         attempt = rate_waits = 0
         while True:
             waited = self.pacer.acquire()
@@ -153,7 +153,7 @@ class DigitalOceanClient:
                 status = resp.status_code
                 if status == 200:
                     try:
-                        result = Page.parse(path, page, body)
+                        result = Page.parse(path, page or 1, body)
                     except ValueError as exc:
                         failure = f"response is not valid JSON ({exc.__class__.__name__})"
                     else:
@@ -284,6 +284,15 @@ class DigitalOceanClient:
             + (f", preview {preview.invoice_period}" if preview else "")
         )
         return InvoiceListing(pages=pages, invoices=invoices, preview=preview)
+
+    def fetch_summaries(self, refs: Iterable[InvoiceRef]) -> list[Page]:
+        """The `/summary` of each invoice (one unpaged GET each), concurrently, in order."""
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="do-summary") as pool:
+            return list(
+                pool.map(
+                    lambda ref: self.get_page(items_path(ref.fetch_uuid) + "/summary", None), refs
+                )
+            )
 
     def fetch_items(self, refs: Iterable[InvoiceRef]) -> list[InvoiceFetch]:
         """Every item page of every invoice, first pages first, the rest as totals are known.

@@ -78,3 +78,27 @@ CREATE OR REPLACE MACRO raw.latest_fetch(periods) AS TABLE
     JOIN raw.fetches AS f
       ON w.invoice_period BETWEEN f.first_period AND f.last_period AND f.status = 'ok'
     GROUP BY w.invoice_period;
+
+CREATE TABLE IF NOT EXISTS raw.invoice_summaries (
+    fetched_at      TIMESTAMPTZ NOT NULL,
+    invoice_uuid    VARCHAR NOT NULL,
+    invoice_period  VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL,
+    body            VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS invoice_summaries (
+    invoice_uuid             VARCHAR NOT NULL,
+    invoice_id               VARCHAR,
+    invoice_period           VARCHAR NOT NULL,
+    status                   VARCHAR NOT NULL,
+    amount                   DECIMAL(18, 2) NOT NULL,
+    product_charges          DECIMAL(18, 2),
+    overages                 DECIMAL(18, 2),
+    taxes                    DECIMAL(18, 2),
+    credits_and_adjustments  DECIMAL(18, 2),
+    user_name                VARCHAR,
+    user_company             VARCHAR,
+    user_email               VARCHAR,
+    loaded_at                TIMESTAMPTZ NOT NULL
+);

@@ -21,7 +21,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-SCHEMA_SQL = resources.files("pipeline.warehouse").joinpath("schema.sql").read_text()
+_SQL = resources.files("pipeline.warehouse")
+SCHEMA_SQL = _SQL.joinpath("schema.sql").read_text() + _SQL.joinpath("views.sql").read_text()
 
 PERIODS = "CAST($periods AS VARCHAR[])"
 LATEST_FETCH = "SELECT * FROM raw.latest_fetch(CAST($periods AS VARCHAR[]))"
@@ -45,6 +46,8 @@ WRITABLE_TABLES = frozenset(
         "raw.invoice_list_pages",
         "raw.invoices",
         "raw.invoice_item_pages",
+        "invoice_summaries",
+        "raw.invoice_summaries",
     }
 )
 
@@ -158,6 +161,11 @@ class Warehouse:
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM landing")  # noqa: S608
                 con.unregister("landing")
 
+    def raw_invoices(self, periods: Sequence[str]) -> pd.DataFrame:
+        """Invoice list entries of the latest good fetch of each period."""
+        with self.connect() as con:
+            return con.execute(RAW_INVOICES, {"periods": list(periods)}).df()
+
     def read_raw(self, periods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         """Latest good fetch of each period: invoice entries, item pages, periods never fetched."""
         with self.connect() as con:
@@ -167,9 +175,22 @@ class Warehouse:
             pages = con.execute(RAW_ITEM_PAGES, params).df()
         return entries, pages, [p for p in periods if p not in covered]
 
-    def replace_periods(self, periods: Sequence[str], tables: dict[str, pd.DataFrame]) -> None:
-        """Swap these months' rows in every table at once: delete and insert in one transaction."""
+    def replace_periods(
+        self,
+        periods: Sequence[str],
+        tables: dict[str, pd.DataFrame],
+        append: dict[str, pd.DataFrame] | None = None,
+    ) -> None:
+        """Swap these months' rows in every table at once: delete and insert in one transaction.
+
+        `append` rows (raw landing) are added in the same transaction.
+        """
         with self.transaction() as con:
+            for table, frame in (append or {}).items():
+                _check_table(table)
+                con.register("landing", frame)
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM landing")  # noqa: S608
+                con.unregister("landing")
             for table, frame in tables.items():
                 con.execute(
                     f"DELETE FROM {table} WHERE list_contains({PERIODS}, invoice_period)",  # noqa: S608

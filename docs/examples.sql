@@ -1,0 +1,58 @@
+-- Ten questions, one query each. Run them with: duckdb -readonly data/warehouse.duckdb
+-- (the test suite runs every query below against a warehouse filled from the sandbox).
+
+-- 1. Spend by product last quarter (the last three closed months).
+SELECT product, sum(amount) AS usd
+FROM monthly_spend_by_product
+WHERE NOT is_partial
+  AND invoice_period IN (SELECT DISTINCT invoice_period FROM monthly_spend_by_product
+                         WHERE NOT is_partial ORDER BY invoice_period DESC LIMIT 3)
+GROUP BY product ORDER BY usd DESC;
+
+-- 2. Top 10 resources by spend over the last 12 closed months.
+SELECT resource_uuid, resource_name, product, sum(amount) AS usd
+FROM monthly_spend_by_resource
+WHERE NOT is_partial
+  AND invoice_period >= strftime(current_date - INTERVAL 12 MONTH, '%Y-%m')
+GROUP BY ALL ORDER BY usd DESC LIMIT 10;
+
+-- 3. Credits used per year.
+SELECT left(invoice_period, 4) AS year, -sum(BilledCost) AS credits_usd
+FROM focus_costs WHERE ChargeCategory = 'Credit'
+GROUP BY year ORDER BY year;
+
+-- 4. Taxes per month.
+SELECT invoice_period, sum(BilledCost) AS taxes_usd
+FROM focus_costs WHERE ChargeCategory = 'Tax'
+GROUP BY invoice_period ORDER BY invoice_period;
+
+-- 5. Spend per project per month.
+SELECT invoice_period, project_name, amount
+FROM monthly_spend_by_project ORDER BY invoice_period, amount DESC;
+
+-- 6. Products whose spend grew most from the previous closed month.
+SELECT invoice_period, product, previous_amount, amount, change, change_pct
+FROM product_month_over_month
+WHERE NOT is_partial
+  AND invoice_period = (SELECT max(invoice_period) FROM product_month_over_month
+                        WHERE NOT is_partial)
+ORDER BY change DESC LIMIT 5;
+
+-- 7. This month so far, next to last month at the same day.
+SELECT invoice_period, as_of, month_to_date, last_month_same_day_prorated, last_month_total
+FROM month_to_date;
+
+-- 8. Invoices that do not reconcile (should be empty), with the difference.
+SELECT invoice_uuid, invoice_period, invoice_amount, summary_amount, items_sum,
+       items_difference, problem
+FROM invoice_reconciliation WHERE problem IS NOT NULL;
+
+-- 9. Total billed per year, from the invoices.
+SELECT left(invoice_period, 4) AS year, sum(amount) AS usd, count(*) AS invoices
+FROM invoices WHERE status = 'final'
+GROUP BY year ORDER BY year;
+
+-- 10. Droplet hours per month.
+SELECT invoice_period, sum(duration_hours) AS droplet_hours, sum(amount) AS usd
+FROM invoice_items WHERE product = 'Droplets'
+GROUP BY invoice_period ORDER BY invoice_period;

@@ -1,0 +1,62 @@
+"""Export the normalized tables as Parquet, hive-partitioned by invoice_period.
+
+`python -m pipeline.export [--months 2024-05 …] [--out data/export]` writes
+`<out>/<table>/invoice_period=<YYYY-MM>/data.parquet`, so Spark, Trino, BigQuery or a bucket can
+read the warehouse when one DuckDB file is outgrown. Re-exporting a month replaces that month's
+folder only (written beside it, then swapped in).
+"""
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.partitions import validate_periods
+from pipeline.settings import Settings
+from pipeline.warehouse.store import Warehouse
+
+TABLES = ("invoices", "invoice_items", "invoice_summaries")
+# Constant queries per table (names from TABLES only); months are bound parameters.
+MONTH_ROWS = {
+    table: f"SELECT * EXCLUDE (invoice_period) FROM {table} WHERE invoice_period = ?"  # noqa: S608
+    for table in TABLES
+}
+ALL_MONTHS = "SELECT DISTINCT invoice_period FROM invoices ORDER BY 1"
+
+
+def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None) -> list[Path]:
+    """Write one Parquet file per table and month; return the files written."""
+    written: list[Path] = []
+    with warehouse.connect(read_only=True) as con:
+        if months is None:
+            months = [row[0] for row in con.execute(ALL_MONTHS).fetchall()]
+        for month in validate_periods(months) if months else []:
+            for table in TABLES:
+                rows = con.sql(MONTH_ROWS[table], params=[month]).to_arrow_table()
+                folder = out / table / f"invoice_period={month}"
+                staging = folder.with_name(folder.name + ".tmp")
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                pq.write_table(rows, staging / "data.parquet", compression="zstd")
+                shutil.rmtree(folder, ignore_errors=True)
+                staging.rename(folder)
+                written.append(folder / "data.parquet")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", nargs="*", help="YYYY-MM months (default: all loaded)")
+    parser.add_argument("--out", type=Path, default=Path("data/export"))
+    args = parser.parse_args(argv)
+    warehouse = Warehouse(Settings.from_env().warehouse_path)
+    files = export(warehouse, args.out, args.months)
+    print(f"wrote {len(files)} Parquet files under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+-- Views for analysts, rebuilt on every write connection. Documented in docs/data-dictionary.md.
+
+-- Spend per month and product; the open month (preview) is marked partial.
+CREATE OR REPLACE VIEW monthly_spend_by_product AS
+SELECT invoice_period,
+       coalesce(product, '(no product)') AS product,
+       sum(amount) AS amount,
+       count(*) AS items,
+       bool_or(status = 'preview') AS is_partial
+FROM invoice_items
+GROUP BY ALL;
+
+-- Spend per month and DigitalOcean project.
+CREATE OR REPLACE VIEW monthly_spend_by_project AS
+SELECT invoice_period,
+       coalesce(project_name, '(no project)') AS project_name,
+       sum(amount) AS amount,
+       count(*) AS items,
+       bool_or(status = 'preview') AS is_partial
+FROM invoice_items
+GROUP BY ALL;
+
+-- Spend per month and resource, named by the resource's most recent name.
+CREATE OR REPLACE VIEW monthly_spend_by_resource AS
+WITH latest_name AS (
+    SELECT resource_uuid,
+           arg_max(coalesce(group_description, description),
+                   (invoice_period, coalesce(end_time, TIMESTAMPTZ '1970-01-01'))) AS resource_name
+    FROM invoice_items
+    WHERE resource_uuid IS NOT NULL
+    GROUP BY resource_uuid
+)
+SELECT i.invoice_period,
+       i.resource_uuid,
+       n.resource_name,
+       any_value(i.product) AS product,
+       sum(i.amount) AS amount,
+       bool_or(i.status = 'preview') AS is_partial
+FROM invoice_items AS i
+JOIN latest_name AS n USING (resource_uuid)
+GROUP BY i.invoice_period, i.resource_uuid, n.resource_name;
+
+-- Month-over-month change by product over whole months only: the open month is listed
+-- (is_partial) but gets no change figures, and is never the "previous" month of another.
+CREATE OR REPLACE VIEW product_month_over_month AS
+WITH closed AS (
+    SELECT * FROM monthly_spend_by_product WHERE NOT is_partial
+), months AS (
+    SELECT DISTINCT invoice_period FROM closed
+), numbered AS (
+    SELECT invoice_period, lag(invoice_period) OVER (ORDER BY invoice_period) AS previous_period
+    FROM months
+)
+SELECT c.invoice_period,
+       c.product,
+       c.amount,
+       n.previous_period,
+       coalesce(p.amount, 0) AS previous_amount,
+       c.amount - coalesce(p.amount, 0) AS change,
+       round(100 * (c.amount - p.amount) / nullif(p.amount, 0), 1) AS change_pct,
+       false AS is_partial
+FROM closed AS c
+JOIN numbered AS n USING (invoice_period)
+LEFT JOIN closed AS p ON p.invoice_period = n.previous_period AND p.product = c.product
+UNION ALL
+SELECT invoice_period, product, amount, NULL, NULL, NULL, NULL, true
+FROM monthly_spend_by_product
+WHERE is_partial;
+
+-- The open month to date (from the preview) next to last month prorated to the same day.
+-- Line items cover whole billing periods, so "last month at the same day" is last month's
+-- total times (days elapsed / days in last month); the view says so in its columns.
+CREATE OR REPLACE VIEW month_to_date AS
+WITH preview AS (
+    SELECT invoice_period, amount, coalesce(updated_at, loaded_at) AS as_of
+    FROM invoices WHERE status = 'preview'
+), last_month AS (
+    SELECT invoice_period, sum(amount) AS amount FROM invoices WHERE status = 'final'
+    GROUP BY ALL
+)
+SELECT p.invoice_period,
+       p.as_of,
+       p.amount AS month_to_date,
+       l.invoice_period AS last_period,
+       l.amount AS last_month_total,
+       day(p.as_of) AS days_elapsed,
+       CAST(round(l.amount * day(p.as_of)
+             / day(last_day(CAST(l.invoice_period || '-01' AS DATE))), 2) AS DECIMAL(18, 2))
+           AS last_month_same_day_prorated
+FROM preview AS p
+LEFT JOIN last_month AS l
+  ON l.invoice_period = strftime(CAST(p.invoice_period || '-01' AS DATE) - INTERVAL 1 MONTH, '%Y-%m');
+
+-- Per invoice: invoice amount vs summary amount vs the sum of items, with an explanation.
+CREATE OR REPLACE VIEW invoice_reconciliation AS
+WITH items AS (
+    SELECT invoice_uuid, sum(amount) AS items_sum, count(*) AS items
+    FROM invoice_items GROUP BY invoice_uuid
+)
+SELECT i.invoice_uuid,
+       i.invoice_period,
+       i.status,
+       i.amount AS invoice_amount,
+       s.amount AS summary_amount,
+       coalesce(it.items_sum, 0) AS items_sum,
+       s.taxes,
+       s.credits_and_adjustments,
+       coalesce(it.items_sum, 0) - i.amount AS items_difference,
+       CASE
+           WHEN s.invoice_uuid IS NULL THEN 'no summary loaded'
+           WHEN i.amount <> s.amount THEN 'invoice amount differs from the summary amount'
+           WHEN coalesce(it.items_sum, 0) = i.amount THEN NULL
+           WHEN coalesce(it.items_sum, 0) + coalesce(s.taxes, 0)
+                + coalesce(s.credits_and_adjustments, 0) = i.amount THEN NULL
+           ELSE 'items do not add up to the invoice, even counting taxes and credits'
+       END AS problem,
+       CASE
+           WHEN coalesce(it.items_sum, 0) = i.amount THEN 'items include taxes and credits'
+           WHEN coalesce(it.items_sum, 0) + coalesce(s.taxes, 0)
+                + coalesce(s.credits_and_adjustments, 0) = i.amount
+               THEN 'items plus the summary''s taxes and credits'
+       END AS reconciled_by
+FROM invoices AS i
+LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
+LEFT JOIN items AS it USING (invoice_uuid);
+
+-- FinOps FOCUS 1.2 cost and usage rows, one per invoice line. Mapping: docs/data-dictionary.md.
+CREATE OR REPLACE VIEW focus_costs AS
+WITH lines AS (
+    SELECT it.*,
+           inv.invoice_id,
+           s.user_email,
+           coalesce(s.user_company, s.user_name) AS account_name,
+           CAST(CAST(it.invoice_period || '-01' AS DATE) AS TIMESTAMPTZ) AS period_start,
+           CAST(CAST(it.invoice_period || '-01' AS DATE) + INTERVAL 1 MONTH AS TIMESTAMPTZ)
+               AS period_end,
+           CASE
+               WHEN it.product ILIKE 'tax%' THEN 'Tax'
+               WHEN it.amount < 0 OR it.product ILIKE '%credit%' THEN 'Credit'
+               ELSE 'Usage'
+           END AS charge_category
+    FROM invoice_items AS it
+    JOIN invoices AS inv USING (invoice_uuid, invoice_period)
+    LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
+)
+SELECT amount AS BilledCost,
+       amount AS EffectiveCost,
+       amount AS ListCost,
+       amount AS ContractedCost,
+       'USD' AS BillingCurrency,
+       coalesce(user_email, 'digitalocean') AS BillingAccountId,
+       coalesce(account_name, user_email, 'DigitalOcean account') AS BillingAccountName,
+       period_start AS BillingPeriodStart,
+       period_end AS BillingPeriodEnd,
+       coalesce(start_time, period_start) AS ChargePeriodStart,
+       coalesce(end_time, period_end) AS ChargePeriodEnd,
+       charge_category AS ChargeCategory,
+       CAST(NULL AS VARCHAR) AS ChargeClass,
+       coalesce(description, product, charge_category) AS ChargeDescription,
+       coalesce(product, charge_category) AS ServiceName,
+       CASE
+           WHEN charge_category <> 'Usage' THEN 'Other'
+           WHEN product IN ('Droplets', 'Kubernetes Clusters', 'App Platform', 'Functions',
+                            'GPU Droplets') THEN 'Compute'
+           WHEN product IN ('Spaces Subscription', 'Spaces', 'Volumes', 'Snapshots', 'Backups',
+                            'Container Registry') THEN 'Storage'
+           WHEN product IN ('Managed Databases') THEN 'Databases'
+           WHEN product IN ('Load Balancers', 'Bandwidth', 'Floating IPs', 'Reserved IPs', 'VPN')
+               THEN 'Networking'
+           ELSE 'Other'
+       END AS ServiceCategory,
+       'DigitalOcean' AS ProviderName,
+       'DigitalOcean' AS PublisherName,
+       'DigitalOcean' AS InvoiceIssuerName,
+       CASE WHEN charge_category = 'Usage' THEN duration END AS PricingQuantity,
+       CASE WHEN charge_category = 'Usage' AND duration IS NOT NULL THEN duration_unit END
+           AS PricingUnit,
+       CASE WHEN charge_category = 'Usage' THEN duration END AS ConsumedQuantity,
+       CASE WHEN charge_category = 'Usage' AND duration IS NOT NULL THEN duration_unit END
+           AS ConsumedUnit,
+       coalesce(resource_uuid, resource_id) AS ResourceId,
+       coalesce(group_description, description) AS ResourceName,
+       coalesce(invoice_id, invoice_uuid) AS InvoiceId,
+       CASE WHEN project_name IS NULL THEN '{}'::JSON
+            ELSE json_object('project', project_name) END AS Tags,
+       invoice_period,
+       invoice_uuid,
+       line_number
+FROM lines;
