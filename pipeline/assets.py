@@ -198,11 +198,23 @@ def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "preview": dg.MetadataValue.md(preview.tail(24).to_markdown(index=False)),
         },
     )
+    by_product = (
+        items.groupby(["product", "invoice_period"], dropna=False)["amount"]
+        .sum()
+        .unstack("invoice_period")
+        .reindex(columns=periods[-6:])
+    )
+    by_product = by_product.loc[by_product.sum(axis=1).sort_values(ascending=False).index]
     yield dg.MaterializeResult(
         asset_key="invoice_items",
         metadata={
             "dagster/row_count": len(items),
             "total_amount": _money(items["amount"].sum() if len(items) else 0),
+            "spend_by_product": dg.MetadataValue.md(
+                by_product.fillna(0).map(lambda v: f"{v:,.2f}").to_markdown()
+                if len(items)
+                else "no items"
+            ),
             "preview": dg.MetadataValue.md(
                 items.head(10)[["invoice_period", "line_number", "product", "amount"]]
                 .astype(str)

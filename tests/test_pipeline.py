@@ -71,6 +71,12 @@ def test_range_of_months_loads_every_item_exactly(sandbox, warehouse_path):
     assert rows(warehouse_path, "SELECT typeof(amount) FROM invoice_items LIMIT 1") == [
         ("DECIMAL(18,2)",)
     ]
+    items_event = next(
+        m for m in result.asset_materializations_for_node("invoice_tables")
+        if m.asset_key == dg.AssetKey("invoice_items")
+    )
+    assert items_event.metadata["dagster/row_count"].value == len(items)
+    assert "Droplets" in items_event.metadata["spend_by_product"].value
     # One list request for the whole range, then the item pages.
     list_calls = [r for r in sandbox.requests if r["path"] == "/v2/customers/my/invoices"]
     assert len(list_calls) == 1
