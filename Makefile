@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export lint lock clean
+.PHONY: run test dev backfill export bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill 
 
 export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
 	$(BIN)/python -m pipeline.export $(if $(MONTHS),--months $(MONTHS))
+
+$(VENV)/.bench: $(VENV)/.runtime
+	$(BIN)/pip install -q "dlt[duckdb]==1.31.0"
+	touch $@
+
+bench: $(VENV)/.bench  ## this pipeline vs dlt rest_api on the sandbox, scale and rate-limit runs
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

@@ -168,3 +168,17 @@ def test_money_is_exact(amounts):
     assert [Decimal(str(v)) for v in frame["amount"]] == [Decimal(as_text(a)) for a in amounts]
     total = sum((Decimal(str(v)) for v in frame["amount"]), Decimal(0))
     assert total == Decimal(sum(amounts)) / 100
+
+
+def test_arrow_fast_path_matches_the_row_path(monkeypatch):
+    """Both parsers give identical rows; the fast one is only a speed-up."""
+    import pipeline.normalize as normalize
+
+    pages = pages_of(
+        [[item(), item(project_name="Café ☕", new_field="x")], [item(amount="-1.05")], []]
+    )
+    fast, fast_unknown = normalize_items(pages, LOADED)
+    monkeypatch.setattr(normalize, "_items_with_arrow", lambda _: None)
+    slow, slow_unknown = normalize_items(pages, LOADED)
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
+    assert fast_unknown == slow_unknown == ["new_field"]
