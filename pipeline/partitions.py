@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import dagster as dg
@@ -23,6 +24,10 @@ monthly_partitions = dg.MonthlyPartitionsDefinition(
 WAREHOUSE_POOL = "warehouse"
 
 # One run covers a whole backfill range, so the invoice list is paged once per backfill.
+# Dagster marks the parameter beta; the policy is deliberate, so its warning is noise here.
+warnings.filterwarnings(
+    "ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning
+)
 single_run = dg.BackfillPolicy.single_run()
 
 

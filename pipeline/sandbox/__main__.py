@@ -4,13 +4,14 @@ import argparse
 import time
 
 from pipeline.sandbox import SandboxServer, build_dataset
+from pipeline.sandbox.data import PROFILES
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the sandbox DigitalOcean billing API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--profile", default="default", choices=["default", "bench"])
+    parser.add_argument("--profile", default="default", choices=list(PROFILES))
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--token", default="sandbox-token")
     parser.add_argument("--requests-per-minute", type=int, default=None)

@@ -21,6 +21,9 @@ EMPTY_MONTH = "2023-04"
 # Bench profile: 41 final invoices, 18,306 items, Σ ceil(items/200) = 112 item pages,
 # so a complete load needs 1 list request + 112 item requests = 113.
 BENCH_INVOICES, BENCH_ITEMS, BENCH_PAGES = 41, 18_306, 112
+# Rate-limit profile: three bench accounts' worth of months back to back (123 invoices, 337
+# requests), so one backfill needs more than the 250 requests a minute allows.
+PROFILES = {"default": 0, "bench": 1, "bench-x3": 3}
 
 PRODUCTS = [
     ("Droplets", "iaas"),
@@ -215,16 +218,18 @@ def build_dataset(
             else LARGE_MONTHS.get(p, random.Random(f"{seed}:{p}:n").randint(15, 80))
             for p in months
         }
-    elif profile == "bench":
-        months = [add_months(current, -n) for n in range(BENCH_INVOICES, 0, -1)]
-        counts = dict(zip(months, _bench_counts(seed), strict=True))
+    elif profile in PROFILES:
+        copies = PROFILES[profile]
+        months = [add_months(current, -n) for n in range(BENCH_INVOICES * copies, 0, -1)]
+        bench_counts = [c for k in range(copies) for c in _bench_counts(seed + k)]
+        counts = dict(zip(months, bench_counts, strict=True))
     else:
-        raise ValueError(f"unknown sandbox profile {profile!r} (default, bench)")
+        raise ValueError(f"unknown sandbox profile {profile!r} ({', '.join(PROFILES)})")
     items: dict[str, list[dict[str, Any]]] = {}
     invoices, summaries = [], {}
     for period in months:
         month_items = _month_items(seed, period, counts[period])
-        if profile == "bench":
+        if profile != "default":
             month_items = month_items[: counts[period]]
             month_items += [
                 _item(random.Random(f"{seed}:{period}:pad:{k}"), period, k, 28)[0]
