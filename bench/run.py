@@ -44,8 +44,12 @@ def peak_mib() -> float:
 def sandbox(latency: float, profile: str = "bench", **options) -> SandboxServer:
     port = free_port()
     return SandboxServer(
-        build_dataset(profile), token=TOKEN, port=port, latency=latency,
-        link_base=f"http://127.0.0.1:{port}", **options,
+        build_dataset(profile),
+        token=TOKEN,
+        port=port,
+        latency=latency,
+        link_base=f"http://127.0.0.1:{port}",
+        **options,
     )
 
 
@@ -60,22 +64,35 @@ def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[
     fetches = api.fetch_items(listing.for_periods(periods))
     t1 = time.perf_counter()
     raw = RawFetch(
-        fetch_id=f"bench-{uuid.uuid4()}", run_id=None, fetched_at=pd.Timestamp.now(tz="UTC"),
-        first_period=periods[0], last_period=periods[-1], api_host="sandbox", status="ok",
-        error=None, requests=api.stats.requests,
-        list_pages=pd.DataFrame({"page": [p.page for p in listing.pages],
-                                 "body": [p.body for p in listing.pages]}),
-        invoices=pd.DataFrame({
-            "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
-            "invoice_period": [f.ref.invoice_period for f in fetches],
-            "status": [f.ref.status for f in fetches],
-            "items_total": [f.expected for f in fetches],
-            "entry": [json.dumps(f.ref.entry) for f in fetches],
-        }),
+        fetch_id=f"bench-{uuid.uuid4()}",
+        run_id=None,
+        fetched_at=pd.Timestamp.now(tz="UTC"),
+        first_period=periods[0],
+        last_period=periods[-1],
+        api_host="sandbox",
+        status="ok",
+        error=None,
+        requests=api.stats.requests,
+        list_pages=pd.DataFrame(
+            {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
+        ),
+        invoices=pd.DataFrame(
+            {
+                "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
+                "invoice_period": [f.ref.invoice_period for f in fetches],
+                "status": [f.ref.status for f in fetches],
+                "items_total": [f.expected for f in fetches],
+                "entry": [json.dumps(f.ref.entry) for f in fetches],
+            }
+        ),
         item_pages=pd.DataFrame(
-            [(f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, p.page, p.body)
-             for f in fetches for p in f.pages],
-            columns=["invoice_uuid", "invoice_period", "status", "page", "body"]),
+            [
+                (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, p.page, p.body)
+                for f in fetches
+                for p in f.pages
+            ],
+            columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
+        ),
     )
     store.land_raw(raw)
     entries, pages, _ = store.read_raw(periods)
@@ -86,8 +103,15 @@ def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[
     t3 = time.perf_counter()
     store.replace_periods(periods, {"invoices": invoices, "invoice_items": items})
     t4 = time.perf_counter()
-    return {"wall": t4 - t0, "fetch": t1 - t0, "raw": t2 - t1, "normalize": t3 - t2,
-            "load": t4 - t3, "rows": len(items), "retries": api.stats.retries}
+    return {
+        "wall": t4 - t0,
+        "fetch": t1 - t0,
+        "raw": t2 - t1,
+        "normalize": t3 - t2,
+        "load": t4 - t3,
+        "rows": len(items),
+        "retries": api.stats.retries,
+    }
 
 
 def one(kind: str, latency: float, n_items: int) -> dict:
@@ -96,7 +120,9 @@ def one(kind: str, latency: float, n_items: int) -> dict:
     if kind == "pipeline":
         with sandbox(latency) as server:
             with DigitalOceanClient(server.url, TOKEN, pacer=Pacer(None, None)) as api:
-                result = load_with_pipeline(api, Warehouse(work / "w.duckdb"), final_periods(server))
+                result = load_with_pipeline(
+                    api, Warehouse(work / "w.duckdb"), final_periods(server)
+                )
             result["requests"] = len(server.requests)
     elif kind == "dlt":
         from bench.dlt_source import run_dlt
@@ -104,8 +130,12 @@ def one(kind: str, latency: float, n_items: int) -> dict:
         with sandbox(latency) as server:
             start = time.perf_counter()
             rows = run_dlt(server.url, TOKEN, work / "dlt.duckdb", work / "dlt")
-            result = {"wall": time.perf_counter() - start, "rows": rows,
-                      "requests": len(server.requests), "retries": 0}
+            result = {
+                "wall": time.perf_counter() - start,
+                "rows": rows,
+                "requests": len(server.requests),
+                "retries": 0,
+            }
     elif kind == "scale":
         result = scale(n_items, work)
     elif kind == "ratelimit":
@@ -141,8 +171,13 @@ def scale(n_items: int, work: Path) -> dict:
     t1 = time.perf_counter()
     store.replace_periods(["2024-05"], {"invoice_items": items})
     t2 = time.perf_counter()
-    return {"wall": t2 - t0, "normalize": t1 - t0, "load": t2 - t1, "rows": len(items),
-            "rows_per_s": len(items) / (t2 - t0)}
+    return {
+        "wall": t2 - t0,
+        "normalize": t1 - t0,
+        "load": t2 - t1,
+        "rows": len(items),
+        "rows_per_s": len(items) / (t2 - t0),
+    }
 
 
 def rate_limited(work: Path) -> dict:
@@ -162,9 +197,15 @@ def rate_limited(work: Path) -> dict:
         statuses = [r["status"] for r in server.requests]
     n = len(statuses)
     after_fetch = result["raw"] + result["normalize"] + result["load"]
-    return {"wall": wall, "requests": n, "429s": statuses.count(429), "months": len(periods),
-            "minimum": (math.ceil(n / 250) - 1) * 60.0 + after_fetch, "rows": result["rows"],
-            "paced_s": waited}
+    return {
+        "wall": wall,
+        "requests": n,
+        "429s": statuses.count(429),
+        "months": len(periods),
+        "minimum": (math.ceil(n / 250) - 1) * 60.0 + after_fetch,
+        "rows": result["rows"],
+        "paced_s": waited,
+    }
 
 
 def one_month_cli(runs: int) -> dict:
@@ -178,21 +219,41 @@ def one_month_cli(runs: int) -> dict:
     for _ in range(runs):
         home = Path(tempfile.mkdtemp(prefix="bench-home-"))
         (home / "dagster.yaml").write_text((HERE.parent / "dagster.yaml").read_text())
-        env = {**__import__("os").environ, "DAGSTER_HOME": str(home),
-               "WAREHOUSE_PATH": str(home / "w.duckdb")}
+        env = {
+            **__import__("os").environ,
+            "DAGSTER_HOME": str(home),
+            "WAREHOUSE_PATH": str(home / "w.duckdb"),
+        }
         env.pop("DIGITALOCEAN_TOKEN", None)
         start = time.perf_counter()
         out = subprocess.run(
-            [str(dagster), "asset", "materialize", "-m", "pipeline.definitions", "--select", "*",
-             "--partition", "2024-05"],
-            check=True, capture_output=True, text=True, cwd=home, env=env,
+            [
+                str(dagster),
+                "asset",
+                "materialize",
+                "-m",
+                "pipeline.definitions",
+                "--select",
+                "*",
+                "--partition",
+                "2024-05",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=home,
+            env=env,
         )
         walls.append(time.perf_counter() - start)
         found = re.search(r"Finished steps in process \(pid: \d+\) in ([\d.]+)(m?s)", out.stderr)
         works.append(float(found[1]) / (1000 if found[2] == "ms" else 1))
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import pipeline.definitions"], check=True,
-                       capture_output=True, cwd=HERE.parent)
+        subprocess.run(
+            [sys.executable, "-c", "import pipeline.definitions"],
+            check=True,
+            capture_output=True,
+            cwd=HERE.parent,
+        )
         imports.append(time.perf_counter() - start)
     wall, work, imp = (statistics.median(v) for v in (walls, works, imports))
     return {"wall": wall, "imports": imp, "work": work, "overhead": wall - imp - work}
@@ -202,13 +263,29 @@ def measure(kind: str, runs: int, latency: float = 0.02, n_items: int = 0) -> di
     results = []
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-m", "bench.run", "--one", kind, "--latency", str(latency),
-             "--items", str(n_items)],
-            check=True, capture_output=True, text=True, cwd=HERE.parent,
+            [
+                sys.executable,
+                "-m",
+                "bench.run",
+                "--one",
+                kind,
+                "--latency",
+                str(latency),
+                "--items",
+                str(n_items),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=HERE.parent,
         ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
-    return {k: statistics.median(r[k] for r in results) if isinstance(results[0][k], float | int)
-            else results[0][k] for k in results[0]}
+    return {
+        k: statistics.median(r[k] for r in results)
+        if isinstance(results[0][k], float | int)
+        else results[0][k]
+        for k in results[0]
+    }
 
 
 def main() -> int:
@@ -229,8 +306,10 @@ def main() -> int:
     ours = measure("pipeline", args.runs)
     peer = measure("dlt", args.runs)
     workers = 8
-    critical = max(1 + 1 + max(math.ceil(c / 200) for c in counts) - 1,
-                   1 + math.ceil((minimum_requests - 1) / workers))
+    critical = max(
+        1 + 1 + max(math.ceil(c / 200) for c in counts) - 1,
+        1 + math.ceil((minimum_requests - 1) / workers),
+    )
     bound = critical * args.latency + ours["raw"] + ours["normalize"] + ours["load"]
     lines = [
         f"# Benchmark results\n\nMachine: {platform.machine()}, {platform.system()} "
@@ -263,22 +342,25 @@ def main() -> int:
     ]
     for n in (100_000, 1_000_000):
         r = measure("scale", 1 if n > 100_000 else args.runs, n_items=n)
-        lines.append(f"| {n:,} | {r['wall']:.2f} | {r['normalize']:.2f} | {r['load']:.2f} | "
-                     f"{r['rows_per_s']:,.0f} | {r['peak_mib']:.0f} |")
+        lines.append(
+            f"| {n:,} | {r['wall']:.2f} | {r['normalize']:.2f} | {r['load']:.2f} | "
+            f"{r['rows_per_s']:,.0f} | {r['peak_mib']:.0f} |"
+        )
     cli = one_month_cli(args.runs)
     lines += [
-        "", "## One month through the Dagster CLI, as a whole process\n",
+        "",
+        "## One month through the Dagster CLI, as a whole process\n",
         "`dagster asset materialize -m pipeline.definitions --select '*' --partition 2024-05` "
         "against the built-in sandbox (raw pages, invoices, items, summaries and six checks):\n",
         "| total s | Python imports s | Dagster run start and event log s | work (steps) s |",
         "|---:|---:|---:|---:|",
-        f"| {cli['wall']:.2f} | {cli['imports']:.2f} | {cli['overhead']:.2f} | "
-        f"{cli['work']:.2f} |",
+        f"| {cli['wall']:.2f} | {cli['imports']:.2f} | {cli['overhead']:.2f} | {cli['work']:.2f} |",
     ]
     if not args.skip_rate_limit:
         r = measure("ratelimit", 1)
         lines += [
-            "", "## Rate limit: 250 requests/minute on the sandbox\n",
+            "",
+            "## Rate limit: 250 requests/minute on the sandbox\n",
             f"A backfill of {r['months']} months, {r['rows']:,.0f} items, {r['requests']} requests "
             f"at 20 ms each: **{r['429s']} × 429**, "
             f"{r['wall']:.1f} s against a minimum of {r['minimum']:.1f} s that the limit allows "

@@ -25,9 +25,7 @@ WAREHOUSE_POOL = "warehouse"
 
 # One run covers a whole backfill range, so the invoice list is paged once per backfill.
 # Dagster marks the parameter beta; the policy is deliberate, so its warning is noise here.
-warnings.filterwarnings(
-    "ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning
-)
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 single_run = dg.BackfillPolicy.single_run()
 
 

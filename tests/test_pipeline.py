@@ -72,7 +72,8 @@ def test_range_of_months_loads_every_item_exactly(sandbox, warehouse_path):
         ("DECIMAL(18,2)",)
     ]
     items_event = next(
-        m for m in result.asset_materializations_for_node("invoice_tables")
+        m
+        for m in result.asset_materializations_for_node("invoice_tables")
         if m.asset_key == dg.AssetKey("invoice_items")
     )
     assert items_event.metadata["dagster/row_count"].value == len(items)
