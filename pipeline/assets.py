@@ -189,6 +189,10 @@ def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         }
     )
     total = invoices["amount"].sum() if len(invoices) else 0
+    context.log.info(
+        f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {len(invoices)} invoices, "
+        f"{len(items)} items, {_money(total)}"
+    )
     yield dg.MaterializeResult(
         asset_key="invoices",
         metadata={

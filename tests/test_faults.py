@@ -197,3 +197,36 @@ def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path):
     assert load_month(sandbox, warehouse_path).success
     (body,) = rows(warehouse_path, "SELECT body FROM raw.invoice_list_pages")[0]
     assert json.loads(body)["meta"]["total"] == len(sandbox.data.invoices)
+
+
+class RecordingLog:
+    """Collects what the client would write to a Dagster run log."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(("info", msg))
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(("warning", msg))
+
+
+def test_the_log_tells_progress_retries_and_rate_limit_waits():
+    """What a person watching a backfill reads: pages out of the total, and every wait's why."""
+    with SandboxServer() as server:
+        uuid = invoice_of(server)["invoice_uuid"]
+        server.inject(f"^{items_path(uuid)}$", Fault("retry_after", seconds=1), 503)
+        log = RecordingLog()
+        pacer = Pacer(per_minute=3, per_hour=None, minute_seconds=1.5, margin=0.0)
+        with make_client(server, log=log, pacer=pacer) as api:
+            ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
+            api.fetch_items([ref])
+    warnings = [m for level, m in log.lines if level == "warning"]
+    infos = [m for level, m in log.lines if level == "info"]
+    assert any("page 1: rate limited (429); waiting 1.0s as the API asks" in m for m in warnings), (
+        warnings
+    )
+    assert any("HTTP 503" in m and "retry 1 of 3 in" in m for m in warnings), warnings
+    assert any("s to stay within the API rate limit" in m for m in infos), infos
+    assert infos[-1] == "items: 1/1 invoices complete, 2/2 pages fetched (1/1 invoice totals known)"

@@ -206,5 +206,5 @@ class Warehouse:
         longer than the query takes."""
         with self.connect(read_only=self.path.exists()) as con:
             # Through Arrow, so DECIMAL stays exact instead of becoming float64.
-            table = con.execute(sql, params).to_arrow_table()
+            table = con.sql(sql, params=params).to_arrow_table()
         return table.to_pandas(types_mapper=pd.ArrowDtype)
