@@ -7,6 +7,7 @@ invariants are enforced before COMMIT; the asset checks below re-verify the stor
 import json
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -133,6 +134,13 @@ def _hard_invariants(invoices: pd.DataFrame, items: pd.DataFrame, periods: list[
     return problems
 
 
+def _bars(amounts: pd.Series, width: int = 24) -> list[str]:
+    """A bar per month, scaled to the largest: the spend plot the UI can show in markdown."""
+    values = [Decimal(0) if pd.isna(v) else Decimal(str(v)) for v in amounts]
+    top = max([v for v in values if v > 0], default=Decimal(0))
+    return ["█" * int(width * v / top) if top and v > 0 else "" for v in values]
+
+
 def _money(value: object) -> str:
     return f"{value:,.2f} USD" if value is not None and pd.notna(value) else "0.00 USD"
 
@@ -186,6 +194,7 @@ def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "invoices": by_month["invoices"].astype(int).to_numpy(),
             "items": by_month["items"].astype(int).to_numpy(),
             "amount": [_money(v) for v in by_month["amount"]],
+            "spend": _bars(by_month["amount"]),
         }
     )
     total = invoices["amount"].sum() if len(invoices) else 0

@@ -78,6 +78,15 @@ def test_range_of_months_loads_every_item_exactly(sandbox, warehouse_path):
     )
     assert items_event.metadata["dagster/row_count"].value == len(items)
     assert "Droplets" in items_event.metadata["spend_by_product"].value
+    invoices_event = next(
+        m
+        for m in result.asset_materializations_for_node("invoice_tables")
+        if m.asset_key == dg.AssetKey("invoices")
+    )
+    assert invoices_event.metadata["total_amount"].value == f"{total:,.2f} USD"
+    # The spend plot: one bar per month, the largest month's bar full width.
+    plot = invoices_event.metadata["preview"].value
+    assert plot.count("█" * 24) >= 1 and all(p in plot for p in periods)
     # One list request for the whole range, then the item pages.
     list_calls = [r for r in sandbox.requests if r["path"] == "/v2/customers/my/invoices"]
     assert len(list_calls) == 1
