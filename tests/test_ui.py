@@ -27,6 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 BACKFILL_MONTHS = ["2024-01", "2024-02", "2024-03"]
 ASSETS = ["raw_invoice_pages", "invoices", "invoice_items", "invoice_summaries"]
+ITEM_CHECKS = [
+    "durations_in_known_units",
+    "items_in_their_invoice_period",
+    "items_match_meta_total",
+    "items_sum_to_invoice_amount",
+    "unique_invoice_lines",
+]
 LOCATION = "pipeline.definitions"
 # name → (cron, how the UI writes it)
 SCHEDULES = {
@@ -317,6 +324,16 @@ def test_three_month_backfill_from_the_ui_succeeds_and_lands(
     assert [(m, n) for m, n, _ in invoices] == [(m, 1) for m in BACKFILL_MONTHS]
     assert [m for m, _, _ in items] == BACKFILL_MONTHS and all(n > 0 for _, n, _ in items)
     assert problems == (0,)
+
+    # Where a person sees the checks: the asset's Checks tab, every one succeeded.
+    page.goto(f"{dagster_ui.url}/assets/invoice_items?view=checks")
+    playwright_sync.expect(page.get_by_text(f"Checks ({len(ITEM_CHECKS)})")).to_be_visible()
+    for check in ITEM_CHECKS:
+        playwright_sync.expect(page.get_by_text(check, exact=True).first).to_be_visible()
+    playwright_sync.expect(page.get_by_text("Succeeded", exact=True)).to_have_count(
+        len(ITEM_CHECKS)
+    )
+    page.screenshot(path=output_dir / "checks.png")
 
     # Each materialization shows its row count and amount.
     latest = dagster_ui.graphql(LATEST_METADATA, {"path": ["invoice_items"]})
