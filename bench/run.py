@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,36 +62,8 @@ def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[
     listing = api.list_invoices()
     fetches = api.fetch_items(listing.for_periods(periods))
     t1 = time.perf_counter()
-    raw = RawFetch(
-        fetch_id=f"bench-{uuid.uuid4()}",
-        run_id=None,
-        fetched_at=pd.Timestamp.now(tz="UTC"),
-        first_period=periods[0],
-        last_period=periods[-1],
-        api_host="sandbox",
-        status="ok",
-        error=None,
-        requests=api.stats.requests,
-        list_pages=pd.DataFrame(
-            {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
-        ),
-        invoices=pd.DataFrame(
-            {
-                "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
-                "invoice_period": [f.ref.invoice_period for f in fetches],
-                "status": [f.ref.status for f in fetches],
-                "items_total": [f.expected for f in fetches],
-                "entry": [json.dumps(f.ref.entry) for f in fetches],
-            }
-        ),
-        item_pages=pd.DataFrame(
-            [
-                (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, p.page, p.body)
-                for f in fetches
-                for p in f.pages
-            ],
-            columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
-        ),
+    raw = RawFetch.of(
+        listing, fetches, periods=periods, api_host="sandbox", requests=api.stats.requests
     )
     store.land_raw(raw)
     entries, pages, _ = store.read_raw(periods)

@@ -4,8 +4,6 @@ Data flows one way: API → `raw` schema (as received) → pandas normalization 
 invariants are enforced before COMMIT; the asset checks below re-verify the stored tables.
 """
 
-import json
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
@@ -13,7 +11,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import pandas as pd
 
-from pipeline.api import IncompleteInvoiceError, InvoiceFetch, InvoiceListing
+from pipeline.api import IncompleteInvoiceError
 from pipeline.normalize import normalize_invoices, normalize_items
 from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.resources import DigitalOceanResource, WarehouseResource
@@ -26,51 +24,6 @@ PARTITIONED = dict(
     pool=WAREHOUSE_POOL,
     group_name=GROUP,
 )
-
-
-def _raw_fetch(
-    context: dg.AssetExecutionContext,
-    periods: list[str],
-    api_host: str,
-    listing: InvoiceListing,
-    fetches: list[InvoiceFetch],
-    requests: int,
-    problems: list[str],
-) -> RawFetch:
-    list_pages = pd.DataFrame(
-        {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
-    )
-    invoices = pd.DataFrame(
-        {
-            "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
-            "invoice_period": [f.ref.invoice_period for f in fetches],
-            "status": [f.ref.status for f in fetches],
-            "items_total": pd.array([f.expected for f in fetches], dtype="Int64"),
-            "entry": [json.dumps(f.ref.entry, ensure_ascii=False) for f in fetches],
-        }
-    )
-    item_pages = pd.DataFrame(
-        [
-            (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, page.page, page.body)
-            for f in fetches
-            for page in f.pages
-        ],
-        columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
-    )
-    return RawFetch(
-        fetch_id=uuid.uuid4().hex,
-        run_id=context.run_id,
-        fetched_at=pd.Timestamp.now(tz="UTC"),
-        first_period=min(periods),
-        last_period=max(periods),
-        api_host=api_host,
-        status="incomplete" if problems else "ok",
-        error="\n".join(problems) or None,
-        requests=requests,
-        list_pages=list_pages,
-        invoices=invoices,
-        item_pages=item_pages,
-    )
 
 
 @dg.asset(
@@ -94,7 +47,15 @@ def raw_invoice_pages(
         stats = api.stats
         host = urlsplit(api.base_url).netloc
     problems = [problem for fetch in fetches for problem in fetch.problems()]
-    raw = _raw_fetch(context, periods, host, listing, fetches, stats.requests, problems)
+    raw = RawFetch.of(
+        listing,
+        fetches,
+        periods=periods,
+        api_host=host,
+        requests=stats.requests,
+        problems=problems,
+        run_id=context.run_id,
+    )
     warehouse.open().land_raw(raw)
     if problems:
         raise IncompleteInvoiceError(

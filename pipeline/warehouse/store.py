@@ -6,18 +6,23 @@ then reported plainly. Every write is one transaction: a month holds its old row
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pipeline.api.models import InvoiceFetch, InvoiceListing
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,54 @@ class RawFetch:
     list_pages: pd.DataFrame  # page, body
     invoices: pd.DataFrame  # invoice_uuid, invoice_period, status, items_total, entry
     item_pages: pd.DataFrame  # invoice_uuid, invoice_period, status, page, body
+
+    @classmethod
+    def of(
+        cls,
+        listing: InvoiceListing,
+        fetches: Sequence[InvoiceFetch],
+        *,
+        periods: Sequence[str],
+        api_host: str,
+        requests: int,
+        problems: Sequence[str] = (),
+        run_id: str | None = None,
+    ) -> RawFetch:
+        """Every page of a fetch, verbatim, with the list entry and `meta.total` of each invoice."""
+        list_pages = pd.DataFrame(
+            {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
+        )
+        invoices = pd.DataFrame(
+            {
+                "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
+                "invoice_period": [f.ref.invoice_period for f in fetches],
+                "status": [f.ref.status for f in fetches],
+                "items_total": pd.array([f.expected for f in fetches], dtype="Int64"),
+                "entry": [json.dumps(f.ref.entry, ensure_ascii=False) for f in fetches],
+            }
+        )
+        item_pages = pd.DataFrame(
+            [
+                (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, page.page, page.body)
+                for f in fetches
+                for page in f.pages
+            ],
+            columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
+        )
+        return cls(
+            fetch_id=uuid.uuid4().hex,
+            run_id=run_id,
+            fetched_at=pd.Timestamp.now(tz="UTC"),
+            first_period=min(periods),
+            last_period=max(periods),
+            api_host=api_host,
+            status="incomplete" if problems else "ok",
+            error="\n".join(problems) or None,
+            requests=requests,
+            list_pages=list_pages,
+            invoices=invoices,
+            item_pages=item_pages,
+        )
 
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
