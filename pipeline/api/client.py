@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -34,6 +35,9 @@ from pipeline.settings import validate_api_url
 INVOICES_PATH = "/v2/customers/my/invoices"
 MAX_PER_PAGE = 200
 USER_AGENT = "do-billing-pipeline/0.1 (+requests)"
+# Workers that sit out the same rate-limit pause would each report it; one line per this many
+# seconds is enough for a person following the run.
+WAIT_LOG_INTERVAL = 5.0
 
 
 class Log(Protocol):
@@ -101,6 +105,8 @@ class DigitalOceanClient:
         self.max_response_bytes = max_response_bytes
         self.log: Log = log or logging.getLogger(__name__)
         self.stats = ClientStats()
+        self._wait_log_lock = threading.Lock()
+        self._last_wait_log = (-WAIT_LOG_INTERVAL, "")
         self._sleep = sleep
         self.max_workers = max_workers
         self.session = requests.Session()
@@ -127,9 +133,9 @@ class DigitalOceanClient:
         where = f"GET {path}" + (f" page {page}" if page else "")
         attempt = rate_waits = 0
         while True:
-            waited = self.pacer.acquire()
+            waited, reason = self.pacer.acquire()
             if waited >= 1.0:
-                self.log.info(f"{where}: waited {waited:.1f}s to stay within the API rate limit")
+                self._log_wait(where, waited, reason)
             self.stats.requests += 1
             try:
                 resp = self.session.get(
@@ -201,6 +207,16 @@ class DigitalOceanClient:
                 f"{where}: {failure}; retry {attempt} of {self.retry.attempts - 1} in {delay:.1f}s"
             )
             self._sleep(delay)
+
+    def _log_wait(self, where: str, waited: float, reason: str) -> None:
+        """One line per pause and reason, not one per worker thread that sat it out."""
+        now = time.monotonic()
+        with self._wait_log_lock:
+            last_at, last_reason = self._last_wait_log
+            if reason == last_reason and now - last_at < WAIT_LOG_INTERVAL:
+                return
+            self._last_wait_log = (now, reason)
+        self.log.info(f"{where}: waited {waited:.1f}s for the rate limit: {reason}")
 
     def _read_bounded(self, resp: requests.Response, where: str) -> str:
         limit = self.max_response_bytes

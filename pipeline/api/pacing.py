@@ -27,8 +27,11 @@ class Pacer:
     ) -> None:
         # The margin absorbs the gap between our send time and the server's receive time.
         self._windows = [
-            (limit, span + margin, deque())
-            for limit, span in ((per_minute, minute_seconds), (per_hour, 3600.0))
+            (limit, span + margin, deque(), f"{limit:,} requests per {name}")
+            for limit, span, name in (
+                (per_minute, minute_seconds, "minute"),
+                (per_hour, 3600.0, "hour"),
+            )
             if limit
         ]
         self._clock = clock
@@ -36,24 +39,27 @@ class Pacer:
         self._cond = threading.Condition()
         self.waited_seconds = 0.0
 
-    def acquire(self) -> float:
-        """Block until one more request fits every window; return the seconds waited."""
+    def acquire(self) -> tuple[float, str]:
+        """Block until one more request fits every window; return the seconds waited and why."""
         start = self._clock()
+        reason = ""
         with self._cond:
             while True:
                 now = self._clock()
                 wait = self._resume_at - now
-                for limit, span, stamps in self._windows:
+                if wait > 0:
+                    reason = "the API asked for a pause (Retry-After or ratelimit-reset)"
+                for limit, span, stamps, budget in self._windows:
                     while stamps and stamps[0] <= now - span:
                         stamps.popleft()
-                    if len(stamps) >= limit:
-                        wait = max(wait, stamps[0] + span - now)
+                    if len(stamps) >= limit and stamps[0] + span - now > wait:
+                        wait, reason = stamps[0] + span - now, f"staying within {budget}"
                 if wait <= 0:
-                    for _, _, stamps in self._windows:
+                    for _, _, stamps, _ in self._windows:
                         stamps.append(now)
                     waited = now - start
                     self.waited_seconds += waited
-                    return waited
+                    return waited, reason
                 self._cond.wait(wait)
 
     def pause_for(self, seconds: float) -> None:
