@@ -38,7 +38,6 @@ def invoice_summaries(
     ]
     with digitalocean.client(context.log) as api:
         pages = api.fetch_summaries(refs)
-    context.log.info(f"fetched the summaries of {len(pages)} invoice(s)")
     fetched_at = pd.Timestamp.now(tz="UTC")
     raw = pd.DataFrame(
         {

@@ -294,6 +294,7 @@ def test_three_month_backfill_from_the_ui_succeeds_and_lands(
     messages = [e.get("message") or "" for e in events]
     assert any("SANDBOX" in m for m in messages), "the run log must say the sandbox is in use"
     assert any("3 invoice(s) in 2024-01…2024-03" in m for m in messages), messages
+    assert "summaries: 3/3 fetched" in messages
     assert any(re.search(r"3/3 invoices complete, (\d+)/\1 pages fetched", m) for m in messages)
     assert any(
         re.search(r"loaded 3 month\(s\) 2024-01…2024-03: 3 invoices, \d+ items", m)

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
@@ -303,12 +303,24 @@ class DigitalOceanClient:
 
     def fetch_summaries(self, refs: Iterable[InvoiceRef]) -> list[Page]:
         """The `/summary` of each invoice (one unpaged GET each), concurrently, in order."""
+        refs = list(refs)
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="do-summary") as pool:
-            return list(
-                pool.map(
-                    lambda ref: self.get_page(items_path(ref.fetch_uuid) + "/summary", None), refs
-                )
-            )
+            futures = [
+                pool.submit(self.get_page, items_path(ref.fetch_uuid) + "/summary", None)
+                for ref in refs
+            ]
+            last_log = time.monotonic()
+            try:
+                for done, future in enumerate(as_completed(futures), start=1):
+                    future.result()  # the first failure stops the rest
+                    if time.monotonic() - last_log > 2.0 or done == len(refs):
+                        last_log = time.monotonic()
+                        self.log.info(f"summaries: {done}/{len(refs)} fetched")
+            except BaseException:
+                for pending in futures:
+                    pending.cancel()
+                raise
+            return [future.result() for future in futures]
 
     def fetch_items(self, refs: Iterable[InvoiceRef]) -> list[InvoiceFetch]:
         """Every item page of every invoice, first pages first, the rest as totals are known.
