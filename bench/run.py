@@ -5,6 +5,7 @@ reports the median of several runs. Results go to bench/results.md.
 """
 
 import argparse
+import gc
 import json
 import math
 import platform
@@ -37,7 +38,20 @@ def free_port() -> int:
 
 
 def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak resident memory: since the last `reset_peak()` where Linux allows it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
+    except (OSError, TypeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak() -> None:
+    """Start the peak afresh (Linux clear_refs), so building synthetic input is not counted."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def sandbox(latency: float, profile: str = "bench", **options) -> SandboxServer:
@@ -137,6 +151,8 @@ def scale(n_items: int, work: Path) -> dict:
     store = Warehouse(work / "w.duckdb")
     with store.connect():
         pass
+    gc.collect()
+    reset_peak()  # the pages stay resident, as they are when read back from raw
     t0 = time.perf_counter()
     items, _ = normalize_items(pages, datetime.now(UTC))
     t1 = time.perf_counter()
@@ -308,6 +324,8 @@ def main() -> int:
         f"({'met' if ours['requests'] == minimum_requests else 'MISSED'}).",
         "",
         "## Scale: normalize + load alone (no network)\n",
+        "Synthetic pages of 200 items cut from the bench account; peak memory is counted from "
+        "after the pages are built (they stay resident, as when read back from raw).\n",
         "| items | wall s | normalize s | load s | rows/s | peak MiB |",
         "|---:|---:|---:|---:|---:|---:|",
     ]

@@ -179,7 +179,7 @@ def _items_with_arrow(pages: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | 
     is not an object): the slower path then names each bad value precisely.
     """
     # Raw newlines can only be whitespace in valid JSON, so one page per line is safe.
-    lines = "\n".join(body.replace("\n", " ") for body in pages["body"]).encode()
+    lines = b"\n".join(body.replace("\n", " ").encode() for body in pages["body"])
     try:
         table = pa_json.read_json(
             pa.BufferReader(lines),
