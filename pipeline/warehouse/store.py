@@ -137,6 +137,11 @@ def _check_table(table: str) -> None:
         raise ValueError(f"not a warehouse table: {table!r}")
 
 
+# Files whose schema and views this process has already (re)applied: once per process is enough,
+# and skipping it saves ~20 ms on every later open (each asset and check opens the file).
+_SCHEMA_APPLIED: set[Path] = set()
+
+
 class Warehouse:
     """A DuckDB file, opened per unit of work and always closed, even on errors."""
 
@@ -149,6 +154,7 @@ class Warehouse:
         """Open the file, waiting (bounded) while another process holds the lock."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh_file = not self.path.exists()
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.1
         while True:
@@ -168,8 +174,10 @@ class Warehouse:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
         try:
-            if not read_only:
+            key = self.path.resolve()
+            if not read_only and (fresh_file or key not in _SCHEMA_APPLIED):
                 con.execute(SCHEMA_SQL)
+                _SCHEMA_APPLIED.add(key)
             yield con
         finally:
             con.close()
