@@ -45,7 +45,9 @@ def test_token_appears_nowhere(tmp_path, monkeypatch, capfd, valid):
     server_token = token if valid else "another-token"
     with SandboxServer(token=server_token) as server:
         monkeypatch.setenv("DIGITALOCEAN_API_URL", server.url)
-        with dg.DagsterInstance.local_temp(str(home)) as instance:
+        with dg.DagsterInstance.local_temp(
+            str(home), overrides={"telemetry": {"enabled": False}}
+        ) as instance:
             result = dg.materialize(
                 [raw_invoice_pages, invoice_tables, *invoice_item_checks],
                 resources={
