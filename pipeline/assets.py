@@ -64,6 +64,7 @@ def raw_invoice_pages(
         )
     return dg.MaterializeResult(
         metadata={
+            "dagster/row_count": len(raw.list_pages) + len(raw.item_pages),
             "fetch_id": raw.fetch_id,
             "invoices": len(fetches),
             "item_pages": len(raw.item_pages),
