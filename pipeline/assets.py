@@ -4,18 +4,15 @@ Data flows one way: API → `raw` schema (as received) → pandas normalization 
 invariants are enforced before COMMIT; the asset checks below re-verify the stored tables.
 """
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
 
 from pipeline.api import IncompleteInvoiceError
-from pipeline.normalize import normalize_invoices, normalize_items
+from pipeline.load import fetch_raw, normalize_raw
 from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.resources import DigitalOceanResource, WarehouseResource
-from pipeline.warehouse.store import RawFetch
 
 GROUP = "digitalocean_billing"
 PARTITIONED = dict(
@@ -38,62 +35,27 @@ def raw_invoice_pages(
 ) -> dg.MaterializeResult:
     periods = run_periods(context)
     with digitalocean.client(context.log) as api:
-        listing = api.list_invoices()
-        refs = listing.for_periods(periods)
-        context.log.info(
-            f"{len(refs)} invoice(s) in {periods[0]}…{periods[-1]}; fetching their items"
-        )
-        fetches = api.fetch_items(refs)
+        raw = fetch_raw(api, periods, context.run_id)
         stats = api.stats
-        host = urlsplit(api.base_url).netloc
-    problems = [problem for fetch in fetches for problem in fetch.problems()]
-    raw = RawFetch.of(
-        listing,
-        fetches,
-        periods=periods,
-        api_host=host,
-        requests=stats.requests,
-        problems=problems,
-        run_id=context.run_id,
-    )
     warehouse.open().land_raw(raw)
-    if problems:
+    if raw.error:
         raise IncompleteInvoiceError(
-            "; ".join(problems) + f". The pages are kept in raw (fetch {raw.fetch_id}); the "
+            raw.error.replace("\n", "; ")
+            + f". The pages are kept in raw (fetch {raw.fetch_id}); the "
             "tables still hold the previous rows of these months. Re-run the months."
         )
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(raw.list_pages) + len(raw.item_pages),
             "fetch_id": raw.fetch_id,
-            "invoices": len(fetches),
+            "invoices": len(raw.invoices),
             "item_pages": len(raw.item_pages),
-            "items": sum(len(f.items) for f in fetches),
+            "items": int(raw.invoices["items_total"].sum()),
             "requests": stats.requests,
             "retries": stats.retries,
             "rate_limited": stats.rate_limited,
         }
     )
-
-
-def _hard_invariants(invoices: pd.DataFrame, items: pd.DataFrame, periods: list[str]) -> list[str]:
-    """What must hold before COMMIT: complete invoices, unique lines, periods in range."""
-    problems = []
-    counts = items.groupby("invoice_uuid").size()
-    loaded = invoices["invoice_uuid"].map(counts).fillna(0).astype(int)
-    for row, got in zip(invoices.itertuples(), loaded, strict=True):
-        if pd.notna(row.items_total) and got != row.items_total:
-            problems.append(
-                f"invoice {row.invoice_uuid} ({row.invoice_period}): {got} items loaded, "
-                f"meta.total is {row.items_total}"
-            )
-    if invoices["invoice_uuid"].duplicated().any():
-        dup = invoices.loc[invoices["invoice_uuid"].duplicated(), "invoice_uuid"].tolist()
-        problems.append(f"invoice(s) listed twice: {dup[:5]}")
-    outside = sorted(set(invoices["invoice_period"].dropna()) - set(periods))
-    if outside:
-        problems.append(f"invoice periods {outside} are outside this run's months")
-    return problems
 
 
 def _bars(amounts: pd.Series, width: int = 24) -> list[str]:
@@ -128,19 +90,12 @@ def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     """Normalize the latest raw fetch of each month and swap the months in one transaction."""
     periods = run_periods(context)
     store = warehouse.open()
-    entries, pages, missing = store.read_raw(periods)
-    if missing:
-        raise dg.Failure(
-            f"no successful raw fetch covers {missing}: materialize raw_invoice_pages first"
+    normalized = normalize_raw(store, periods)
+    if normalized.unknown_fields:
+        context.log.warning(
+            f"item fields not in the API spec (kept in raw only): {normalized.unknown_fields}"
         )
-    loaded_at = datetime.now(UTC)
-    invoices = normalize_invoices(entries, loaded_at)
-    items, unknown = normalize_items(pages, loaded_at)
-    if unknown:
-        context.log.warning(f"item fields not in the API spec (kept in raw only): {unknown}")
-    problems = _hard_invariants(invoices, items, periods)
-    if problems:
-        raise IncompleteInvoiceError("; ".join(problems) + ". Nothing was written.")
+    invoices, items = normalized.invoices, normalized.items
     store.replace_periods(periods, {"invoices": invoices, "invoice_items": items})
 
     by_month = (

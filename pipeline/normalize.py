@@ -8,7 +8,6 @@ timestamps become UTC. Anything that cannot be read is reported with invoice, li
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -95,13 +94,6 @@ class InvalidPayloadError(ValueError):
             + "\n- ".join(shown)
             + (f"\n- … and {more} more" if more else "")
         )
-
-
-@dataclass(frozen=True)
-class Normalized:
-    invoices: pd.DataFrame
-    items: pd.DataFrame
-    unknown_fields: list[str]
 
 
 def _where(frame: pd.DataFrame, mask: pd.Series, field: str, what: str) -> list[str]:

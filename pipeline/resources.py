@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import dagster as dg
 
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
-from pipeline.api.client import Log
+from pipeline.api.client import DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_PER_PAGE, Log
+from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     DEFAULT_API_URL,
     DEFAULT_WAREHOUSE_PATH,
@@ -23,12 +24,12 @@ class DigitalOceanResource(dg.ConfigurableResource):
 
     token: str | None = None
     api_url: str = DEFAULT_API_URL
-    per_page: int = 200
-    max_workers: int = 8
-    timeout_seconds: float = 30.0
-    retry_attempts: int = 5
-    requests_per_minute: int = 250
-    requests_per_hour: int = 5000
+    per_page: int = MAX_PER_PAGE
+    max_workers: int = DEFAULT_WORKERS
+    timeout_seconds: float = DEFAULT_TIMEOUT
+    retry_attempts: int = RetryPolicy.attempts
+    requests_per_minute: int = REQUESTS_PER_MINUTE
+    requests_per_hour: int = REQUESTS_PER_HOUR
 
     @contextmanager
     def client(self, log: Log) -> Iterator[DigitalOceanClient]:

@@ -80,23 +80,32 @@ def test_sigkill_during_the_write_leaves_old_or_new_rows_never_a_mix(warehouse_p
     assert month_state(warehouse_path)[1] == ROWS
 
 
+def hold_open(path: Path, *, read_only: bool, seconds: float) -> subprocess.Popen:
+    """Another process with the DuckDB file open (an analyst's session, or a writer)."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; "
+            "c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+            "print('open', flush=True); time.sleep(float(sys.argv[3])); c.close()",
+            str(path),
+            "ro" if read_only else "rw",
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "open"
+    return holder
+
+
 def test_overlapping_runs_and_an_open_analyst_session_queue_instead_of_failing(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITALOCEAN_", "DAGSTER_"))}
     env["WAREHOUSE_PATH"] = str(warehouse)
     duckdb.connect(str(warehouse)).close()
-    analyst = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print('open', flush=True); time.sleep(3); c.close()",
-            str(warehouse),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert analyst.stdout.readline().strip() == "open"
+    analyst = hold_open(warehouse, read_only=True, seconds=3)
     runs = [
         subprocess.Popen(
             [
@@ -143,19 +152,8 @@ def test_a_busy_warehouse_gives_a_clear_error_after_the_bounded_wait(tmp_path, r
 
     path = tmp_path / "w.duckdb"
     duckdb.connect(str(path)).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True);"
-            " time.sleep(5)",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = hold_open(path, read_only=False, seconds=5)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(WarehouseBusyError, match="locked by another process"):
             with Warehouse(path, lock_timeout=1.0).connect(read_only=read_only):
                 pass

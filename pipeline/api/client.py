@@ -34,10 +34,14 @@ from pipeline.settings import validate_api_url
 
 INVOICES_PATH = "/v2/customers/my/invoices"
 MAX_PER_PAGE = 200
+DEFAULT_WORKERS = 8
+DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "do-billing-pipeline/0.1 (+requests)"
 # Workers that sit out the same rate-limit pause would each report it; one line per this many
 # seconds is enough for a person following the run.
 WAIT_LOG_INTERVAL = 5.0
+# How often fetch loops report progress.
+PROGRESS_SECONDS = 2.0
 
 
 class Log(Protocol):
@@ -66,7 +70,6 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
-    pages: int = 0
 
 
 def items_path(uuid: str) -> str:
@@ -82,9 +85,9 @@ class DigitalOceanClient:
         token: str,
         *,
         per_page: int = MAX_PER_PAGE,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = 5.0,
-        max_workers: int = 8,
+        max_workers: int = DEFAULT_WORKERS,
         retry: RetryPolicy | None = None,
         pacer: Pacer | None = None,
         max_response_bytes: int = 32 * 1024 * 1024,
@@ -159,12 +162,9 @@ class DigitalOceanClient:
                 status = resp.status_code
                 if status == 200:
                     try:
-                        result = Page.parse(path, page or 1, body)
+                        return Page.parse(path, page or 1, body)
                     except ValueError as exc:
                         failure = f"response is not valid JSON ({exc.__class__.__name__})"
-                    else:
-                        self.stats.pages += 1
-                        return result
                 elif status == 429:
                     rate_waits += 1
                     self.stats.rate_limited += 1
@@ -309,12 +309,11 @@ class DigitalOceanClient:
                 pool.submit(self.get_page, items_path(ref.fetch_uuid) + "/summary", None)
                 for ref in refs
             ]
-            last_log = time.monotonic()
+            progress = _Every(PROGRESS_SECONDS)
             try:
                 for done, future in enumerate(as_completed(futures), start=1):
                     future.result()  # the first failure stops the rest
-                    if time.monotonic() - last_log > 2.0 or done == len(refs):
-                        last_log = time.monotonic()
+                    if progress.due(force=done == len(refs)):
                         self.log.info(f"summaries: {done}/{len(refs)} fetched")
             except BaseException:
                 for pending in futures:
@@ -331,7 +330,7 @@ class DigitalOceanClient:
         by_uuid: dict[str, dict[int, Page]] = {ref.invoice_uuid: {} for ref in refs}
         expected_pages: dict[str, int] = {}
         done_invoices = 0
-        last_log = time.monotonic()
+        progress = _Every(PROGRESS_SECONDS)
         pending: dict[Future[Page], tuple[InvoiceRef, int]] = {}
         with ThreadPoolExecutor(self.max_workers, thread_name_prefix="do-items") as pool:
 
@@ -363,8 +362,7 @@ class DigitalOceanClient:
                                 submit(ref, n)
                         if len(by_uuid[ref.invoice_uuid]) == expected_pages[ref.invoice_uuid]:
                             done_invoices += 1
-                    if time.monotonic() - last_log > 2.0 or not pending:
-                        last_log = time.monotonic()
+                    if progress.due(force=not pending):
                         fetched = sum(len(p) for p in by_uuid.values())
                         known = sum(expected_pages.values())
                         self.log.info(
@@ -383,6 +381,21 @@ class DigitalOceanClient:
             )
             for ref in refs
         ]
+
+
+class _Every:
+    """Due at most once per `seconds`, or when forced: progress lines a person can read."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = time.monotonic()
+
+    def due(self, *, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self._last > self.seconds:
+            self._last = now
+            return True
+        return False
 
 
 def _error_id(body: str) -> str:

@@ -41,11 +41,8 @@ class InvoiceRef:
     """An invoice to load: a final invoice from the list, or the month-to-date preview."""
 
     invoice_uuid: str
-    invoice_id: str | None
     invoice_period: str
-    amount: str | None
     status: InvoiceStatus
-    updated_at: str | None
     entry: dict[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -64,11 +61,8 @@ class InvoiceRef:
             )
         return cls(
             invoice_uuid=uuid,
-            invoice_id=entry.get("invoice_id"),
             invoice_period=period,
-            amount=entry.get("amount"),
             status=status,
-            updated_at=entry.get("updated_at"),
             entry=entry,
         )
 
@@ -127,7 +121,8 @@ class InvoiceFetch:
         bad = [p.page for p in self.pages if not isinstance(p.data.get("invoice_items"), list)]
         if bad:
             return [f"{where}: page(s) {bad} have no invoice_items list"]
-        got, expected = len(self.items), self.expected
+        got = sum(len(page.data["invoice_items"]) for page in self.pages)
+        expected = self.expected
         if got != expected:
             return [f"{where}: fetched {got} items but meta.total is {expected}"]
         return []

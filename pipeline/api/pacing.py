@@ -12,14 +12,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
+# The API's budgets per token.
+REQUESTS_PER_MINUTE = 250
+REQUESTS_PER_HOUR = 5000
+
 
 class Pacer:
     """Thread-safe sliding-window limiter plus a server-imposed pause."""
 
     def __init__(
         self,
-        per_minute: int | None = 250,
-        per_hour: int | None = 5000,
+        per_minute: int | None = REQUESTS_PER_MINUTE,
+        per_hour: int | None = REQUESTS_PER_HOUR,
         *,
         margin: float = 0.5,
         minute_seconds: float = 60.0,

@@ -59,7 +59,7 @@ class SandboxServer:
         latency: float = 0.0,
         requests_per_minute: int | None = None,
         requests_per_hour: int | None = None,
-        link_base: str = "https://api.digitalocean.com",
+        link_base: str | None = "https://api.digitalocean.com",
         forbidden_tokens: frozenset[str] = frozenset(),
         single_page_shape: str = "rotate",
         minute_seconds: float = 60.0,
@@ -78,7 +78,6 @@ class SandboxServer:
         # A share of requests answered 500/502/503/reset at random (seeded), for soak tests.
         self.error_rate = error_rate
         self._random = random.Random(seed)
-        self.link_base = link_base.rstrip("/")
         self.forbidden_tokens = forbidden_tokens
         self.single_page_shape = single_page_shape
         self.requests: list[dict[str, Any]] = []
@@ -86,6 +85,9 @@ class SandboxServer:
         self._faults: list[tuple[re.Pattern[str], deque[Fault]]] = []
         self._stamps: deque[float] = deque()
         self._httpd = _Server((host, port), _handler(self))
+        # Links point at the real API, as the real API's do; None points them at this server,
+        # for clients that follow `next` links (the peer in `make bench`).
+        self.link_base = (link_base or self.url).rstrip("/")
         self._thread: threading.Thread | None = None
 
     @property

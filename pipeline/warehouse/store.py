@@ -142,6 +142,14 @@ def _check_table(table: str) -> None:
 _SCHEMA_APPLIED: set[Path] = set()
 
 
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """Append a DataFrame's rows by column name (one set-based INSERT)."""
+    _check_table(table)
+    con.register("incoming", frame)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")  # noqa: S608
+    con.unregister("incoming")
+
+
 class Warehouse:
     """A DuckDB file, opened per unit of work and always closed, even on errors."""
 
@@ -216,11 +224,7 @@ class Warehouse:
                 ("raw.invoices", fetch.invoices),
                 ("raw.invoice_item_pages", fetch.item_pages),
             ):
-                _check_table(table)
-                framed = frame.assign(fetch_id=fetch.fetch_id)
-                con.register("landing", framed)
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM landing")  # noqa: S608
-                con.unregister("landing")
+                _insert(con, table, frame.assign(fetch_id=fetch.fetch_id))
 
     def raw_invoices(self, periods: Sequence[str]) -> pd.DataFrame:
         """Invoice list entries of the latest good fetch of each period."""
@@ -248,19 +252,14 @@ class Warehouse:
         """
         with self.transaction() as con:
             for table, frame in (append or {}).items():
-                _check_table(table)
-                con.register("landing", frame)
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM landing")  # noqa: S608
-                con.unregister("landing")
+                _insert(con, table, frame)
             for table, frame in tables.items():
+                _check_table(table)
                 con.execute(
                     f"DELETE FROM {table} WHERE list_contains({PERIODS}, invoice_period)",  # noqa: S608
                     {"periods": list(periods)},
                 )
-                _check_table(table)
-                con.register("incoming", frame)
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")  # noqa: S608
-                con.unregister("incoming")
+                _insert(con, table, frame)
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
         """A read query's result with exact types; opened read-only so analysts are not blocked
