@@ -1,18 +1,19 @@
-"""The assets: raw pages from the API, then the `invoices` and `invoice_items` tables.
+"""Assets generated from the source declarations: one factory, every source the same recipe.
 
-Data flows one way: API → `raw` schema (as received) → pandas normalization → tables. Hard
-invariants are enforced before COMMIT; the asset checks below re-verify the stored tables.
+A source with `raw_asset` gets two steps (fetch + raw landing, then normalize + swap), so its
+tables can be rebuilt from raw without calling the API; others run the whole recipe in one step.
 """
 
-from decimal import Decimal
+
+from collections.abc import Iterator
 
 import dagster as dg
-import pandas as pd
 
-from pipeline.api import IncompleteInvoiceError
-from pipeline.load import fetch_raw, normalize_raw
+from pipeline import engine
+from pipeline.metadata import fetch_metadata, load_summary, table_metadata
 from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.sources import SOURCES, Source
 
 GROUP = "digitalocean_billing"
 PARTITIONED = dict(
@@ -23,132 +24,82 @@ PARTITIONED = dict(
 )
 
 
-@dg.asset(
-    **PARTITIONED,
-    kinds={"duckdb"},
-    description="Every invoice-list and invoice-item page as the API returned it (schema raw).",
-)
-def raw_invoice_pages(
-    context: dg.AssetExecutionContext,
-    digitalocean: DigitalOceanResource,
-    warehouse: WarehouseResource,
-) -> dg.MaterializeResult:
-    periods = run_periods(context)
-    with digitalocean.client(context.log) as api:
-        raw = fetch_raw(api, periods, context.run_id)
-        stats = api.stats
-    warehouse.open().land_raw(raw)
-    if raw.error:
-        raise IncompleteInvoiceError(
-            raw.error.replace("\n", "; ")
-            + f". The pages are kept in raw (fetch {raw.fetch_id}); the "
-            "tables still hold the previous rows of these months. Re-run the months."
+def _upstream(source: Source) -> list[dg.AssetKey]:
+    """A child source reads its parent's raw fetch."""
+    parent = source.parent
+    if parent is None:
+        return []
+    return [dg.AssetKey(parent.raw_asset or parent.tables[0].name)]
+
+
+def _tables_results(
+    context: dg.AssetExecutionContext, source: Source, result: engine.Normalized, periods: list
+) -> Iterator[dg.MaterializeResult]:
+    for warning in result.warnings:
+        context.log.warning(warning)
+    context.log.info(load_summary(source.tables, result.tables, periods))
+    for table in source.tables:
+        yield dg.MaterializeResult(
+            asset_key=table.name,
+            metadata=table_metadata(table, result.tables[table.name], periods),
         )
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": len(raw.list_pages) + len(raw.item_pages),
-            "fetch_id": raw.fetch_id,
-            "invoices": len(raw.invoices),
-            "item_pages": len(raw.item_pages),
-            "items": int(raw.invoices["items_total"].sum()),
-            "requests": stats.requests,
-            "retries": stats.retries,
-            "rate_limited": stats.rate_limited,
-        }
-    )
 
 
-def _bars(amounts: pd.Series, width: int = 24) -> list[str]:
-    """A bar per month, scaled to the largest: the spend plot the UI can show in markdown."""
-    values = [Decimal(0) if pd.isna(v) else Decimal(str(v)) for v in amounts]
-    top = max([v for v in values if v > 0], default=Decimal(0))
-    return ["█" * int(width * v / top) if top and v > 0 else "" for v in values]
+def raw_asset(source: Source) -> dg.AssetsDefinition:
+    """Fetch the months' pages and land them in `raw`, then fail if they did not add up."""
+
+    @dg.asset(
+        name=source.raw_asset,
+        deps=_upstream(source),
+        kinds={"duckdb"},
+        description=f"Every page of {source.name} as the API returned it (schema raw).",
+        **PARTITIONED,
+    )
+    def _raw(
+        context: dg.AssetExecutionContext,
+        digitalocean: DigitalOceanResource,
+        warehouse: WarehouseResource,
+    ) -> dg.MaterializeResult:
+        periods = run_periods(context)
+        store = warehouse.open()
+        with digitalocean.client(context.log) as api:
+            batch = engine.fetch(source, api, store, periods, context.run_id)
+            stats = api.stats
+        engine.land(store, batch)
+        return dg.MaterializeResult(metadata=fetch_metadata(batch, stats))
+
+    return _raw
 
 
-def _money(value: object) -> str:
-    return f"{value:,.2f} USD" if value is not None and pd.notna(value) else "0.00 USD"
+def tables_asset(source: Source) -> dg.AssetsDefinition:
+    """The source's tables: from its landed raw pages, or (without a raw asset) the whole
+    recipe in one step."""
+    deps = [dg.AssetKey(source.raw_asset)] if source.raw_asset else _upstream(source)
+    specs = [
+        dg.AssetSpec(t.name, deps=deps, kinds=set(source.kinds), description=t.description)
+        for t in source.tables
+    ]
+    name = source.tables_step or source.tables[0].name
+    resources = {"warehouse"} | (set() if source.raw_asset else {"digitalocean"})
+
+    @dg.multi_asset(name=name, specs=specs, required_resource_keys=resources, **PARTITIONED)
+    def _tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        periods = run_periods(context)
+        store = context.resources.warehouse.open()
+        if source.raw_asset:
+            result = engine.replay(source, store, periods)
+        else:
+            with context.resources.digitalocean.client(context.log) as api:
+                _, result = engine.load(source, api, store, periods, context.run_id)
+        yield from _tables_results(context, source, result, periods)
+
+    return _tables
 
 
-@dg.multi_asset(
-    **PARTITIONED,
-    specs=[
-        dg.AssetSpec(
-            "invoices",
-            deps=[raw_invoice_pages],
-            kinds={"duckdb", "pandas"},
-            description="One row per invoice (final) or per month-to-date preview.",
-        ),
-        dg.AssetSpec(
-            "invoice_items",
-            deps=[raw_invoice_pages],
-            kinds={"duckdb", "pandas"},
-            description="Every line item of every invoice, amounts exact, durations in hours.",
-        ),
-    ],
-)
-def invoice_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Normalize the latest raw fetch of each month and swap the months in one transaction."""
-    periods = run_periods(context)
-    store = warehouse.open()
-    normalized = normalize_raw(store, periods)
-    if normalized.unknown_fields:
-        context.log.warning(
-            f"item fields not in the API spec (kept in raw only): {normalized.unknown_fields}"
-        )
-    invoices, items = normalized.invoices, normalized.items
-    store.replace_periods(periods, {"invoices": invoices, "invoice_items": items})
+def source_assets(source: Source) -> list[dg.AssetsDefinition]:
+    return ([raw_asset(source)] if source.raw_asset else []) + [tables_asset(source)]
 
-    by_month = (
-        invoices.groupby("invoice_period")
-        .agg(invoices=("invoice_uuid", "size"), amount=("amount", "sum"))
-        .join(items.groupby("invoice_period").size().rename("items"))
-        .reindex(periods)
-        .fillna({"invoices": 0, "items": 0})
-    )
-    preview = pd.DataFrame(
-        {
-            "month": by_month.index,
-            "invoices": by_month["invoices"].astype(int).to_numpy(),
-            "items": by_month["items"].astype(int).to_numpy(),
-            "amount": [_money(v) for v in by_month["amount"]],
-            "spend": _bars(by_month["amount"]),
-        }
-    )
-    total = invoices["amount"].sum() if len(invoices) else 0
-    context.log.info(
-        f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {len(invoices)} invoices, "
-        f"{len(items)} items, {_money(total)}"
-    )
-    yield dg.MaterializeResult(
-        asset_key="invoices",
-        metadata={
-            "dagster/row_count": len(invoices),
-            "months": len(periods),
-            "total_amount": _money(total),
-            "preview": dg.MetadataValue.md(preview.tail(24).to_markdown(index=False)),
-        },
-    )
-    by_product = (
-        items.groupby(["product", "invoice_period"], dropna=False)["amount"]
-        .sum()
-        .unstack("invoice_period")
-        .reindex(columns=periods[-6:])
-    )
-    by_product = by_product.loc[by_product.sum(axis=1).sort_values(ascending=False).index]
-    yield dg.MaterializeResult(
-        asset_key="invoice_items",
-        metadata={
-            "dagster/row_count": len(items),
-            "total_amount": _money(items["amount"].sum() if len(items) else 0),
-            "spend_by_product": dg.MetadataValue.md(
-                by_product.fillna(0).map(lambda v: f"{v:,.2f}").to_markdown()
-                if len(items)
-                else "no items"
-            ),
-            "preview": dg.MetadataValue.md(
-                items.head(10)[["invoice_period", "line_number", "product", "amount"]]
-                .astype(str)
-                .to_markdown(index=False)
-            ),
-        },
-    )
+
+ASSETS = [asset for source in SOURCES for asset in source_assets(source)]
+BY_NAME = {asset.node_def.name: asset for asset in ASSETS}
+

@@ -7,21 +7,20 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import invoice_tables, raw_invoice_pages
-from pipeline.checks import invoice_item_checks
+from pipeline.assets import source_assets
+from pipeline.checks import source_checks
+from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.export import export
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
-from pipeline.summaries import invoice_summaries, invoices_reconcile
 from pipeline.warehouse.store import Warehouse
-from tests.conftest import pipeline_resources
+from tests.conftest import sandbox_resources
 
 ALL_ASSETS = [
-    raw_invoice_pages,
-    invoice_tables,
-    invoice_summaries,
-    *invoice_item_checks,
-    invoices_reconcile,
+    *source_assets(INVOICES),
+    *source_assets(SUMMARIES),
+    *source_checks(INVOICES),
+    *source_checks(SUMMARIES),
 ]
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples.sql"
 VIEWS = [
@@ -38,7 +37,7 @@ VIEWS = [
 def load(server, path, first, last):
     return dg.materialize(
         ALL_ASSETS,
-        resources=pipeline_resources(server, path),
+        resources=sandbox_resources(server, path),
         tags={
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last,
@@ -187,7 +186,7 @@ def test_a_summary_that_disagrees_is_reported_with_the_difference(tmp_path):
         invoice = next(i for i in server.data.invoices if i["invoice_period"] == "2024-05")
         server.data.summaries[invoice["invoice_uuid"]]["amount"] = "1.00"
         result = dg.materialize(
-            ALL_ASSETS, resources=pipeline_resources(server, path), partition_key="2024-05"
+            ALL_ASSETS, resources=sandbox_resources(server, path), partition_key="2024-05"
         )
     (check,) = [
         c for c in result.get_asset_check_evaluations() if c.check_name == "invoices_reconcile"

@@ -19,10 +19,11 @@ WRITER = f"""
 import sys
 from datetime import UTC, datetime, timedelta
 import pandas as pd
-from pipeline.normalize import ITEM_COLUMNS, INVOICE_COLUMNS
+from pipeline.sources.invoices import INVOICE_COLUMNS, ITEM_COLUMNS
 from pipeline.warehouse.store import Warehouse
 
 store = Warehouse(sys.argv[1])
+store.migrate()
 versions = int(sys.argv[2])
 for version in range(versions):
     stamp = pd.Timestamp(datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=version))
@@ -35,7 +36,10 @@ for version in range(versions):
         "invoice_uuid": ["inv"], "invoice_period": ["{MONTH}"], "amount": [str(n) + ".00"],
         "status": ["final"], "items_total": [n], "loaded_at": [stamp],
     }}).reindex(columns=INVOICE_COLUMNS)
-    store.replace_periods(["{MONTH}"], {{"invoices": invoices, "invoice_items": items}})
+    store.replace_periods(
+        ["{MONTH}"],
+        {{"invoices": (invoices, "invoice_period"), "invoice_items": (items, "invoice_period")}},
+    )
     print("committed", version, flush=True)
 """
 

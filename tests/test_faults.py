@@ -8,10 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.api import ApiError, Pacer, Page, ResponseTooLargeError
-from pipeline.api.client import INVOICES_PATH, items_path
+from pipeline.api import ApiError, Pacer, Page, Progress, ResponseTooLargeError
+from pipeline.sources import INVOICES
+from pipeline.sources.base import Target
+from pipeline.sources.invoices import INVOICE_PATH, INVOICES_PATH
 from pipeline.sandbox import Fault, SandboxServer
-from tests.conftest import make_client
 from tests.test_pipeline import materialize, rows
 
 MONTH = "2024-03"  # 250 items: two pages of 200 in the default dataset
@@ -24,7 +25,7 @@ def invoice_of(server, month=MONTH):
 
 def page_body(server, uuid, page, per_page=200):
     status, body = server.respond(
-        items_path(uuid), {"page": [str(page)], "per_page": [str(per_page)]}
+        INVOICE_PATH.format(key=uuid), {"page": [str(page)], "per_page": [str(per_page)]}
     )
     assert status == 200
     return body
@@ -42,25 +43,30 @@ def month_rows(path):
     )
 
 
+def items_request(uuid):
+    return INVOICES.endpoint.request(Target(uuid, MONTH, "final", label=f"invoice {uuid}"))
+
+
 def test_retry_after_and_exhausted_budget_are_obeyed(sandbox, client):
     uuid = invoice_of(sandbox)["invoice_uuid"]
-    sandbox.inject(f"^{items_path(uuid)}$", Fault("retry_after", seconds=1), Fault("exhausted", 1))
-    ref = next(r for r in client.list_invoices().invoices if r.invoice_uuid == uuid)
+    sandbox.inject(
+        f"^{INVOICE_PATH.format(key=uuid)}$", Fault("retry_after", seconds=1), Fault("exhausted", 1)
+    )
     started = time.monotonic()
-    (fetch,) = client.fetch_items([ref])
+    (fetch,) = client.fetch([items_request(uuid)])
     assert time.monotonic() - started >= 1.0
-    assert fetch.items == sandbox.data.items[uuid]
+    assert fetch.records == sandbox.data.items[uuid]
     assert client.stats.rate_limited == 1
 
 
-def test_pacing_stays_under_the_limit_with_zero_429s():
+def test_pacing_stays_under_the_limit_with_zero_429s(make_client):
     """A fetch needing more requests than one window allows is paced, never bounced."""
     with SandboxServer(requests_per_minute=10, minute_seconds=1.0) as server:
         pacer = Pacer(per_minute=10, per_hour=None, minute_seconds=1.0, margin=0.05)
         with make_client(server, per_page=20, pacer=pacer) as api:
-            listing = api.list_invoices()
+            uuids = [i["invoice_uuid"] for i in server.data.invoices[:12]]
             started = time.monotonic()
-            fetches = api.fetch_items(listing.invoices[:12])
+            fetches = api.fetch([items_request(uuid) for uuid in uuids])
             elapsed = time.monotonic() - started
         assert all(f.problems() == [] for f in fetches)
         statuses = [r["status"] for r in server.requests]
@@ -70,22 +76,21 @@ def test_pacing_stays_under_the_limit_with_zero_429s():
 
 
 @pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate", "notjson"])
-def test_transient_faults_are_retried_with_the_same_result(sandbox, fault):
+def test_transient_faults_are_retried_with_the_same_result(sandbox, make_client, fault):
     uuid = invoice_of(sandbox)["invoice_uuid"]
-    sandbox.inject(f"^{items_path(uuid)}$", fault, fault)
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, fault)
     with make_client(sandbox) as api:
-        ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
-        (fetch,) = api.fetch_items([ref])
+        (fetch,) = api.fetch([items_request(uuid)])
         assert api.stats.retries == 2
-    assert fetch.items == sandbox.data.items[uuid]
+    assert fetch.records == sandbox.data.items[uuid]
 
 
-def test_a_stalled_response_times_out_and_is_retried(sandbox):
+def test_a_stalled_response_times_out_and_is_retried(sandbox, make_client):
     sandbox.inject(f"^{INVOICES_PATH}$", Fault("stall", seconds=1.5))
     with make_client(sandbox, timeout=0.5) as api:
-        listing = api.list_invoices()
+        (listing,) = api.fetch([INVOICES.index.request()])
         assert api.stats.retries == 1
-    assert len(listing.invoices) == len(sandbox.data.invoices)
+    assert len(listing.records) == len(sandbox.data.invoices)
 
 
 @pytest.mark.parametrize(
@@ -95,20 +100,19 @@ def test_a_stalled_response_times_out_and_is_retried(sandbox):
         ("notjson", r"page 1: response is not valid JSON.*gave up after 4"),
     ],
 )
-def test_persistent_faults_fail_naming_path_and_status(sandbox, fault, message):
+def test_persistent_faults_fail_naming_path_and_status(sandbox, make_client, fault, message):
     uuid = invoice_of(sandbox)["invoice_uuid"]
-    sandbox.inject(f"^{items_path(uuid)}$", fault, times=10)
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, times=10)
     with make_client(sandbox) as api:
-        ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
         with pytest.raises(ApiError, match=message):
-            api.fetch_items([ref])
+            api.fetch([items_request(uuid)])
 
 
-def test_oversized_response_fails_cleanly(sandbox):
+def test_oversized_response_fails_cleanly(sandbox, make_client):
     sandbox.inject(f"^{INVOICES_PATH}$", "oversize")
     with make_client(sandbox, max_response_bytes=1 << 20) as api:
         with pytest.raises(ResponseTooLargeError, match="bound"):
-            api.list_invoices()
+            api.fetch([INVOICES.index.request()])
 
 
 def test_hostile_deeply_nested_json_fails_as_bad_json():
@@ -121,7 +125,7 @@ def test_persistent_failure_leaves_the_month_as_it_was(sandbox, warehouse_path):
     assert load_month(sandbox, warehouse_path).success
     before = month_rows(warehouse_path)
     uuid = invoice_of(sandbox)["invoice_uuid"]
-    sandbox.inject(f"^{items_path(uuid)}$", "truncate", times=10)
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", "truncate", times=10)
     result = load_month(sandbox, warehouse_path)
     assert not result.success
     assert month_rows(warehouse_path) == before
@@ -134,7 +138,7 @@ def test_item_count_short_of_meta_total_fails_and_keeps_rows(sandbox, warehouse_
     short = page_body(sandbox, uuid, 2)
     short["invoice_items"] = short["invoice_items"][:-1]
     sandbox.inject(
-        f"^{items_path(uuid)}$",
+        f"^{INVOICE_PATH.format(key=uuid)}$",
         Fault("json", body=page_body(sandbox, uuid, 1)),
         Fault("json", body=short),
     )
@@ -158,7 +162,7 @@ def test_pages_shifting_while_paging_is_detected(sandbox, warehouse_path):
     # An item was added while we paged: page 2 repeats page 1's last item and the total grew.
     shifted["invoice_items"] = first["invoice_items"][-1:] + shifted["invoice_items"]
     shifted["meta"]["total"] += 1
-    sandbox.inject(f"^{items_path(uuid)}$", Fault("json", body=first), Fault("json", body=shifted))
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("json", body=first), Fault("json", body=shifted))
     result = load_month(sandbox, warehouse_path)
     assert not result.success
     assert f"invoice {uuid} ({MONTH}): meta.total changed while paging" in failure_message(result)
@@ -196,7 +200,7 @@ def failure_message(result) -> str:
 
 def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path):
     assert load_month(sandbox, warehouse_path).success
-    (body,) = rows(warehouse_path, "SELECT body FROM raw.invoice_list_pages")[0]
+    (body,) = rows(warehouse_path, "SELECT body FROM raw.pages WHERE endpoint = 'invoice_list'")[0]
     assert json.loads(body)["meta"]["total"] == len(sandbox.data.invoices)
 
 
@@ -213,16 +217,16 @@ class RecordingLog:
         self.lines.append(("warning", msg))
 
 
-def test_the_log_tells_progress_retries_and_rate_limit_waits():
+def test_the_log_tells_progress_retries_and_rate_limit_waits(make_client):
     """What a person watching a backfill reads: pages out of the total, and every wait's why."""
     with SandboxServer() as server:
         uuid = invoice_of(server)["invoice_uuid"]
-        server.inject(f"^{items_path(uuid)}$", Fault("retry_after", seconds=1), 503)
+        server.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("retry_after", seconds=1), 503)
         log = RecordingLog()
         pacer = Pacer(per_minute=2, per_hour=None, minute_seconds=1.5, margin=0.0)
         with make_client(server, log=log, pacer=pacer) as api:
-            ref = next(r for r in api.list_invoices().invoices if r.invoice_uuid == uuid)
-            api.fetch_items([ref])
+            api.fetch([INVOICES.index.request()])
+            api.fetch([items_request(uuid)], Progress("items", "invoice"))
     warnings = [m for level, m in log.lines if level == "warning"]
     infos = [m for level, m in log.lines if level == "info"]
     assert any("page 1: rate limited (429); waiting 1.0s as the API asks" in m for m in warnings), (

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.normalize import InvalidPayloadError, normalize_invoices, normalize_items
+from pipeline.sources.fields import InvalidPayloadError
+from pipeline.sources.invoices import normalize_invoices, normalize_items
 
 LOADED = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -172,7 +173,7 @@ def test_money_is_exact(amounts):
 
 def test_arrow_fast_path_matches_the_row_path(monkeypatch):
     """Both parsers give identical rows; the fast one is only a speed-up."""
-    import pipeline.normalize as normalize
+    import pipeline.sources.invoices as normalize
 
     pages = pages_of(
         [[item(), item(project_name="Café ☕", new_field="x")], [item(amount="-1.05")], []]

@@ -9,16 +9,18 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.api.client import items_path
-from pipeline.assets import invoice_tables, raw_invoice_pages
-from pipeline.checks import invoice_item_checks
+from pipeline.sources.invoices import INVOICE_PATH
+from pipeline.assets import source_assets
+from pipeline.checks import source_checks
+from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.definitions import defs
 from pipeline.partitions import validate_periods
 from pipeline.schedules import closed_month_schedule, preview_refresh_schedule
 from pipeline.settings import SettingsError
-from tests.conftest import pipeline_resources
+from tests.conftest import sandbox_resources
 
-ASSETS = [raw_invoice_pages, invoice_tables, *invoice_item_checks]
+RAW, TABLES = source_assets(INVOICES)
+ASSETS = [RAW, TABLES, *source_checks(INVOICES)]
 
 
 def materialize(server, warehouse_path, first, last=None, **kwargs):
@@ -28,7 +30,7 @@ def materialize(server, warehouse_path, first, last=None, **kwargs):
     }
     return dg.materialize(
         ASSETS,
-        resources=pipeline_resources(server, warehouse_path),
+        resources=sandbox_resources(server, warehouse_path),
         tags=tags,
         raise_on_error=kwargs.pop("raise_on_error", True),
         **kwargs,
@@ -105,7 +107,7 @@ def test_failed_run_keeps_previous_rows(sandbox, warehouse_path):
     materialize(sandbox, warehouse_path, "2024-05")
     before = rows(warehouse_path, "SELECT count(*), sum(amount) FROM invoice_items")
     (invoice,) = [i for i in sandbox.data.invoices if i["invoice_period"] == "2024-05"]
-    sandbox.inject(f"^{items_path(invoice['invoice_uuid'])}$", 404)
+    sandbox.inject(f"^{INVOICE_PATH.format(key=invoice['invoice_uuid'])}$", 404)
     result = materialize(sandbox, warehouse_path, "2024-05", raise_on_error=False)
     assert not result.success
     assert rows(warehouse_path, "SELECT count(*), sum(amount) FROM invoice_items") == before
@@ -135,10 +137,10 @@ def test_raw_pages_replay_without_the_api(sandbox, warehouse_path):
     materialize(sandbox, warehouse_path, "2024-02")
     requests_before = len(sandbox.requests)
     result = dg.materialize(
-        [invoice_tables, *invoice_item_checks],
-        resources=pipeline_resources(sandbox, warehouse_path),
+        [TABLES, *source_checks(INVOICES)],
+        resources=sandbox_resources(sandbox, warehouse_path),
         partition_key="2024-02",
-        selection=[invoice_tables, *invoice_item_checks],
+        selection=[TABLES, *source_checks(INVOICES)],
     )
     assert result.success
     assert len(sandbox.requests) == requests_before

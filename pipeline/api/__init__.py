@@ -1,27 +1,34 @@
-"""The DigitalOcean billing API: client, pacing, errors and the shapes it returns."""
+"""The DigitalOcean API over HTTP: client, paging, retry policy, pacing, decoding, errors."""
 
-from pipeline.api.client import DigitalOceanClient, RetryPolicy
+from pipeline.api.client import DigitalOceanClient, Progress
+from pipeline.api.collection import Collection, PageRequest
+from pipeline.api.decoding import Page
 from pipeline.api.errors import (
     ApiError,
     AuthError,
-    IncompleteInvoiceError,
+    IncompleteFetchError,
     NotFoundError,
     ResponseTooLargeError,
 )
-from pipeline.api.models import InvoiceFetch, InvoiceListing, InvoiceRef, Page
 from pipeline.api.pacing import Pacer
+from pipeline.api.paging import COUNTERS, LINKS, SINGLE, Paginator
+from pipeline.api.retry import RetryPolicy
 
 __all__ = [
+    "COUNTERS",
+    "LINKS",
+    "SINGLE",
     "ApiError",
     "AuthError",
+    "Collection",
     "DigitalOceanClient",
-    "IncompleteInvoiceError",
-    "InvoiceFetch",
-    "InvoiceListing",
-    "InvoiceRef",
+    "IncompleteFetchError",
     "NotFoundError",
     "Pacer",
     "Page",
+    "PageRequest",
+    "Paginator",
+    "Progress",
     "ResponseTooLargeError",
     "RetryPolicy",
 ]

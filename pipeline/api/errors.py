@@ -24,5 +24,5 @@ class ResponseTooLargeError(ApiError):
     """A response exceeded the size bound; refusing to buffer it protects memory."""
 
 
-class IncompleteInvoiceError(ApiError):
-    """The items fetched for an invoice do not add up to the count the API announced."""
+class IncompleteFetchError(ApiError):
+    """What was fetched does not add up: fewer rows than announced, or pages that shifted."""

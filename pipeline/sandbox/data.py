@@ -70,9 +70,6 @@ class SandboxData:
     def all_invoices(self) -> list[dict[str, Any]]:
         return self.invoices + ([self.preview] if self.preview else [])
 
-    def total_items(self) -> int:
-        return sum(len(self.items[i["invoice_uuid"]]) for i in self.all_invoices())
-
     def copy(self) -> SandboxData:
         return copy.deepcopy(self)
 

@@ -1,8 +1,8 @@
 """The sandbox: a real HTTP server on loopback that speaks the DigitalOcean billing API.
 
-It serves `SandboxData` with the API's paging (per_page default 20, max 200, `links.pages`,
-`meta.total`, the three single-page shapes), auth errors, rate-limit headers and 429s, and can
-inject faults per path so retries and failures are tested over real sockets.
+It serves `SandboxData` with the API's paging (per_page default 20, max 200 or a lower cap,
+`links.pages`, `meta.total`, the three single-page shapes), auth errors, rate-limit headers and
+429s, and can inject faults per path so retries and failures are tested over real sockets.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from pipeline.sandbox.faults import Fault
 LIST = re.compile(r"^/v2/customers/my/invoices/?$")
 ITEMS = re.compile(r"^/v2/customers/my/invoices/([^/]+)/?$")
 SUMMARY = re.compile(r"^/v2/customers/my/invoices/([^/]+)/summary/?$")
-CSV = re.compile(r"^/v2/customers/my/invoices/([^/]+)/csv/?$")
 ERRORS = {
     400: ("bad_request", "The request was malformed."),
     401: ("unauthorized", "Unable to authenticate you."),
@@ -58,9 +57,8 @@ class SandboxServer:
         port: int = 0,
         latency: float = 0.0,
         requests_per_minute: int | None = None,
-        requests_per_hour: int | None = None,
         link_base: str | None = "https://api.digitalocean.com",
-        forbidden_tokens: frozenset[str] = frozenset(),
+        max_per_page: int = 200,
         single_page_shape: str = "rotate",
         minute_seconds: float = 60.0,
         error_rate: float = 0.0,
@@ -72,13 +70,14 @@ class SandboxServer:
         self.token = token
         self.latency = latency
         self.per_minute = requests_per_minute
-        self.per_hour = requests_per_hour
+        # A server may answer fewer rows per page than asked: the API's cap is 200, and a lower
+        # cap here shows whether a client follows the server's pages or trusts its own request.
+        self.max_per_page = max_per_page
         # The "per minute" window can be shortened so tests of pacing run in seconds.
         self.minute = minute_seconds
         # A share of requests answered 500/502/503/reset at random (seeded), for soak tests.
         self.error_rate = error_rate
         self._random = random.Random(seed)
-        self.forbidden_tokens = forbidden_tokens
         self.single_page_shape = single_page_shape
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -120,14 +119,6 @@ class SandboxServer:
         with self._lock:
             self._faults.append((re.compile(path_regex), queue))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def reset_log(self) -> None:
-        with self._lock:
-            self.requests.clear()
-
     def _next_fault(self, path: str) -> Fault | None:
         with self._lock:
             for pattern, queue in self._faults:
@@ -149,12 +140,9 @@ class SandboxServer:
             if self.per_minute and last_minute >= self.per_minute:
                 oldest = in_minute[-self.per_minute]
                 retry_after = math.ceil(oldest + self.minute - now)
-            if self.per_hour and len(self._stamps) >= self.per_hour:
-                retry_after = max(retry_after, math.ceil(self._stamps[-self.per_hour] + 3600 - now))
             if not retry_after:
                 self._stamps.append(now)
-            limit = self.per_hour or HOURLY_LIMIT
-            remaining = max(limit - len(self._stamps), 0)
+            remaining = max(HOURLY_LIMIT - len(self._stamps), 0)
             oldest_age = now - self._stamps[0] if self._stamps else 0
             reset = int(time.time() + 3600 - oldest_age)
         return not retry_after, max(retry_after, 1), remaining, reset
@@ -179,9 +167,9 @@ class SandboxServer:
         return {"pages": pages}
 
     def respond(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
-        """The API's answer to an authorized GET: (status, JSON body or CSV text)."""
+        """The API's answer to an authorized GET: (status, JSON body)."""
         try:
-            per_page = min(max(int(query.get("per_page", ["20"])[0]), 1), 200)
+            per_page = min(max(int(query.get("per_page", ["20"])[0]), 1), self.max_per_page)
             page = max(int(query.get("page", ["1"])[0]), 1)
         except ValueError:
             return 400, None
@@ -191,7 +179,7 @@ class SandboxServer:
             if data.preview:
                 body["invoice_preview"] = data.preview
             return 200, body
-        for pattern in (SUMMARY, CSV, ITEMS):
+        for pattern in (SUMMARY, ITEMS):
             match = pattern.match(path)
             if not match:
                 continue
@@ -202,8 +190,6 @@ class SandboxServer:
                 return 404, None
             if pattern is SUMMARY:
                 return 200, data.summaries[key]
-            if pattern is CSV:
-                return 200, _csv(data.items[key])
             return 200, self._paged(path, "invoice_items", data.items[key], page, per_page, key)
         return 404, None
 
@@ -216,44 +202,6 @@ class SandboxServer:
             body["links"] = links
         body["meta"] = {"total": len(rows)}
         return body
-
-
-def _csv(items: list[dict[str, Any]]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "product",
-            "group_description",
-            "description",
-            "hours",
-            "start",
-            "end",
-            "USD",
-            "project_name",
-            "category",
-        ]
-    )
-    for i in items:
-        amount = i["amount"]
-        usd = f"-${amount[1:]}" if amount.startswith("-") else f"${amount}"
-        writer.writerow(
-            [
-                i.get("product", ""),
-                i.get("group_description", ""),
-                i.get("description", ""),
-                i.get("duration", ""),
-                i.get("start_time", ""),
-                i.get("end_time", ""),
-                usd,
-                i.get("project_name", ""),
-                i.get("category", ""),
-            ]
-        )
-    return out.getvalue()
 
 
 def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
@@ -286,13 +234,10 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(sandbox.latency)
             allowed, retry_after, remaining, reset = sandbox._admit()
             self.rate_headers = {
-                "ratelimit-limit": str(sandbox.per_hour or HOURLY_LIMIT),
+                "ratelimit-limit": str(HOURLY_LIMIT),
                 "ratelimit-remaining": str(remaining),
                 "ratelimit-reset": str(reset),
             }
-            token = auth.removeprefix("Bearer ")
-            if token in sandbox.forbidden_tokens:
-                return self._error(entry, 403)
             if not authorized:
                 return self._error(entry, 401)
             if not allowed:
@@ -304,8 +249,6 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             status, body = sandbox.respond(path, query)
             if status != 200:
                 return self._error(entry, status)
-            if isinstance(body, str):
-                return self._send(entry, 200, body.encode(), "text/csv; charset=utf-8")
             self._json(entry, 200, body)
 
         def _fault(self, entry: dict, fault: Fault, path: str, query: dict) -> bool:

@@ -1,60 +1,50 @@
-"""The DuckDB warehouse: schema, raw landing, and atomic month-by-month replacement.
+"""The DuckDB warehouse: raw landing, and atomic month-by-month replacement of tables.
 
 DuckDB allows one writer process; a busy file is retried with backoff for a bounded time and
 then reported plainly. Every write is one transaction: a month holds its old rows or its new rows.
+The schema is not applied here: `migrate()` is the explicit step that brings a file up to date.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+import re
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pandas as pd
 
-if TYPE_CHECKING:
-    from pipeline.api.models import InvoiceFetch, InvoiceListing
+from pipeline.warehouse.migrate import migrate
 
 log = logging.getLogger(__name__)
 
-_SQL = resources.files("pipeline.warehouse")
-SCHEMA_SQL = _SQL.joinpath("schema.sql").read_text() + _SQL.joinpath("views.sql").read_text()
-
 PERIODS = "CAST($periods AS VARCHAR[])"
-LATEST_FETCH = "SELECT * FROM raw.latest_fetch(CAST($periods AS VARCHAR[]))"
-RAW_INVOICES = """
-    SELECT i.invoice_uuid, i.invoice_period, i.status, i.items_total, i.entry
-    FROM raw.invoices AS i
-    JOIN raw.latest_fetch(CAST($periods AS VARCHAR[])) USING (fetch_id, invoice_period)
-    ORDER BY i.invoice_period, i.invoice_uuid
+LATEST = "raw.latest_fetch($source, CAST($periods AS VARCHAR[]))"
+COVERED = f"SELECT partition_key FROM {LATEST}"  # noqa: S608 (constants only)
+RAW_TARGETS = f"""
+    SELECT t.target_key, t.partition_key, t.status, t.entry
+    FROM raw.targets AS t JOIN {LATEST} AS l USING (fetch_id, partition_key)
+    ORDER BY t.partition_key, t.target_key
+"""  # noqa: S608
+RAW_PAGES = f"""
+    SELECT p.endpoint, p.request_key, p.partition_key, p.page, p.body
+    FROM raw.pages AS p JOIN {LATEST} AS l USING (fetch_id, partition_key)
+    ORDER BY p.endpoint, p.request_key, p.page
+"""  # noqa: S608
+INSERT_FETCH = """
+    INSERT INTO raw.fetches (fetch_id, source, run_id, fetched_at, first_period, last_period,
+                             api_host, status, error, requests)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-RAW_ITEM_PAGES = """
-    SELECT p.invoice_uuid, p.invoice_period, p.status, p.page, p.body
-    FROM raw.invoice_item_pages AS p
-    JOIN raw.latest_fetch(CAST($periods AS VARCHAR[])) USING (fetch_id, invoice_period)
-    ORDER BY p.invoice_uuid, p.page
-"""
-# Table names interpolated into SQL come from this fixed set only, never from input.
-WRITABLE_TABLES = frozenset(
-    {
-        "invoices",
-        "invoice_items",
-        "raw.invoice_list_pages",
-        "raw.invoices",
-        "raw.invoice_item_pages",
-        "invoice_summaries",
-        "raw.invoice_summaries",
-    }
-)
+# Table and column names come from source declarations, never from input; still, only plain
+# identifiers are ever interpolated into SQL.
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 
 
 class WarehouseBusyError(RuntimeError):
@@ -62,69 +52,27 @@ class WarehouseBusyError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RawFetch:
-    """One run's fetch of the API, ready to land in `raw`."""
+class RawBatch:
+    """One fetch of one source, ready to land in `raw`: its record, targets and pages."""
 
     fetch_id: str
+    source: str
     run_id: str | None
     fetched_at: pd.Timestamp
     first_period: str
     last_period: str
     api_host: str
-    status: str
+    status: str  # 'ok' or 'incomplete'
     error: str | None
     requests: int
-    list_pages: pd.DataFrame  # page, body
-    invoices: pd.DataFrame  # invoice_uuid, invoice_period, status, items_total, entry
-    item_pages: pd.DataFrame  # invoice_uuid, invoice_period, status, page, body
+    targets: pd.DataFrame  # target_key, partition_key, status, entry
+    pages: pd.DataFrame  # endpoint, request_key, partition_key, page, body
 
-    @classmethod
-    def of(
-        cls,
-        listing: InvoiceListing,
-        fetches: Sequence[InvoiceFetch],
-        *,
-        periods: Sequence[str],
-        api_host: str,
-        requests: int,
-        problems: Sequence[str] = (),
-        run_id: str | None = None,
-    ) -> RawFetch:
-        """Every page of a fetch, verbatim, with the list entry and `meta.total` of each invoice."""
-        list_pages = pd.DataFrame(
-            {"page": [p.page for p in listing.pages], "body": [p.body for p in listing.pages]}
-        )
-        invoices = pd.DataFrame(
-            {
-                "invoice_uuid": [f.ref.invoice_uuid for f in fetches],
-                "invoice_period": [f.ref.invoice_period for f in fetches],
-                "status": [f.ref.status for f in fetches],
-                "items_total": pd.array([f.expected for f in fetches], dtype="Int64"),
-                "entry": [json.dumps(f.ref.entry, ensure_ascii=False) for f in fetches],
-            }
-        )
-        item_pages = pd.DataFrame(
-            [
-                (f.ref.invoice_uuid, f.ref.invoice_period, f.ref.status, page.page, page.body)
-                for f in fetches
-                for page in f.pages
-            ],
-            columns=["invoice_uuid", "invoice_period", "status", "page", "body"],
-        )
-        return cls(
-            fetch_id=uuid.uuid4().hex,
-            run_id=run_id,
-            fetched_at=pd.Timestamp.now(tz="UTC"),
-            first_period=min(periods),
-            last_period=max(periods),
-            api_host=api_host,
-            status="incomplete" if problems else "ok",
-            error="\n".join(problems) or None,
-            requests=requests,
-            list_pages=list_pages,
-            invoices=invoices,
-            item_pages=item_pages,
-        )
+
+def _identifier(name: str) -> str:
+    if not IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a warehouse identifier: {name!r}")
+    return name
 
 
 def _is_lock_error(exc: duckdb.Error) -> bool:
@@ -132,22 +80,15 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
-def _check_table(table: str) -> None:
-    if table not in WRITABLE_TABLES:
-        raise ValueError(f"not a warehouse table: {table!r}")
-
-
-# Files whose schema and views this process has already (re)applied: once per process is enough,
-# and skipping it saves ~20 ms on every later open (each asset and check opens the file).
-_SCHEMA_APPLIED: set[Path] = set()
-
-
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
     """Append a DataFrame's rows by column name (one set-based INSERT)."""
-    _check_table(table)
     con.register("incoming", frame)
-    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")  # noqa: S608
+    con.execute(f"INSERT INTO {_identifier(table)} BY NAME SELECT * FROM incoming")  # noqa: S608
     con.unregister("incoming")
+
+
+# Files this process has brought up to date: once per process is enough.
+_MIGRATED: set[Path] = set()
 
 
 class Warehouse:
@@ -162,7 +103,6 @@ class Warehouse:
         """Open the file, waiting (bounded) while another process holds the lock."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh_file = not self.path.exists()
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.1
         while True:
@@ -182,10 +122,6 @@ class Warehouse:
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
         try:
-            key = self.path.resolve()
-            if not read_only and (fresh_file or key not in _SCHEMA_APPLIED):
-                con.execute(SCHEMA_SQL)
-                _SCHEMA_APPLIED.add(key)
             yield con
         finally:
             con.close()
@@ -202,61 +138,61 @@ class Warehouse:
                 raise
             con.commit()
 
-    def land_raw(self, fetch: RawFetch) -> None:
+    def migrate(self) -> list[int]:
+        """Bring the file's schema up to date (versioned, idempotent); the versions applied."""
+        key = self.path.resolve()
+        if key in _MIGRATED and self.path.exists():
+            return []
+        with self.connect() as con:
+            applied = migrate(con)
+        _MIGRATED.add(key)
+        return applied
+
+    def land_raw(self, batch: RawBatch) -> None:
         """Keep every page as received, with the fetch's verdict, in one transaction."""
         with self.transaction() as con:
             con.execute(
-                "INSERT INTO raw.fetches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                INSERT_FETCH,
                 [
-                    fetch.fetch_id,
-                    fetch.run_id,
-                    fetch.fetched_at,
-                    fetch.first_period,
-                    fetch.last_period,
-                    fetch.api_host,
-                    fetch.status,
-                    fetch.error,
-                    fetch.requests,
+                    batch.fetch_id,
+                    batch.source,
+                    batch.run_id,
+                    batch.fetched_at,
+                    batch.first_period,
+                    batch.last_period,
+                    batch.api_host,
+                    batch.status,
+                    batch.error,
+                    batch.requests,
                 ],
             )
-            for table, frame in (
-                ("raw.invoice_list_pages", fetch.list_pages),
-                ("raw.invoices", fetch.invoices),
-                ("raw.invoice_item_pages", fetch.item_pages),
-            ):
-                _insert(con, table, frame.assign(fetch_id=fetch.fetch_id))
+            _insert(con, "raw.targets", batch.targets.assign(fetch_id=batch.fetch_id))
+            _insert(con, "raw.pages", batch.pages.assign(fetch_id=batch.fetch_id))
 
-    def raw_invoices(self, periods: Sequence[str]) -> pd.DataFrame:
-        """Invoice list entries of the latest good fetch of each period."""
+    def read_raw(
+        self, source: str, periods: Sequence[str], *, with_pages: bool = True
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+        """The latest good fetch of `source` for each month: its targets, its pages (unless
+        `with_pages` is false) and the months no good fetch covers."""
+        params = {"source": source, "periods": list(periods)}
         with self.connect() as con:
-            return con.execute(RAW_INVOICES, {"periods": list(periods)}).df()
-
-    def read_raw(self, periods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-        """Latest good fetch of each period: invoice entries, item pages, periods never fetched."""
-        with self.connect() as con:
-            params = {"periods": list(periods)}
-            covered = {row[0] for row in con.execute(LATEST_FETCH, params).fetchall()}
-            entries = con.execute(RAW_INVOICES, params).df()
-            pages = con.execute(RAW_ITEM_PAGES, params).df()
-        return entries, pages, [p for p in periods if p not in covered]
+            covered = {row[0] for row in con.execute(COVERED, params).fetchall()}
+            targets = con.execute(RAW_TARGETS, params).df()
+            pages = con.execute(RAW_PAGES, params).df() if with_pages else None
+        return targets, pages, [p for p in periods if p not in covered]
 
     def replace_periods(
-        self,
-        periods: Sequence[str],
-        tables: dict[str, pd.DataFrame],
-        append: dict[str, pd.DataFrame] | None = None,
+        self, periods: Sequence[str], tables: dict[str, tuple[pd.DataFrame, str]]
     ) -> None:
         """Swap these months' rows in every table at once: delete and insert in one transaction.
 
-        `append` rows (raw landing) are added in the same transaction.
+        `tables` maps a table name to its new rows and the column that holds the month.
         """
         with self.transaction() as con:
-            for table, frame in (append or {}).items():
-                _insert(con, table, frame)
-            for table, frame in tables.items():
-                _check_table(table)
+            for table, (frame, column) in tables.items():
                 con.execute(
-                    f"DELETE FROM {table} WHERE list_contains({PERIODS}, invoice_period)",  # noqa: S608
+                    f"DELETE FROM {_identifier(table)} "  # noqa: S608
+                    f"WHERE list_contains({PERIODS}, {_identifier(column)})",
                     {"periods": list(periods)},
                 )
                 _insert(con, table, frame)

@@ -1,0 +1,171 @@
+"""One recipe for every source: fetch → land raw → normalize the latest good fetch → check → swap.
+
+The raw landing is its own transaction and happens before anything is parsed, so a bad value or
+a bug in a normalizer loses nothing: fix it and `replay` from raw with zero requests. The
+Dagster assets call these steps, and so does `make bench`, so the benchmark measures a run's work.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
+from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
+from pipeline.sources.fields import InvalidPayloadError
+from pipeline.warehouse.store import RawBatch, Warehouse
+
+TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
+PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body"]
+
+
+class RawNotFetchedError(RuntimeError):
+    """A month has no successful raw fetch to work from."""
+
+
+def fetch(
+    source: Source,
+    api: DigitalOceanClient,
+    store: Warehouse,
+    periods: Sequence[str],
+    run_id: str | None = None,
+) -> RawBatch:
+    """Every page the source needs for these months, as received, ready to land.
+
+    Pages that do not add up are recorded in the batch (`status` incomplete) rather than raised
+    here, so they are landed before the run fails.
+    """
+    periods = list(periods)
+    requests_before = api.stats.requests
+    parent = read_targets(source.parent, store, periods) if source.parent else None
+    problems: list[str] = []
+    index: Collection | None = None
+    if source.index is not None:
+        (index,) = api.fetch([source.index.request()])
+        problems += index.problems()
+        api.log.info(
+            f"{source.index.name.replace('_', ' ')}: {len(index.records)} {source.index.noun} "
+            f"in {len(index.pages)} page(s)"
+        )
+    targets: list[Target] = []
+    if not problems:
+        try:
+            targets = source.targets(Targets(periods, index, parent))
+        except InvalidPayloadError as exc:
+            problems.append(str(exc))
+    collections: list[Collection] = []
+    if not problems:
+        api.log.info(
+            f"{len(targets)} {source.target_noun}(s) in {periods[0]}…{periods[-1]}; "
+            f"fetching their {source.endpoint.noun}"
+        )
+        collections = api.fetch(
+            [source.endpoint.request(target, source.missing) for target in targets],
+            Progress(source.progress_name, source.target_noun),
+        )
+        problems += [problem for c in collections for problem in c.problems()]
+    pages: list[tuple] = []
+    if source.index is not None and index is not None:
+        pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
+    for target, collection in zip(targets, collections, strict=True):
+        pages += [
+            (source.endpoint.name, target.key, target.partition, p.page, p.body)
+            for p in collection.pages
+        ]
+    return RawBatch(
+        fetch_id=uuid.uuid4().hex,
+        source=source.name,
+        run_id=run_id,
+        fetched_at=pd.Timestamp.now(tz="UTC"),
+        first_period=min(periods),
+        last_period=max(periods),
+        api_host=api.host,
+        status="incomplete" if problems else "ok",
+        error="\n".join(problems) or None,
+        requests=api.stats.requests - requests_before,
+        targets=pd.DataFrame(
+            [
+                (
+                    t.key,
+                    t.partition,
+                    t.status,
+                    json.dumps(t.entry, ensure_ascii=False) if t.entry is not None else None,
+                )
+                for t in targets
+            ],
+            columns=TARGET_COLUMNS,
+        ),
+        pages=pd.DataFrame(pages, columns=PAGE_COLUMNS).astype({"page": "int32"}),
+    )
+
+
+def land(store: Warehouse, batch: RawBatch) -> None:
+    """Land the batch in its own transaction, then fail if it did not add up."""
+    store.migrate()
+    store.land_raw(batch)
+    if batch.error:
+        raise IncompleteFetchError(
+            batch.error.replace("\n", "; ")
+            + f". The pages are kept in raw (fetch {batch.fetch_id}); the tables still hold the "
+            "previous rows of these months. Re-run the months."
+        )
+
+
+def read_targets(source: Source, store: Warehouse, periods: Sequence[str]) -> pd.DataFrame:
+    """The targets of the source's latest good fetch of each month."""
+    store.migrate()
+    targets, _, missing = store.read_raw(source.name, periods, with_pages=False)
+    if missing:
+        raise RawNotFetchedError(
+            f"no successful {source.name} fetch covers {missing}: load {source.name} first"
+        )
+    return targets
+
+
+def normalize(source: Source, store: Warehouse, periods: Sequence[str]) -> Normalized:
+    """The latest good raw fetch of each month, normalized and checked before any write."""
+    store.migrate()
+    targets, pages, missing = store.read_raw(source.name, periods)
+    if missing or pages is None:
+        step = source.raw_asset or source.name
+        raise RawNotFetchedError(
+            f"no successful raw fetch of {source.name} covers {missing}: materialize {step} first"
+        )
+    raw = RawData(targets=targets, pages=pages)
+    result = source.normalize(raw, datetime.now(UTC))
+    problems = source.invariants(raw, result.tables, periods)
+    if problems:
+        raise IncompleteFetchError("; ".join(problems) + ". Nothing was written.")
+    return result
+
+
+def swap(source: Source, store: Warehouse, periods: Sequence[str], result: Normalized) -> None:
+    """Replace the months' rows of every table of the source in one transaction."""
+    store.replace_periods(
+        periods,
+        {t.name: (result.tables[t.name], t.partition_column) for t in source.tables},
+    )
+
+
+def replay(source: Source, store: Warehouse, periods: Sequence[str]) -> Normalized:
+    """Normalize and swap from raw alone: zero requests."""
+    result = normalize(source, store, periods)
+    swap(source, store, periods, result)
+    return result
+
+
+def load(
+    source: Source,
+    api: DigitalOceanClient,
+    store: Warehouse,
+    periods: Sequence[str],
+    run_id: str | None = None,
+) -> tuple[RawBatch, Normalized]:
+    """The whole recipe for one source and a set of months."""
+    batch = fetch(source, api, store, periods, run_id)
+    land(store, batch)
+    return batch, replay(source, store, periods)

@@ -1,0 +1,102 @@
+"""What a materialization shows in the UI, built the same way for every source and table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from pipeline.api.client import ClientStats
+from pipeline.sources.base import Table
+from pipeline.warehouse.store import RawBatch
+
+BAR_WIDTH = 24
+SHOWN_MONTHS = 24
+
+
+def money(value: object) -> str:
+    return f"{value:,.2f} USD" if value is not None and pd.notna(value) else "0.00 USD"
+
+
+def bars(amounts: pd.Series, width: int = BAR_WIDTH) -> list[str]:
+    """A bar per month, scaled to the largest: a plot the UI can show in markdown."""
+    values = [Decimal(0) if pd.isna(v) else Decimal(str(v)) for v in amounts]
+    top = max([v for v in values if v > 0], default=Decimal(0))
+    return ["█" * int(width * v / top) if top and v > 0 else "" for v in values]
+
+
+def fetch_metadata(batch: RawBatch, stats: ClientStats) -> dict[str, Any]:
+    """Pages landed, what they covered, and what it took."""
+    return {
+        "dagster/row_count": len(batch.pages),
+        "fetch_id": batch.fetch_id,
+        "targets": len(batch.targets),
+        "pages": len(batch.pages),
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "rate_limited": stats.rate_limited,
+    }
+
+
+def _per_month(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> pd.DataFrame:
+    month = table.partition_column
+    grouped = frame.groupby(month).agg(rows=(month, "size"))
+    if "amount" in frame:
+        grouped = grouped.join(frame.groupby(month)["amount"].sum())
+    else:
+        grouped["amount"] = None
+    grouped = grouped.reindex(periods).fillna({"rows": 0})
+    return pd.DataFrame(
+        {
+            "month": grouped.index,
+            table.noun or "rows": grouped["rows"].astype(int).to_numpy(),
+            "amount": [money(v) for v in grouped["amount"]],
+            "spend": bars(grouped["amount"]),
+        }
+    )
+
+
+def _spend_by(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
+    if not len(frame):
+        return "no rows"
+    column = table.spend_by
+    by = (
+        frame.groupby([column, table.partition_column], dropna=False)["amount"]
+        .sum()
+        .unstack(table.partition_column)
+        .reindex(columns=periods[-6:])
+    )
+    by = by.loc[by.sum(axis=1).sort_values(ascending=False).index]
+    return by.fillna(0).map(lambda v: f"{v:,.2f}").to_markdown()
+
+
+def table_metadata(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> dict[str, Any]:
+    """Row count, totals, and the plot, breakdown or sample the table declares."""
+    metadata: dict[str, Any] = {"dagster/row_count": len(frame), "months": len(periods)}
+    for column in ("amount", *table.totals):
+        if column in frame:
+            key = "total_amount" if column == "amount" else column
+            metadata[key] = money(frame[column].sum() if len(frame) else 0)
+    if table.plot:
+        metadata["preview"] = dg.MetadataValue.md(
+            _per_month(table, frame, periods).tail(SHOWN_MONTHS).to_markdown(index=False)
+        )
+    else:
+        sample = frame.drop(columns=["loaded_at"], errors="ignore").head(10).astype(str)
+        metadata["preview"] = dg.MetadataValue.md(sample.to_markdown(index=False))
+    if table.spend_by:
+        metadata[f"spend_by_{table.spend_by}"] = dg.MetadataValue.md(
+            _spend_by(table, frame, periods)
+        )
+    return metadata
+
+
+def load_summary(tables: Sequence[Table], frames: dict[str, pd.DataFrame], periods: list) -> str:
+    """The run log's line: `loaded 3 month(s) 2024-01…2024-03: 3 invoices, 90 items, 1.00 USD`."""
+    counts = ", ".join(f"{len(frames[t.name])} {t.noun or t.name}" for t in tables)
+    first = frames[tables[0].name]
+    total = money(first["amount"].sum()) if "amount" in first and len(first) else money(0)
+    return f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}, {total}"

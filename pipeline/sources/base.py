@@ -1,0 +1,148 @@
+"""What a source declares: its endpoints and how they page, how its rows map to months, its raw
+landing, its normalizer, its tables and keys, and the invariants that must hold before commit.
+
+One engine (`pipeline.engine`) runs every source; nothing here calls the API or the warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from pipeline.api import LINKS, Collection, PageRequest, Paginator
+
+MONTH_COLUMN = "invoice_period"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to fetch for a month: an invoice's items, an invoice's summary, a window."""
+
+    key: str  # what the rows are keyed by (raw.pages.request_key): the invoice uuid
+    partition: str  # the month (`YYYY-MM`) its rows belong to
+    status: str | None = None  # the parent record's state as the source names it
+    entry: dict[str, Any] | None = None  # the parent record as received
+    path_key: str | None = None  # what fills `{key}` in the path, if not `key`
+    label: str = ""  # how messages name it
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A path (with `{key}` filled from a target), how it pages and where its rows are."""
+
+    name: str  # raw.pages.endpoint
+    path: str
+    paginator: Paginator = LINKS
+    records: str | None = None
+    noun: str = "records"
+    primary_key: str | None = None
+
+    def request(self, target: Target | None = None, missing: str = "answers 404") -> PageRequest:
+        path = self.path
+        if target is not None:
+            path = path.format(key=target.path_key or target.key)
+        return PageRequest(
+            path=path,
+            paginator=self.paginator,
+            records=self.records,
+            label=target.label if target is not None else "",
+            noun=self.noun,
+            primary_key=self.primary_key,
+            missing=missing,
+            context=target,
+        )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a source may choose its targets from."""
+
+    periods: Sequence[str]
+    index: Collection | None = None  # the source's index pages (the invoice list), if any
+    parent: pd.DataFrame | None = None  # the parent source's latest raw targets, if any
+
+
+@dataclass(frozen=True)
+class RawData:
+    """The latest good raw fetch of each month, as landed: what a normalizer reads."""
+
+    targets: pd.DataFrame  # target_key, partition_key, status, entry
+    pages: pd.DataFrame  # endpoint, request_key, partition_key, page, body
+
+    def pages_of(self, endpoint: str) -> pd.DataFrame:
+        return self.pages[self.pages["endpoint"] == endpoint]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A target table: replaced month by month, keyed by `primary_key`."""
+
+    name: str
+    primary_key: tuple[str, ...]
+    description: str
+    noun: str = ""  # what a row is called in the run log ("items"); the name if empty
+    partition_column: str = MONTH_COLUMN
+    # What its materialization shows besides the row count and the amount total.
+    plot: bool = False  # a bar per month of the run
+    spend_by: str | None = None  # amount per this column and month
+    totals: tuple[str, ...] = ()  # other money columns to total
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A normalizer's output: one frame per table, and what a person should hear about."""
+
+    tables: dict[str, pd.DataFrame]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A query over the stored tables whose rows are the failures; none means it passed."""
+
+    name: str
+    table: str  # the asset it checks
+    sql: str
+    description: str
+    passed: str  # what a pass means, shown in the UI
+    warn_only: bool = False  # a finding to look at, not an error
+    blocking: bool = False  # a failure stops downstream assets
+    also_reads: tuple[str, ...] = ()  # other tables the query reads
+
+
+Normalizer = Callable[[RawData, datetime], Normalized]
+Invariants = Callable[[RawData, dict[str, pd.DataFrame], Sequence[str]], list[str]]
+
+
+def no_invariants(raw: RawData, tables: dict[str, pd.DataFrame], periods: Sequence[str]) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source, declared: the engine fetches, lands, normalizes, checks and swaps it."""
+
+    name: str  # raw.fetches.source
+    endpoint: Endpoint  # fetched once per target
+    targets: Callable[[Targets], list[Target]]
+    normalize: Normalizer  # pure: raw → one frame per table
+    tables: tuple[Table, ...]
+    description: str
+    index: Endpoint | None = None  # fetched once per run to find the targets
+    parent: Source | None = None  # targets come from the parent's latest raw fetch
+    invariants: Invariants = no_invariants
+    target_noun: str = "target"  # "invoice": `3 invoice(s) in 2024-01…2024-03`
+    progress_name: str = "pages"  # progress lines: `items: 3/41 invoices complete, …`
+    missing: str = "answers 404"  # a target the API does not know
+    raw_asset: str | None = None  # a separate asset for fetch + raw landing, if wanted
+    tables_step: str | None = None  # the name of the step that loads several tables
+    checks: tuple[Check, ...] = ()
+    kinds: frozenset[str] = field(default_factory=lambda: frozenset({"duckdb", "pandas"}))
+
+    @property
+    def table_names(self) -> list[str]:
+        return [table.name for table in self.tables]

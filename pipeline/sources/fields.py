@@ -1,0 +1,95 @@
+"""Raw fields → typed columns, vectorized, with money kept exact. Shared by every normalizer.
+
+Amounts arrive as strings ("12.34"); they are checked with one regex per column and cast by
+Arrow straight to DECIMAL, never through float. Empty and absent strings both become NULL,
+timestamps become UTC. Anything that cannot be read is reported with where it was and the field.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+MONEY = pa.decimal128(18, 2)
+QUANTITY = pa.decimal128(18, 6)
+MONEY_PATTERN = r"-?\d{1,16}(?:\.\d{1,2})?"
+QUANTITY_PATTERN = r"-?\d{1,12}(?:\.\d{1,6})?"
+PERIOD_PATTERN = r"\d{4}-(?:0[1-9]|1[0-2])"
+
+MAX_REPORTED = 20
+
+
+class InvalidPayloadError(ValueError):
+    """Values that cannot be loaded as they are; the raw pages are kept for inspection."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = problems[:MAX_REPORTED]
+        more = len(problems) - len(shown)
+        super().__init__(
+            f"{len(problems)} value(s) cannot be loaded:\n- "
+            + "\n- ".join(shown)
+            + (f"\n- … and {more} more" if more else "")
+        )
+
+
+def where(frame: pd.DataFrame, mask: pd.Series, field: str, what: str) -> list[str]:
+    """One message per bad row: which invoice, which line, which field, what value."""
+    bad = frame.loc[mask]
+    has_line = "line_number" in bad.columns
+    return [
+        f"invoice {row.invoice_uuid} ({row.invoice_period})"
+        + (f", line {row.line_number}" if has_line else "")
+        + f", field {field!r}: {value!r} {what}"
+        for row, value in zip(
+            bad.itertuples(index=False), bad[field].head(MAX_REPORTED * 5), strict=False
+        )
+    ]
+
+
+def text(frame: pd.DataFrame, field: str, problems: list[str]) -> pd.Series:
+    """A nullable string column: absent, None and blank strings are NULL; non-strings an error."""
+    if field not in frame.columns:
+        return pd.Series(pd.NA, index=frame.index, dtype="string")
+    col = frame[field]
+    if pd.api.types.infer_dtype(col, skipna=True) not in ("string", "empty"):
+        wrong = col.notna() & ~col.map(lambda v: isinstance(v, str))
+        problems += where(frame, wrong, field, "is not a string")
+        col = col.where(~wrong)
+    col = col.astype("string")
+    return col.mask(col.str.strip() == "")
+
+
+def decimal(
+    frame: pd.DataFrame,
+    field: str,
+    pattern: str,
+    arrow_type: pa.DataType,
+    problems: list[str],
+    *,
+    required: bool,
+) -> pd.Series:
+    """Exact decimal column from decimal strings; anything else is reported, never rounded."""
+    values = text(frame, field, problems)
+    missing = values.isna()
+    malformed = ~missing & ~values.str.fullmatch(pattern).fillna(False).astype(bool)
+    if required:
+        problems += where(frame.assign(**{field: values}), missing, field, "is missing")
+    problems += where(
+        frame.assign(**{field: values}), malformed, field, "is not a decimal string like '12.34'"
+    )
+    clean = values.where(~malformed)
+    strings = pa.array(clean.to_numpy(dtype=object, na_value=None), type=pa.string())
+    return pd.Series(strings.cast(arrow_type), index=frame.index, dtype=pd.ArrowDtype(arrow_type))
+
+
+def timestamp(frame: pd.DataFrame, field: str, problems: list[str]) -> pd.Series:
+    values = text(frame, field, problems)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    problems += where(
+        frame.assign(**{field: values}),
+        values.notna() & parsed.isna(),
+        field,
+        "is not an ISO 8601 timestamp",
+    )
+    return parsed

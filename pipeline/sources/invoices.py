@@ -1,0 +1,451 @@
+"""Invoices and their line items: the invoice list finds the month's invoices (final, else the
+month-to-date preview), each invoice's items are fetched page by page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from pipeline.api import LINKS, Page
+from pipeline.sources.base import (
+    Check,
+    Endpoint,
+    Normalized,
+    RawData,
+    Source,
+    Table,
+    Target,
+    Targets,
+)
+from pipeline.sources.fields import (
+    MONEY,
+    MONEY_PATTERN,
+    PERIOD_PATTERN,
+    QUANTITY,
+    QUANTITY_PATTERN,
+    InvalidPayloadError,
+    decimal,
+    text,
+    timestamp,
+    where,
+)
+
+ITEM_TEXT_FIELDS = (
+    "product",
+    "category",
+    "project_name",
+    "resource_uuid",
+    "resource_id",
+    "group_description",
+    "description",
+    "duration_unit",
+)
+ITEM_FIELDS = frozenset(ITEM_TEXT_FIELDS + ("amount", "duration", "start_time", "end_time"))
+ITEM_COLUMNS = [
+    "invoice_uuid",
+    "invoice_period",
+    "line_number",
+    "product",
+    "category",
+    "project_name",
+    "resource_uuid",
+    "resource_id",
+    "group_description",
+    "description",
+    "amount",
+    "duration",
+    "duration_unit",
+    "duration_hours",
+    "start_time",
+    "end_time",
+    "status",
+    "loaded_at",
+]
+INVOICE_COLUMNS = [
+    "invoice_uuid",
+    "invoice_id",
+    "invoice_period",
+    "amount",
+    "status",
+    "updated_at",
+    "items_total",
+    "loaded_at",
+]
+# Units DigitalOcean reports in `duration_unit`, as hours per unit; others give NULL hours.
+HOURS_PER_UNIT = {
+    "hour": 1.0,
+    "hours": 1.0,
+    "hr": 1.0,
+    "hrs": 1.0,
+    "minute": 1 / 60,
+    "minutes": 1 / 60,
+    "min": 1 / 60,
+    "second": 1 / 3600,
+    "seconds": 1 / 3600,
+    "sec": 1 / 3600,
+    "day": 24.0,
+    "days": 24.0,
+}
+
+# Known item fields parse as text; a field the spec does not know is inferred.
+_ITEM_PAGE_SCHEMA = pa.schema(
+    [("invoice_items", pa.list_(pa.struct([(f, pa.string()) for f in sorted(ITEM_FIELDS)])))]
+)
+
+
+def _items_with_arrow(pages: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """All pages parsed at once by Arrow's JSON reader (C++, multi-threaded).
+
+    Returns None when a value has the wrong JSON type (a number where text belongs, an item that
+    is not an object): the slower path then names each bad value precisely.
+    """
+    # Raw newlines can only be whitespace in valid JSON, so one page per line is safe.
+    lines = b"\n".join(body.replace("\n", " ").encode() for body in pages["body"])
+    try:
+        table = pa_json.read_json(
+            pa.BufferReader(lines),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_ITEM_PAGE_SCHEMA, unexpected_field_behavior="infer"
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    column = table.column("invoice_items")
+    flat = pc.list_flatten(column)
+    if any(not pa.types.is_string(f.type) and not pa.types.is_null(f.type) for f in flat.type):
+        return None
+    counts = pc.fill_null(pc.list_value_length(column), 0).to_numpy()
+    frame = pd.DataFrame(
+        {
+            f.name: pd.Series(pc.struct_field(flat, f.name), dtype=pd.ArrowDtype(pa.string()))
+            for f in flat.type
+        }
+    )
+    return frame, counts
+
+
+def _pages_to_items(pages: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
+    """Concatenate item pages in page order into one frame of raw item fields."""
+    pages = pages.sort_values(["invoice_uuid", "page"], kind="stable")
+    fast = _items_with_arrow(pages) if len(pages) else None
+    if fast is not None:
+        items, counts = fast
+        return _with_invoice_columns(items, pages, counts)
+    records: list[dict[str, Any]] = []
+    counts: list[int] = []
+    for uuid, period, page, body in zip(
+        pages["invoice_uuid"], pages["invoice_period"], pages["page"], pages["body"], strict=True
+    ):
+        items = json.loads(body).get("invoice_items") or []
+        if not all(isinstance(item, dict) for item in items):
+            problems.append(f"invoice {uuid} ({period}), page {page}: an item is not an object")
+            items = [item if isinstance(item, dict) else {} for item in items]
+        records.extend(items)
+        counts.append(len(items))
+    items = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
+    return _with_invoice_columns(items, pages, counts)
+
+
+def _with_invoice_columns(items: pd.DataFrame, pages: pd.DataFrame, counts: Any) -> pd.DataFrame:
+    """Each item gets its invoice's uuid, period and status, and its line number."""
+    items.index = pd.RangeIndex(len(items))
+    for column in ("invoice_uuid", "invoice_period", "status"):
+        items[column] = np.repeat(pages[column].to_numpy(dtype=object), counts)
+    items["line_number"] = items.groupby("invoice_uuid", sort=False).cumcount().add(1)
+    return items
+
+
+def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFrame, list[str]]:
+    """Item pages (invoice_uuid, invoice_period, status, page, body) → `invoice_items` rows."""
+    problems: list[str] = []
+    raw = _pages_to_items(pages, problems)
+    unknown = sorted(
+        set(raw.columns) - ITEM_FIELDS - {"invoice_uuid", "invoice_period", "status", "line_number"}
+    )
+    out = pd.DataFrame(
+        {
+            "invoice_uuid": raw["invoice_uuid"].astype("string"),
+            "invoice_period": raw["invoice_period"].astype("string"),
+            "line_number": raw["line_number"].astype("int32"),
+        },
+        index=raw.index,
+    )
+    for field in ITEM_TEXT_FIELDS:
+        out[field] = text(raw, field, problems)
+    out["amount"] = decimal(raw, "amount", MONEY_PATTERN, MONEY, problems, required=True)
+    out["duration"] = decimal(raw, "duration", QUANTITY_PATTERN, QUANTITY, problems, required=False)
+    factor = out["duration_unit"].str.strip().str.lower().map(HOURS_PER_UNIT)
+    hours = out["duration"].astype("float64[pyarrow]") * factor.astype("float64")
+    out["duration_hours"] = hours.astype("float64")
+    out["start_time"] = timestamp(raw, "start_time", problems)
+    out["end_time"] = timestamp(raw, "end_time", problems)
+    out["status"] = raw["status"].astype("string")
+    out["loaded_at"] = pd.Timestamp(loaded_at)
+    if problems:
+        raise InvalidPayloadError(problems)
+    return out[ITEM_COLUMNS], unknown
+
+
+def normalize_invoices(entries: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
+    """Invoice entries (status, items_total, entry JSON as listed) → `invoices` rows."""
+    problems: list[str] = []
+    records = [json.loads(entry) for entry in entries["entry"]]
+    raw = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
+    raw.index = entries.index
+    for column in ("invoice_uuid", "invoice_period"):
+        if column not in raw.columns:
+            raw[column] = pd.NA
+    out = pd.DataFrame(index=raw.index)
+    out["invoice_uuid"] = text(raw, "invoice_uuid", problems)
+    out["invoice_id"] = text(raw, "invoice_id", problems)
+    period = text(raw, "invoice_period", problems)
+    problems += where(
+        raw.assign(invoice_period=period),
+        ~period.str.fullmatch(PERIOD_PATTERN).fillna(False).astype(bool),
+        "invoice_period",
+        "is not a YYYY-MM period",
+    )
+    out["invoice_period"] = period
+    out["amount"] = decimal(raw, "amount", MONEY_PATTERN, MONEY, problems, required=True)
+    out["status"] = entries["status"].astype("string")
+    out["updated_at"] = timestamp(raw, "updated_at", problems)
+    out["items_total"] = entries["items_total"].astype("Int64")
+    out["loaded_at"] = pd.Timestamp(loaded_at)
+    if problems:
+        raise InvalidPayloadError(problems)
+    return out[INVOICE_COLUMNS].reset_index(drop=True)
+
+
+# -- the declaration ------------------------------------------------------------------------
+# Checks on the stored tables: each query returns the offending rows.
+ITEMS_MATCH_META_TOTAL = """
+    SELECT i.invoice_uuid, i.invoice_period, i.items_total AS meta_total,
+           count(it.line_number) AS loaded
+    FROM invoices AS i
+    LEFT JOIN invoice_items AS it USING (invoice_uuid, invoice_period)
+    GROUP BY ALL
+    HAVING loaded <> coalesce(i.items_total, -1)
+    ORDER BY i.invoice_period
+"""
+ITEMS_SUM_TO_INVOICE = """
+    SELECT i.invoice_uuid, i.invoice_period, i.status, i.amount AS invoice_amount,
+           coalesce(sum(it.amount), 0) AS items_sum,
+           coalesce(sum(it.amount), 0) - i.amount AS difference
+    FROM invoices AS i
+    LEFT JOIN invoice_items AS it USING (invoice_uuid, invoice_period)
+    GROUP BY i.invoice_uuid, i.invoice_period, i.status, i.amount
+    HAVING difference <> 0
+    ORDER BY i.invoice_period
+"""
+DUPLICATE_LINES = """
+    SELECT invoice_uuid, line_number, count(*) AS copies
+    FROM invoice_items
+    GROUP BY ALL
+    HAVING copies > 1
+"""
+PERIOD_MISMATCH = """
+    SELECT it.invoice_uuid, it.invoice_period AS item_period, i.invoice_period AS invoice_period,
+           count(*) AS items
+    FROM invoice_items AS it
+    LEFT JOIN invoices AS i USING (invoice_uuid)
+    WHERE i.invoice_period IS DISTINCT FROM it.invoice_period
+       OR NOT regexp_full_match(it.invoice_period, '\\d{4}-(0[1-9]|1[0-2])')
+    GROUP BY ALL
+"""
+
+UNKNOWN_DURATION_UNITS = """
+    SELECT duration_unit, count(*) AS items, min(invoice_period) AS first_period
+    FROM invoice_items
+    WHERE duration IS NOT NULL AND duration_hours IS NULL
+    GROUP BY ALL
+"""
+
+INVOICES_PATH = "/v2/customers/my/invoices"
+INVOICE_PATH = INVOICES_PATH + "/{key}"
+
+
+def invoice_target(entry: Any, status: str) -> Target:
+    """An invoice to load; the preview's items are served under the literal `preview`."""
+    uuid = entry.get("invoice_uuid") if isinstance(entry, dict) else None
+    period = entry.get("invoice_period") if isinstance(entry, dict) else None
+    if not isinstance(uuid, str) or not uuid or not isinstance(period, str):
+        raise InvalidPayloadError(
+            [f"invoice list entry lacks invoice_uuid or invoice_period: {json.dumps(entry)[:200]}"]
+        )
+    return Target(
+        key=uuid,
+        partition=period,
+        status=status,
+        entry=entry,
+        path_key="preview" if status == "preview" else None,
+        label=f"invoice {uuid} ({period})",
+    )
+
+
+def month_invoices(found: Targets) -> list[Target]:
+    """The invoices that make up each month: its final invoices, else the preview.
+
+    Once a month closes its final invoice supersedes the preview, so both are never loaded.
+    """
+    assert found.index is not None
+    wanted = set(found.periods)
+    listed = [invoice_target(entry, "final") for entry in found.index.records]
+    chosen = [target for target in listed if target.partition in wanted]
+    closed = {target.partition for target in chosen}
+    preview = found.index.pages[0].data.get("invoice_preview") if found.index.pages else None
+    if preview:
+        target = invoice_target(preview, "preview")
+        if target.partition in wanted - closed:
+            chosen.append(target)
+    return chosen
+
+
+def _first_page_totals(pages: pd.DataFrame) -> dict[str, int | None]:
+    """`meta.total` of each invoice's first item page: the item count the API announced."""
+    first = pages[pages["page"] == 1]
+    totals: dict[str, int | None] = {}
+    for uuid, body in zip(first["request_key"], first["body"], strict=True):
+        totals[uuid] = LINKS.total(Page.parse(INVOICE_PATH, 1, body))
+    return totals
+
+
+def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
+    """The landed invoice entries and item pages → `invoices` and `invoice_items`."""
+    targets = raw.targets
+    item_pages = raw.pages_of("invoice_items")
+    totals = _first_page_totals(item_pages)
+    entries = pd.DataFrame(
+        {
+            "status": targets["status"].to_numpy(),
+            "items_total": pd.array(
+                [totals.get(key) for key in targets["target_key"]], dtype="Int64"
+            ),
+            "entry": targets["entry"].to_numpy(),
+        }
+    )
+    status = dict(zip(targets["target_key"], targets["status"], strict=True))
+    pages = pd.DataFrame(
+        {
+            "invoice_uuid": item_pages["request_key"].to_numpy(),
+            "invoice_period": item_pages["partition_key"].to_numpy(),
+            "status": item_pages["request_key"].map(status).to_numpy(),
+            "page": item_pages["page"].to_numpy(),
+            "body": item_pages["body"].to_numpy(),
+        }
+    )
+    items, unknown = normalize_items(pages, loaded_at)
+    return Normalized(
+        {"invoices": normalize_invoices(entries, loaded_at), "invoice_items": items},
+        [f"item fields not in the API spec (kept in raw only): {unknown}"] if unknown else [],
+    )
+
+
+def invariants(raw: RawData, tables: dict[str, pd.DataFrame], periods: Sequence[str]) -> list[str]:
+    """What must hold before COMMIT: complete invoices, each listed once, months in range."""
+    invoices, items = tables["invoices"], tables["invoice_items"]
+    problems = []
+    counts = items.groupby("invoice_uuid").size()
+    loaded = invoices["invoice_uuid"].map(counts).fillna(0).astype(int)
+    for row, got in zip(invoices.itertuples(), loaded, strict=True):
+        if pd.notna(row.items_total) and got != row.items_total:
+            problems.append(
+                f"invoice {row.invoice_uuid} ({row.invoice_period}): {got} items loaded, "
+                f"meta.total is {row.items_total}"
+            )
+    if invoices["invoice_uuid"].duplicated().any():
+        dup = invoices.loc[invoices["invoice_uuid"].duplicated(), "invoice_uuid"].tolist()
+        problems.append(f"invoice(s) listed twice: {dup[:5]}")
+    outside = sorted(set(invoices["invoice_period"].dropna()) - set(periods))
+    if outside:
+        problems.append(f"invoice periods {outside} are outside this run's months")
+    return problems
+
+
+INVOICES = Source(
+    name="invoices",
+    description="Every invoice of the month (final, else the preview) and every line item.",
+    index=Endpoint(
+        "invoice_list",
+        INVOICES_PATH,
+        LINKS,
+        records="invoices",
+        noun="invoices",
+        primary_key="invoice_uuid",
+    ),
+    endpoint=Endpoint("invoice_items", INVOICE_PATH, LINKS, records="invoice_items", noun="items"),
+    targets=month_invoices,
+    normalize=normalize,
+    invariants=invariants,
+    tables=(
+        Table(
+            "invoices",
+            ("invoice_uuid",),
+            "One row per invoice (final) or per month-to-date preview.",
+            plot=True,
+            noun="invoices",
+        ),
+        Table(
+            "invoice_items",
+            ("invoice_uuid", "line_number"),
+            "Every line item of every invoice, amounts exact, durations in hours.",
+            spend_by="product",
+            noun="items",
+        ),
+    ),
+    checks=(
+        Check(
+            "items_match_meta_total",
+            "invoice_items",
+            ITEMS_MATCH_META_TOTAL,
+            "Per invoice, the loaded items equal the count the API announced (meta.total).",
+            "every invoice is complete",
+            blocking=True,
+        ),
+        Check(
+            "items_sum_to_invoice_amount",
+            "invoice_items",
+            ITEMS_SUM_TO_INVOICE,
+            "Per invoice, the items' amounts add up to the invoice amount; differences listed.",
+            "every invoice's items add up to its amount",
+            warn_only=True,
+        ),
+        Check(
+            "unique_invoice_lines",
+            "invoice_items",
+            DUPLICATE_LINES,
+            "No (invoice_uuid, line_number) appears twice.",
+            "no duplicate lines",
+            blocking=True,
+        ),
+        Check(
+            "items_in_their_invoice_period",
+            "invoice_items",
+            PERIOD_MISMATCH,
+            "Every item sits in the partition (invoice_period) of the invoice it belongs to.",
+            "every item is in its invoice's period",
+            blocking=True,
+        ),
+        Check(
+            "durations_in_known_units",
+            "invoice_items",
+            UNKNOWN_DURATION_UNITS,
+            "Durations in a unit we cannot convert load with NULL duration_hours; listed here.",
+            "every duration converts to hours",
+            warn_only=True,
+        ),
+    ),
+    target_noun="invoice",
+    progress_name="items",
+    missing="is in the invoice list but its items answer 404",
+    raw_asset="raw_invoice_pages",
+    tables_step="invoice_tables",
+)

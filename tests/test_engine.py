@@ -1,0 +1,154 @@
+"""One recipe for every source: fetch → raw → normalize → swap, through the engine and Dagster."""
+
+import dataclasses
+import json
+from datetime import datetime
+from decimal import Decimal
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from pipeline import engine
+from pipeline.api import SINGLE
+from pipeline.assets import source_assets
+from pipeline.sources import INVOICES, SUMMARIES
+from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
+from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
+from pipeline.warehouse.store import Warehouse
+
+MONTHS = ["2024-02", "2024-03"]
+
+
+def month_invoices(sandbox, months=MONTHS):
+    return [i for i in sandbox.data.invoices if i["invoice_period"] in months]
+
+
+def table(path, sql):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_requests(
+    sandbox, client, warehouse_path
+):
+    store = Warehouse(warehouse_path)
+    engine.load(INVOICES, client, store, MONTHS)
+
+    def broken(raw: RawData, loaded_at: datetime) -> Normalized:
+        raise InvalidPayloadError(["invoice x (2024-02), field 'amount': a bug in the normalizer"])
+
+    with pytest.raises(InvalidPayloadError, match="a bug in the normalizer"):
+        engine.load(dataclasses.replace(SUMMARIES, normalize=broken), client, store, MONTHS)
+    # Every summary fetched is in raw, verbatim, though none was normalized.
+    expected = {i["invoice_uuid"]: sandbox.data.summaries[i["invoice_uuid"]] for i in month_invoices(sandbox)}
+    landed = table(
+        warehouse_path,
+        "SELECT request_key, body FROM raw.pages WHERE endpoint = 'invoice_summary'",
+    )
+    assert {key: json.loads(body) for key, body in landed} == expected
+    assert table(warehouse_path, "SELECT count(*) FROM invoice_summaries") == [(0,)]
+
+    requests_before = len(sandbox.requests)
+    engine.replay(SUMMARIES, store, MONTHS)
+    assert len(sandbox.requests) == requests_before
+    stored = table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_summaries")
+    assert sorted(stored) == sorted(
+        (uuid, Decimal(summary["amount"])) for uuid, summary in expected.items()
+    )
+
+
+def test_invoices_replay_from_raw_gives_the_same_rows(sandbox, client, warehouse_path):
+    store = Warehouse(warehouse_path)
+    engine.load(INVOICES, client, store, MONTHS)
+    query = "SELECT * EXCLUDE (loaded_at) FROM invoice_items ORDER BY invoice_uuid, line_number"
+    first = table(warehouse_path, query)
+    requests_before = len(sandbox.requests)
+    engine.replay(INVOICES, store, MONTHS)
+    assert len(sandbox.requests) == requests_before
+    assert table(warehouse_path, query) == first
+    assert len(first) == sum(len(sandbox.data.items[i["invoice_uuid"]]) for i in month_invoices(sandbox))
+
+
+def test_a_server_that_caps_pages_at_25_still_loads_every_row(make_client, warehouse_path):
+    from pipeline.sandbox import SandboxServer
+
+    with SandboxServer(max_per_page=25) as server, make_client(server) as api:
+        store = Warehouse(warehouse_path)
+        batch, _ = engine.load(INVOICES, api, store, ["2025-01"])
+        (invoice,) = month_invoices(server, ["2025-01"])
+        items = server.data.items[invoice["invoice_uuid"]]
+    assert batch.status == "ok"
+    assert table(warehouse_path, "SELECT count(*), sum(amount) FROM invoice_items") == [
+        (len(items), sum(Decimal(it["amount"]) for it in items))
+    ]
+
+
+# -- a new source is a declaration -----------------------------------------------------------
+TOY_TABLE = """
+    CREATE TABLE IF NOT EXISTS invoice_amounts (
+        invoice_uuid VARCHAR NOT NULL, invoice_period VARCHAR NOT NULL,
+        amount DECIMAL(18, 2) NOT NULL
+    )
+"""
+
+
+def summary_amounts(raw: RawData, loaded_at: datetime) -> Normalized:
+    pages = raw.pages_of("toy_summary")
+    rows = pd.DataFrame(
+        {
+            "invoice_uuid": pages["request_key"].to_numpy(),
+            "invoice_period": pages["partition_key"].to_numpy(),
+            "amount": [json.loads(b)["amount"] for b in pages["body"]],
+        }
+    )
+    problems: list[str] = []
+    rows["amount"] = decimal(rows, "amount", MONEY_PATTERN, MONEY, problems, required=True)
+    return Normalized({"invoice_amounts": rows})
+
+
+def every_invoice_of_the_months(found: Targets) -> list[Target]:
+    return [
+        Target(key, period, status, path_key="preview" if status == "preview" else None)
+        for key, period, status in zip(
+            found.parent["target_key"], found.parent["partition_key"], found.parent["status"]
+        )
+    ]
+
+
+TOY = Source(
+    name="invoice_amounts",
+    description="The amount of each invoice, from its summary.",
+    parent=INVOICES,
+    endpoint=Endpoint("toy_summary", "/v2/customers/my/invoices/{key}/summary", SINGLE),
+    targets=every_invoice_of_the_months,
+    normalize=summary_amounts,
+    tables=(Table("invoice_amounts", ("invoice_uuid",), "Invoice amounts."),),
+)
+
+
+def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeline_resources):
+    store = Warehouse(warehouse_path)
+    store.migrate()
+    with store.connect() as con:
+        con.execute(TOY_TABLE)
+    invoices = [
+        *source_assets(INVOICES),
+        *source_assets(TOY),
+    ]
+    result = dg.materialize(
+        invoices,
+        resources=pipeline_resources(sandbox, warehouse_path),
+        tags={
+            "dagster/asset_partition_range_start": MONTHS[0],
+            "dagster/asset_partition_range_end": MONTHS[-1],
+        },
+    )
+    assert result.success
+    assert sorted(table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_amounts")) == sorted(
+        (i["invoice_uuid"], Decimal(i["amount"])) for i in month_invoices(sandbox)
+    )
+    assert table(
+        warehouse_path, "SELECT DISTINCT source FROM raw.fetches ORDER BY source"
+    ) == [("invoice_amounts",), ("invoices",)]

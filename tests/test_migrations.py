@@ -1,0 +1,490 @@
+"""Schema migrations: an old warehouse file is upgraded in place without losing a row.
+
+The old file is tests/fixtures/warehouse_made_before_migrations.duckdb, made by the code before
+migrations existed (its README says how); every test works on a copy.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.warehouse.migrate import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    MigrationError,
+    load_migrations,
+    main,
+    migrate,
+    schema_version,
+)
+
+ROOT = Path(__file__).parents[1]
+VIEWS_SQL = ROOT / "pipeline" / "warehouse" / "views.sql"
+NORMALIZED = ["invoices", "invoice_items", "invoice_summaries"]
+OLD_RAW = ["invoice_list_pages", "invoices", "invoice_item_pages", "invoice_summaries"]
+FETCH_COLUMNS = (
+    "fetch_id, run_id, fetched_at, first_period, last_period, api_host, status, error, requests"
+)
+
+
+def difference(con: duckdb.DuckDBPyConnection, left: str, right: str) -> tuple[list, list]:
+    """Rows of `left` missing from `right`, and rows of `right` missing from `left` (bags)."""
+    missing = con.execute(f"({left}) EXCEPT ALL ({right})").fetchall()  # noqa: S608
+    extra = con.execute(f"({right}) EXCEPT ALL ({left})").fetchall()  # noqa: S608
+    return missing, extra
+
+
+def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    return con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]  # noqa: S608
+
+
+def tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> set[str]:
+    rows = con.execute(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() "
+        "WHERE database_name = coalesce(?, current_database())",
+        [database],
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def columns(con: duckdb.DuckDBPyConnection, table: str, database: str | None = None) -> list:
+    schema, name = table.split(".")
+    return con.execute(
+        "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
+        "WHERE database_name = coalesce(?, current_database()) AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index",
+        [database, schema, name],
+    ).fetchall()
+
+
+def snapshot(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[list, list]]:
+    """Every table's columns and rows (sorted), every view's and macro's definition."""
+    state: dict[str, tuple[list, list]] = {}
+    for table in sorted(tables(con)):
+        rows = con.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+        state[table] = (columns(con, table), sorted(rows, key=repr))
+    state["views"] = (
+        [],
+        con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+        ).fetchall(),
+    )
+    state["macros"] = (
+        [],
+        con.execute(
+            "SELECT function_name, parameters, macro_definition "
+            "FROM duckdb_functions() WHERE schema_name = 'raw' "
+            "ORDER BY 1"
+        ).fetchall(),
+    )
+    return state
+
+
+@pytest.fixture
+def upgraded(old_warehouse: Path, tmp_path: Path):
+    """The old file migrated, with an untouched copy of it attached read-only as `old`."""
+    before = tmp_path / "before.duckdb"
+    shutil.copyfile(old_warehouse, before)
+    with duckdb.connect(str(old_warehouse)) as con:
+        assert schema_version(con) == 0
+        applied = migrate(con)
+        con.execute(f"ATTACH '{before}' AS old (READ_ONLY)")
+        yield con, applied
+
+
+def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
+    with duckdb.connect(str(old_warehouse), read_only=True) as con:
+        assert schema_version(con) == 0
+        assert {f"raw.{t}" for t in OLD_RAW} <= tables(con)
+        assert "raw.pages" not in tables(con)
+        # What makes the upgrade worth testing: two fetches of 2024-03, an invoice with more
+        # than one item page, summaries from three runs, a preview month.
+        assert con.execute(
+            "SELECT count(*) FROM raw.fetches WHERE '2024-03' BETWEEN first_period AND last_period"
+        ).fetchone() == (2,)
+        assert con.execute("SELECT max(page) FROM raw.invoice_item_pages").fetchone() == (2,)
+        assert con.execute(
+            "SELECT count(DISTINCT fetched_at), count(*) FROM raw.invoice_summaries"
+        ).fetchone() == (3, 4)
+        assert con.execute("SELECT DISTINCT status FROM invoices ORDER BY 1").fetchall() == [
+            ("final",),
+            ("preview",),
+        ]
+
+
+def test_upgrade_goes_from_version_0_to_latest(upgraded):
+    con, applied = upgraded
+    assert applied == list(range(1, LATEST_VERSION + 1))
+    assert schema_version(con) == LATEST_VERSION == 2
+    assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
+        (1, "initial"),
+        (2, "one_raw_landing"),
+    ]
+    assert {t for t in tables(con) if t.startswith("raw.")} == {
+        "raw.fetches",
+        "raw.pages",
+        "raw.targets",
+    }
+
+
+@pytest.mark.parametrize("table", NORMALIZED)
+def test_upgrade_keeps_normalized_tables_row_for_row(upgraded, table):
+    con, _ = upgraded
+    assert columns(con, f"main.{table}") == columns(con, f"main.{table}", "old")
+    old_rows = f"SELECT * FROM old.main.{table}"  # noqa: S608
+    assert count(con, old_rows) > 0
+    assert difference(con, old_rows, f"SELECT * FROM main.{table}") == ([], [])  # noqa: S608
+    assert sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr) == sorted(  # noqa: S608
+        con.execute(old_rows).fetchall(), key=repr
+    )
+
+
+def test_upgrade_keeps_every_fetch_and_adds_one_per_summary_batch(upgraded):
+    con, _ = upgraded
+    assert [c[0] for c in columns(con, "raw.fetches")][-1] == "source"
+    assert difference(
+        con,
+        f"SELECT {FETCH_COLUMNS}, 'invoices' FROM old.raw.fetches",  # noqa: S608
+        f"SELECT {FETCH_COLUMNS}, source FROM raw.fetches WHERE source = 'invoices'",  # noqa: S608
+    ) == ([], [])
+    batches = con.execute(
+        "SELECT fetched_at, min(invoice_period), max(invoice_period), count(*) "
+        "FROM old.raw.invoice_summaries GROUP BY fetched_at ORDER BY fetched_at"
+    ).fetchall()
+    synthetic = con.execute(
+        "SELECT fetch_id, fetch_id = 'summaries-' || md5(CAST(fetched_at AS VARCHAR)), run_id, "
+        "fetched_at, first_period, last_period, api_host, status, error, requests "
+        "FROM raw.fetches WHERE source = 'invoice_summaries' ORDER BY fetched_at"
+    ).fetchall()
+    assert [row[3:] for row in synthetic] == [
+        (at, first, last, "unknown (before migration 2)", "ok", None, n)
+        for at, first, last, n in batches
+    ]
+    assert all(re.fullmatch(r"summaries-[0-9a-f]{32}", row[0]) and row[1] for row in synthetic)
+    assert {row[2] for row in synthetic} == {None}
+    assert count(con, "SELECT * FROM raw.fetches") == count(
+        con, "SELECT * FROM old.raw.fetches"
+    ) + len(batches)
+
+
+def test_upgrade_moves_every_page_body_into_raw_pages(upgraded):
+    con, _ = upgraded
+    old_pages = """
+        SELECT fetch_id, 'invoice_list', NULL, NULL, page, body FROM old.raw.invoice_list_pages
+        UNION ALL
+        SELECT fetch_id, 'invoice_items', invoice_uuid, invoice_period, page, body
+        FROM old.raw.invoice_item_pages
+    """
+    new_pages = """
+        SELECT fetch_id, endpoint, request_key, partition_key, page, body FROM raw.pages
+        WHERE endpoint IN ('invoice_list', 'invoice_items')
+    """
+    assert difference(con, old_pages, new_pages) == ([], [])
+    old_summaries = """
+        SELECT fetched_at, invoice_uuid, invoice_period, 1, body FROM old.raw.invoice_summaries
+    """
+    new_summaries = """
+        SELECT f.fetched_at, p.request_key, p.partition_key, p.page, p.body
+        FROM raw.pages AS p JOIN raw.fetches AS f USING (fetch_id)
+        WHERE p.endpoint = 'invoice_summary' AND f.source = 'invoice_summaries'
+    """
+    assert difference(con, old_summaries, new_summaries) == ([], [])
+    # Nothing else came in: the three kinds of page are all there is.
+    assert count(con, "SELECT * FROM raw.pages") == count(con, old_pages) + count(
+        con, old_summaries
+    )
+
+
+def test_upgrade_moves_raw_invoices_and_summaries_into_raw_targets(upgraded):
+    con, _ = upgraded
+    assert difference(
+        con,
+        "SELECT fetch_id, invoice_uuid, invoice_period, status, entry FROM old.raw.invoices",
+        "SELECT t.fetch_id, t.target_key, t.partition_key, t.status, t.entry "
+        "FROM raw.targets AS t JOIN raw.fetches AS f USING (fetch_id) "
+        "WHERE f.source = 'invoices'",
+    ) == ([], [])
+    assert difference(
+        con,
+        "SELECT fetched_at, invoice_uuid, invoice_period, status, NULL "
+        "FROM old.raw.invoice_summaries",
+        "SELECT f.fetched_at, t.target_key, t.partition_key, t.status, t.entry "
+        "FROM raw.targets AS t JOIN raw.fetches AS f USING (fetch_id) "
+        "WHERE f.source = 'invoice_summaries'",
+    ) == ([], [])
+    assert count(con, "SELECT * FROM raw.targets") == count(
+        con, "SELECT * FROM old.raw.invoices"
+    ) + count(con, "SELECT * FROM old.raw.invoice_summaries")
+
+
+def test_dropped_columns_are_recoverable_from_what_was_kept(upgraded):
+    con, _ = upgraded
+    # raw.invoices.items_total is meta.total of the invoice's item page 1 in that fetch.
+    pairs = con.execute("""
+        SELECT i.items_total, CAST(json_extract(p.body, '$.meta.total') AS INTEGER)
+        FROM old.raw.invoices AS i
+        JOIN raw.pages AS p
+          ON p.fetch_id = i.fetch_id AND p.request_key = i.invoice_uuid
+         AND p.endpoint = 'invoice_items' AND p.page = 1
+    """).fetchall()
+    assert len(pairs) == count(con, "SELECT * FROM old.raw.invoices")
+    assert all(total is not None and total == meta for total, meta in pairs)
+    # raw.invoice_item_pages.status is the status of the page's invoice in raw.targets.
+    assert difference(
+        con,
+        "SELECT fetch_id, invoice_uuid, page, status FROM old.raw.invoice_item_pages",
+        "SELECT p.fetch_id, p.request_key, p.page, t.status FROM raw.pages AS p "
+        "JOIN raw.targets AS t ON t.fetch_id = p.fetch_id AND t.target_key = p.request_key "
+        "WHERE p.endpoint = 'invoice_items'",
+    ) == ([], [])
+
+
+def test_latest_fetch_gives_the_newest_ok_fetch_of_a_source(upgraded):
+    con, _ = upgraded
+    fetches = con.execute(
+        "SELECT fetch_id, fetched_at, first_period, last_period FROM old.raw.fetches "
+        "WHERE status = 'ok'"
+    ).fetchall()
+    march = [(at, fid) for fid, at, first, last in fetches if first <= "2024-03" <= last]
+    assert len(march) == 2
+    newest = max(march)[1]
+    assert con.execute("SELECT * FROM raw.latest_fetch('invoices', ['2024-03'])").fetchall() == [
+        ("2024-03", newest)
+    ]
+    latest = dict(
+        con.execute(
+            "SELECT * FROM raw.latest_fetch('invoices', ['2024-03', '2024-04', '2024-05'])"
+        ).fetchall()
+    )
+    assert latest["2024-03"] == newest
+    assert "2024-05" not in latest  # no fetch covers it
+    assert latest["2024-04"] != newest  # the second fetch was of 2024-03 only
+    (summary_march,) = con.execute(
+        "SELECT fetch_id FROM raw.latest_fetch('invoice_summaries', ['2024-03'])"
+    ).fetchone()
+    # The summaries of the run that fetched 2024-03 last.
+    assert (
+        con.execute(
+            "SELECT fetched_at FROM raw.fetches WHERE fetch_id = ?", [summary_march]
+        ).fetchone()
+        == con.execute(
+            "SELECT max(fetched_at) FROM old.raw.invoice_summaries WHERE invoice_period = '2024-03'"
+        ).fetchone()
+    )
+    assert summary_march.startswith("summaries-")
+
+
+def test_second_migrate_applies_nothing_and_changes_nothing(upgraded):
+    con, _ = upgraded
+    con.execute("DETACH old")
+    before = snapshot(con)
+    assert migrate(con) == []
+    assert schema_version(con) == LATEST_VERSION
+    assert snapshot(con) == before
+
+
+def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path):
+    with duckdb.connect(str(warehouse_path)) as con:
+        assert schema_version(con) == 0
+        assert migrate(con) == list(range(1, LATEST_VERSION + 1))
+        assert schema_version(con) == LATEST_VERSION
+        assert migrate(con) == []
+        assert {t for t in tables(con) if t.startswith("raw.")} == {
+            "raw.fetches",
+            "raw.pages",
+            "raw.targets",
+        }
+        assert [c[0] for c in columns(con, "raw.pages")] == [
+            "fetch_id",
+            "endpoint",
+            "request_key",
+            "partition_key",
+            "page",
+            "body",
+        ]
+        assert [c[0] for c in columns(con, "raw.targets")] == [
+            "fetch_id",
+            "target_key",
+            "partition_key",
+            "status",
+            "entry",
+        ]
+        views = set(re.findall(r"CREATE OR REPLACE VIEW (\w+)", VIEWS_SQL.read_text()))
+        assert len(views) == 7
+        stored = {
+            v
+            for (v,) in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        }
+        assert stored == views
+        for view in sorted(views):
+            assert con.execute(f"SELECT count(*) FROM {view}").fetchone() == (0,)  # noqa: S608
+        assert (
+            con.execute("SELECT * FROM raw.latest_fetch('invoices', ['2024-03'])").fetchall() == []
+        )
+
+
+def test_new_fetches_default_to_invoices_and_need_a_primary_key(warehouse_path):
+    with duckdb.connect(str(warehouse_path)) as con:
+        migrate(con)
+        insert = (
+            "INSERT INTO raw.fetches (fetch_id, fetched_at, first_period, last_period, api_host, "
+            "status) VALUES ('f1', now(), '2024-03', '2024-03', 'h', 'ok')"
+        )
+        con.execute(insert)
+        assert con.execute("SELECT source FROM raw.fetches").fetchall() == [("invoices",)]
+        with pytest.raises(duckdb.ConstraintException, match="f1"):
+            con.execute(insert)
+
+
+def broken_folder(tmp_path: Path, sql: str) -> Path:
+    """The real migrations plus a third one that fails part-way."""
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for migration in load_migrations():
+        (folder / migration.filename).write_text(migration.sql)
+    (folder / "0003_broken.sql").write_text(sql)
+    return folder
+
+
+BROKEN = """
+    CREATE TABLE half_done (x INTEGER);
+    ALTER TABLE invoices ADD COLUMN half_done INTEGER;
+    INSERT INTO raw.fetches (fetch_id, source, fetched_at, first_period, last_period, api_host,
+                             status) VALUES ('half', 'x', now(), '2024-01', '2024-01', 'h', 'ok');
+    SELECT * FROM no_such_table;
+"""
+
+
+def test_a_failing_migration_rolls_back_and_names_its_file(upgraded, tmp_path):
+    con, _ = upgraded
+    con.execute("DETACH old")
+    before = snapshot(con)
+    with pytest.raises(MigrationError) as failure:
+        migrate(con, broken_folder(tmp_path, BROKEN))
+    message = str(failure.value)
+    assert "migration 0003_broken.sql" in message
+    assert "rolled back" in message
+    assert "no_such_table" in message
+    assert schema_version(con) == 2
+    assert snapshot(con) == before
+    assert "main.half_done" not in tables(con)
+
+
+def test_a_failing_migration_keeps_the_ones_before_it(old_warehouse, tmp_path):
+    """On the old file 0001 and 0002 commit; the broken 0003 alone is undone."""
+    with duckdb.connect(str(old_warehouse)) as con:
+        with pytest.raises(MigrationError, match=r"migration 0003_broken\.sql"):
+            migrate(con, broken_folder(tmp_path, BROKEN))
+        assert schema_version(con) == 2
+        assert "raw.pages" in tables(con)
+        assert "half_done" not in [c[0] for c in columns(con, "main.invoices")]
+        assert (
+            con.execute("SELECT count(*) FROM raw.fetches WHERE fetch_id = 'half'").fetchone()[0]
+            == 0
+        )
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (["0001_a.sql", "0001_b.sql"], "migration version 1 is used twice: 0001_a.sql and 0001_b"),
+        (
+            ["0001_a.sql", "0003_c.sql"],
+            r"without gaps; found 0001_a.sql, 0003_c.sql \(missing \[2\]",
+        ),
+        (["0002_b.sql"], r"without gaps; found 0002_b.sql \(missing \[1\]"),
+        (["0001_a.sql", "2_b.sql"], "'2_b.sql' is not named NNNN_name.sql"),
+        (["0001_a.sql", "0002_Bad-Name.sql"], "'0002_Bad-Name.sql' is not named NNNN_name.sql"),
+    ],
+)
+def test_migration_files_must_be_numbered_once_and_without_gaps(tmp_path, files, message):
+    for name in files:
+        (tmp_path / name).write_text("SELECT 1;")
+    (tmp_path / "README.md").write_text("not a migration")
+    with pytest.raises(MigrationError, match=message):
+        load_migrations(tmp_path)
+
+
+def test_a_file_newer_than_the_code_is_refused(warehouse_path):
+    with duckdb.connect(str(warehouse_path)) as con:
+        migrate(con)
+        con.execute("INSERT INTO schema_migrations VALUES (3, 'from_the_future', now())")
+        with pytest.raises(MigrationError, match="schema version 3, newer than this code's 2"):
+            migrate(con)
+        assert schema_version(con) == 3
+
+
+def test_migrations_ship_with_the_package():
+    assert [(m.version, m.name) for m in load_migrations()] == [
+        (1, "initial"),
+        (2, "one_raw_landing"),
+    ]
+    assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["pipeline"]
+    assert "warehouse/migrations/*.sql" in package_data
+
+
+def test_command_line_upgrades_then_reports_up_to_date(old_warehouse, capsys):
+    assert main([str(old_warehouse)]) == 0
+    assert capsys.readouterr().out == (
+        f"warehouse {old_warehouse}: schema version 0 → 2 "
+        "(applied 0001_initial, 0002_one_raw_landing)\n"
+    )
+    assert main([str(old_warehouse)]) == 0
+    assert capsys.readouterr().out == f"warehouse {old_warehouse} is at version 2, up to date\n"
+
+
+def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
+    path = tmp_path / "new" / "warehouse.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.warehouse.migrate"],
+        cwd=ROOT,
+        env={"WAREHOUSE_PATH": str(path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        f"warehouse {path}: schema version 0 → 2 (applied 0001_initial, 0002_one_raw_landing)\n"
+    )
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert schema_version(con) == 2
+
+
+def test_command_line_reports_a_locked_file(old_warehouse, capsys):
+    with duckdb.connect(str(old_warehouse)):
+        pass
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,sys; c=duckdb.connect({str(old_warehouse)!r}); "
+            "print('ready', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        assert main([str(old_warehouse)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"warehouse {old_warehouse}: ")
+        assert "lock" in err
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    with duckdb.connect(str(old_warehouse), read_only=True) as con:
+        assert schema_version(con) == 0
