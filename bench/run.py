@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import engine
 from pipeline.api import DigitalOceanClient, Pacer
 from pipeline.api.client import DEFAULT_WORKERS
-from pipeline import engine
-from pipeline.sources.invoices import INVOICES, normalize_items
 from pipeline.sandbox import SandboxServer, build_dataset
+from pipeline.sources.invoices import INVOICES, normalize_items
 from pipeline.warehouse.store import Warehouse
 
 HERE = Path(__file__).parent

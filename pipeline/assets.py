@@ -12,7 +12,7 @@ import dagster as dg
 from pipeline import engine
 from pipeline.metadata import fetch_metadata, load_summary, table_metadata
 from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
-from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.resources import BillingApiResource, WarehouseResource
 from pipeline.sources import SOURCES, Source
 
 GROUP = "digitalocean_billing"
@@ -57,7 +57,7 @@ def raw_asset(source: Source) -> dg.AssetsDefinition:
     )
     def _raw(
         context: dg.AssetExecutionContext,
-        digitalocean: DigitalOceanResource,
+        digitalocean: BillingApiResource,
         warehouse: WarehouseResource,
     ) -> dg.MaterializeResult:
         periods = run_periods(context)

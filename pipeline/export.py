@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.partitions import validate_periods
-from pipeline.settings import Settings
+from pipeline.settings import get_settings
 from pipeline.warehouse.store import Warehouse
 
 TABLES = ("invoices", "invoice_items", "invoice_summaries")
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--months", nargs="*", help="YYYY-MM months (default: all loaded)")
     parser.add_argument("--out", type=Path, default=Path("data/export"))
     args = parser.parse_args(argv)
-    warehouse = Warehouse(Settings.from_env().warehouse_path)
+    warehouse = Warehouse(get_settings().warehouse_path)
     files = export(warehouse, args.out, args.months)
     print(f"wrote {len(files)} Parquet files under {args.out}")
     return 0

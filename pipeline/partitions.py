@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 
 import dagster as dg
 
-from pipeline.settings import DEFAULT_START_PERIOD, SettingsError, validate_period
+from pipeline.settings import SettingsError, get_settings, validate_period
 
-START_PERIOD = validate_period(
-    os.environ.get("INVOICE_START_PERIOD") or DEFAULT_START_PERIOD, "INVOICE_START_PERIOD"
-)
+# INVOICE_START_PERIOD, validated with every other setting (environment, then .env).
+START_PERIOD = get_settings().start_period
 
 # end_offset=1 adds the current (open) month, which loads from the invoice preview.
 monthly_partitions = dg.MonthlyPartitionsDefinition(

@@ -1,8 +1,13 @@
-"""Dagster resources: the billing API and the warehouse, configured from the environment."""
+"""Dagster resources: the billing API (DigitalOcean or the sandbox) and the warehouse.
 
-import os
+Both API resources expose the same `client(log)` context manager, so assets do not care which
+one they were given; `resources_for(settings)` picks.
+"""
+
+from __future__ import annotations
+
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -13,17 +18,18 @@ from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     DEFAULT_API_URL,
     DEFAULT_WAREHOUSE_PATH,
+    Settings,
     SettingsError,
     validate_api_url,
 )
 from pipeline.warehouse.store import Warehouse
 
+TOKEN_ENV = "DIGITALOCEAN_TOKEN"
 
-class DigitalOceanResource(dg.ConfigurableResource):
-    """The DigitalOcean billing API. Without a token, the built-in sandbox API stands in."""
 
-    token: str | None = None
-    api_url: str = DEFAULT_API_URL
+class BillingApiResource(dg.ConfigurableResource):
+    """What both API resources share: the client's tuning and how a client is built."""
+
     per_page: int = MAX_PER_PAGE
     max_workers: int = DEFAULT_WORKERS
     timeout_seconds: float = DEFAULT_TIMEOUT
@@ -31,29 +37,12 @@ class DigitalOceanResource(dg.ConfigurableResource):
     requests_per_minute: int = REQUESTS_PER_MINUTE
     requests_per_hour: int = REQUESTS_PER_HOUR
 
-    @contextmanager
-    def client(self, log: Log) -> Iterator[DigitalOceanClient]:
-        """An API client for one run; starts and stops the sandbox when no token is set."""
-        sandbox = None
-        if self.token:
-            url, token = validate_api_url(self.api_url), self.token
-            log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc}")
-        else:
-            if validate_api_url(self.api_url) != DEFAULT_API_URL:
-                raise SettingsError(
-                    "DIGITALOCEAN_API_URL is set but DIGITALOCEAN_TOKEN is not: set the token "
-                    "(scope billing:read) or unset the URL to use the built-in sandbox"
-                )
-            from pipeline.sandbox import SandboxServer
+    def client(self, log: Log) -> AbstractContextManager[DigitalOceanClient]:
+        """`with api.client(context.log) as client:` a client for one run, closed after it."""
+        raise NotImplementedError
 
-            sandbox = SandboxServer()
-            sandbox.start()
-            url, token = sandbox.url, sandbox.token
-            log.warning(
-                f"DIGITALOCEAN_TOKEN is not set: using the built-in SANDBOX API at {url}. "
-                "The data is generated sample data, not your bill."
-            )
-        client = DigitalOceanClient(
+    def _build_client(self, url: str, token: str, log: Log) -> DigitalOceanClient:
+        return DigitalOceanClient(
             url,
             token,
             per_page=self.per_page,
@@ -63,12 +52,23 @@ class DigitalOceanResource(dg.ConfigurableResource):
             pacer=Pacer(self.requests_per_minute, self.requests_per_hour),
             log=log,
         )
-        try:
-            yield client
-        finally:
-            client.close()
-            if sandbox is not None:
-                sandbox.stop()
+
+
+class DigitalOceanResource(BillingApiResource):
+    """The DigitalOcean billing API. Pass the token as `dg.EnvVar("DIGITALOCEAN_TOKEN")` so its
+    value never reaches the UI or the run config."""
+
+    token: str
+    api_url: str = DEFAULT_API_URL
+
+    @contextmanager
+    def client(self, log: Log) -> Iterator[DigitalOceanClient]:
+        if not self.token:
+            raise SettingsError(f"{TOKEN_ENV} is empty: set it to a token with billing:read")
+        url = validate_api_url(self.api_url)
+        log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc}")
+        with self._build_client(url, self.token, log) as api:
+            yield api
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -81,18 +81,16 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
 
 
-def _env_or(name: str, default: str) -> str | dg.EnvVar:
-    """An EnvVar when the variable is set (its value stays out of the UI), else the default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The pipeline's resources: the real API when a token is set, else the sandbox.
 
+    The token itself is read from the environment at launch (an EnvVar), never stored here."""
+    api: BillingApiResource
+    if settings.token is not None:
+        api = DigitalOceanResource(token=dg.EnvVar(TOKEN_ENV), api_url=settings.api_url)
+    else:
+        # Imported here: the sandbox imports this module for its base class.
+        from pipeline.sandbox.resource import SandboxResource
 
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    if os.environ.get("DIGITALOCEAN_API_URL"):
-        validate_api_url(os.environ["DIGITALOCEAN_API_URL"])
-    return {
-        "digitalocean": DigitalOceanResource(
-            token=dg.EnvVar("DIGITALOCEAN_TOKEN") if os.environ.get("DIGITALOCEAN_TOKEN") else None,
-            api_url=_env_or("DIGITALOCEAN_API_URL", DEFAULT_API_URL),
-        ),
-        "warehouse": WarehouseResource(path=_env_or("WAREHOUSE_PATH", DEFAULT_WAREHOUSE_PATH)),
-    }
+        api = SandboxResource()
+    return {"digitalocean": api, "warehouse": WarehouseResource(path=str(settings.warehouse_path))}

@@ -6,9 +6,7 @@ import sys
 
 import dagster as dg
 
-from pipeline.definitions import defs
-from pipeline.partitions import monthly_partitions
-from pipeline.settings import Settings
+from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.store import Warehouse
 
 SUMMARY = """
@@ -25,7 +23,15 @@ SUMMARY = """
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Imported after the check, so a bad setting prints one line instead of a traceback.
+    from pipeline.definitions import defs
+    from pipeline.partitions import monthly_partitions
+
     keys = monthly_partitions.get_partition_keys()
     result = defs.resolve_job_def("invoices_job").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),

@@ -1,21 +1,34 @@
-"""Settings from the environment, validated before any request or SQL runs.
+"""Settings from the environment and `.env`, validated before any request or SQL runs.
 
 Every value a user can set is checked here once, so a typo fails with a message that names the
-setting instead of surfacing later as an HTTP or SQL error.
+setting instead of surfacing later as an HTTP or SQL error. No message ever contains the token.
+
+`get_settings()` is the one way the pipeline reads them: it loads `.env` from the working
+directory into the process environment (variables already set win), so Dagster's
+`EnvVar("DIGITALOCEAN_TOKEN")` finds the token at launch whichever entry point started the process,
+then validates and caches the result.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
 DEFAULT_START_PERIOD = "2023-01"
+ENV_FILE = ".env"
+# Personal access tokens, OAuth access tokens and OAuth refresh tokens.
+TOKEN_PREFIXES = ("dop_v1_", "doo_v1_", "dor_v1_")
 
 _PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
 
@@ -60,24 +73,134 @@ def validate_api_url(url: str) -> str:
     return url.rstrip("/")
 
 
-@dataclass(frozen=True)
-class Settings:
-    api_url: str
-    token_set: bool
-    warehouse_path: Path
-    start_period: str
+def _check_token_shape(token: str, api_url: str) -> None:
+    """Catch a pasted token's stray whitespace or a wrong value before it is sent anywhere.
+
+    Messages name the variable, never the value."""
+    if any(ch.isspace() or not ch.isprintable() for ch in token):
+        raise SettingsError(
+            "DIGITALOCEAN_TOKEN contains whitespace or a control character "
+            "(a stray space or newline from copying it?)"
+        )
+    if not token.isascii():
+        raise SettingsError("DIGITALOCEAN_TOKEN contains characters that are not printable ASCII")
+    if not token.startswith(TOKEN_PREFIXES) and not is_loopback(urlsplit(api_url).hostname):
+        raise SettingsError(
+            "DIGITALOCEAN_TOKEN does not look like a DigitalOcean API token: it should start "
+            f"with {', '.join(TOKEN_PREFIXES[:-1])} or {TOKEN_PREFIXES[-1]}. Other tokens are "
+            "accepted only when DIGITALOCEAN_API_URL is a loopback host (a local test server)."
+        )
+
+
+class Settings(BaseSettings):
+    """What a user can set, read from the environment and `.env` (the environment wins).
+
+    A variable set to the empty string counts as unset. Build one with `get_settings()` (the
+    process's settings) or `Settings.from_env(mapping)` (exactly the given variables)."""
+
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        case_sensitive=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    token: SecretStr | None = Field(default=None, validation_alias="DIGITALOCEAN_TOKEN")
+    api_url: str = Field(default=DEFAULT_API_URL, validation_alias="DIGITALOCEAN_API_URL")
+    warehouse_path: Path = Field(
+        default=Path(DEFAULT_WAREHOUSE_PATH), validation_alias="WAREHOUSE_PATH"
+    )
+    start_period: str = Field(default=DEFAULT_START_PERIOD, validation_alias="INVOICE_START_PERIOD")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value != ""}
+        return data
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return validate_api_url(value)
+
+    @field_validator("warehouse_path")
+    @classmethod
+    def _warehouse_path(cls, value: Path) -> Path:
+        if "\x00" in str(value):
+            raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
+        for parent in value.parents:
+            if parent.is_file():
+                raise SettingsError(
+                    f"WAREHOUSE_PATH {str(value)!r}: {str(parent)!r} is a file, not a directory"
+                )
+        return value
+
+    @field_validator("start_period")
+    @classmethod
+    def _start_period(cls, value: str) -> str:
+        return validate_period(value, "INVOICE_START_PERIOD")
+
+    @model_validator(mode="after")
+    def _token_fits_url(self) -> Settings:
+        if self.token is None:
+            if self.api_url != DEFAULT_API_URL:
+                raise SettingsError(
+                    "DIGITALOCEAN_API_URL is set but DIGITALOCEAN_TOKEN is not: set the token "
+                    "(scope billing:read) or unset the URL to use the built-in sandbox"
+                )
+        else:
+            _check_token_shape(self.token.get_secret_value(), self.api_url)
+        return self
 
     @classmethod
-    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        warehouse = env.get("WAREHOUSE_PATH") or DEFAULT_WAREHOUSE_PATH
-        if "\x00" in warehouse:
-            raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
-        return cls(
-            api_url=validate_api_url(env.get("DIGITALOCEAN_API_URL") or DEFAULT_API_URL),
-            token_set=bool(env.get("DIGITALOCEAN_TOKEN")),
-            warehouse_path=Path(warehouse),
-            start_period=validate_period(
-                env.get("INVOICE_START_PERIOD") or DEFAULT_START_PERIOD, "INVOICE_START_PERIOD"
-            ),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Validate `env` alone (neither `os.environ` nor `.env` is read), or, without it, the
+        process environment and `.env`; raise `SettingsError` naming each bad variable."""
+        try:
+            if env is None:
+                return cls()
+            return _GivenSettings(**env)
+        except ValidationError as exc:
+            error = _settings_error(exc)
+        # Raised outside the except block: the ValidationError is neither cause nor context.
+        raise error
+
+
+class _GivenSettings(Settings):
+    """Settings validated from the given mapping only."""
+
+    def __repr_name__(self) -> str:
+        return "Settings"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _settings_error(exc: ValidationError) -> SettingsError:
+    """One SettingsError naming every bad variable; inputs are left out (one may be the token)."""
+    messages = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in error["loc"])
+        cause = error.get("ctx", {}).get("error")
+        text = str(cause) if isinstance(cause, SettingsError) else error["msg"]
+        messages.append(text if not name or name in text else f"{name}: {text}")
+    return SettingsError("; ".join(messages))
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings: `.env` in the working directory is loaded into the environment
+    (without overriding variables already set), then everything is validated, once."""
+    load_dotenv(Path.cwd() / ENV_FILE, override=False)
+    return Settings.from_env()

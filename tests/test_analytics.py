@@ -9,10 +9,10 @@ import pytest
 
 from pipeline.assets import source_assets
 from pipeline.checks import source_checks
-from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.export import export
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
+from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.warehouse.store import Warehouse
 from tests.conftest import sandbox_resources
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.api.client import items_path
 from pipeline.sandbox import Fault
 from pipeline.settings import Settings, SettingsError
+from pipeline.sources.invoices import INVOICE_PATH
 from tests.test_faults import failure_message, invoice_of, load_month, month_rows, page_body
 from tests.test_pipeline import materialize, rows
 
@@ -22,7 +22,7 @@ def serve_with_item_change(sandbox, line: int, **changes):
         else:
             item[field] = value
     page["invoice_items"][line - 1] = item
-    sandbox.inject(f"^{items_path(uuid)}$", Fault("json", body=page))
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("json", body=page))
     return uuid
 
 
@@ -53,7 +53,8 @@ def test_unreadable_value_fails_the_month_and_keeps_everything(
     # The payload as received is in raw, so the failure can be inspected and replayed.
     (kept,) = rows(
         warehouse_path,
-        "SELECT count(*) FROM raw.invoice_item_pages WHERE invoice_uuid = ? AND page = 1",
+        "SELECT count(*) FROM raw.pages WHERE endpoint = 'invoice_items' AND request_key = ? "
+        "AND page = 1",
         [uuid],
     )[0]
     assert kept == 2
@@ -76,7 +77,9 @@ def test_a_field_the_spec_does_not_know_is_kept_in_raw_and_loads(sandbox, wareho
     serve_with_item_change(sandbox, 1, carbon_grams="12")
     result = load_month(sandbox, warehouse_path)
     assert result.success
-    (body,) = rows(warehouse_path, "SELECT body FROM raw.invoice_item_pages WHERE page = 1")[0]
+    (body,) = rows(
+        warehouse_path, "SELECT body FROM raw.pages WHERE endpoint = 'invoice_items' AND page = 1"
+    )[0]
     assert '"carbon_grams"' in body
 
 

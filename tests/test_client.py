@@ -22,9 +22,8 @@ from pipeline.api import (
 )
 from pipeline.api.decoding import error_summary, read_bounded
 from pipeline.api.retry import TransientError
-from pipeline.sandbox import SandboxServer
+from pipeline.sandbox import Fault, SandboxServer
 from pipeline.settings import SettingsError
-from pipeline.sandbox import Fault
 from pipeline.sources.base import Targets
 from pipeline.sources.invoices import INVOICE_PATH, INVOICES, INVOICES_PATH
 
@@ -182,6 +181,14 @@ def test_a_list_that_changes_while_paging_is_told_apart_from_a_cap(sandbox, make
         (listing,) = api.fetch([LIST])
     (problem,) = listing.problems()
     assert "distinct invoices" in problem and "the list changed while paging" in problem
+
+
+def test_collections_are_fetched_concurrently_on_a_bounded_pool(make_client):
+    """With 50 ms per answer, 12 invoices' first pages overlap, never beyond the pool's size."""
+    with SandboxServer(latency=0.05) as server, make_client(server, max_workers=4) as api:
+        uuids = [inv["invoice_uuid"] for inv in server.data.invoices[:12]]
+        api.fetch([items_of(uuid) for uuid in uuids])
+    assert server.peak_in_flight == 4
 
 
 def test_fetches_every_item_of_every_invoice_in_order(sandbox, client):

@@ -42,7 +42,10 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
     with pytest.raises(InvalidPayloadError, match="a bug in the normalizer"):
         engine.load(dataclasses.replace(SUMMARIES, normalize=broken), client, store, MONTHS)
     # Every summary fetched is in raw, verbatim, though none was normalized.
-    expected = {i["invoice_uuid"]: sandbox.data.summaries[i["invoice_uuid"]] for i in month_invoices(sandbox)}
+    expected = {
+        i["invoice_uuid"]: sandbox.data.summaries[i["invoice_uuid"]]
+        for i in month_invoices(sandbox)
+    }
     landed = table(
         warehouse_path,
         "SELECT request_key, body FROM raw.pages WHERE endpoint = 'invoice_summary'",
@@ -68,7 +71,9 @@ def test_invoices_replay_from_raw_gives_the_same_rows(sandbox, client, warehouse
     engine.replay(INVOICES, store, MONTHS)
     assert len(sandbox.requests) == requests_before
     assert table(warehouse_path, query) == first
-    assert len(first) == sum(len(sandbox.data.items[i["invoice_uuid"]]) for i in month_invoices(sandbox))
+    assert len(first) == sum(
+        len(sandbox.data.items[i["invoice_uuid"]]) for i in month_invoices(sandbox)
+    )
 
 
 def test_a_server_that_caps_pages_at_25_still_loads_every_row(make_client, warehouse_path):
@@ -112,7 +117,10 @@ def every_invoice_of_the_months(found: Targets) -> list[Target]:
     return [
         Target(key, period, status, path_key="preview" if status == "preview" else None)
         for key, period, status in zip(
-            found.parent["target_key"], found.parent["partition_key"], found.parent["status"]
+            found.parent["target_key"],
+            found.parent["partition_key"],
+            found.parent["status"],
+            strict=True,
         )
     ]
 
@@ -146,9 +154,10 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
         },
     )
     assert result.success
-    assert sorted(table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_amounts")) == sorted(
-        (i["invoice_uuid"], Decimal(i["amount"])) for i in month_invoices(sandbox)
-    )
-    assert table(
-        warehouse_path, "SELECT DISTINCT source FROM raw.fetches ORDER BY source"
-    ) == [("invoice_amounts",), ("invoices",)]
+    assert sorted(
+        table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_amounts")
+    ) == sorted((i["invoice_uuid"], Decimal(i["amount"])) for i in month_invoices(sandbox))
+    assert table(warehouse_path, "SELECT DISTINCT source FROM raw.fetches ORDER BY source") == [
+        ("invoice_amounts",),
+        ("invoices",),
+    ]

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 
 from pipeline.api import ApiError, Pacer, Page, Progress, ResponseTooLargeError
+from pipeline.sandbox import Fault, SandboxServer
 from pipeline.sources import INVOICES
 from pipeline.sources.base import Target
 from pipeline.sources.invoices import INVOICE_PATH, INVOICES_PATH
-from pipeline.sandbox import Fault, SandboxServer
 from tests.test_pipeline import materialize, rows
 
 MONTH = "2024-03"  # 250 items: two pages of 200 in the default dataset
@@ -62,7 +62,7 @@ def test_retry_after_and_exhausted_budget_are_obeyed(sandbox, client):
 def test_pacing_stays_under_the_limit_with_zero_429s(make_client):
     """A fetch needing more requests than one window allows is paced, never bounced."""
     with SandboxServer(requests_per_minute=10, minute_seconds=1.0) as server:
-        pacer = Pacer(per_minute=10, per_hour=None, minute_seconds=1.0, margin=0.05)
+        pacer = Pacer(per_minute=10, per_hour=None, minute_seconds=1.0, margin=0.2)
         with make_client(server, per_page=20, pacer=pacer) as api:
             uuids = [i["invoice_uuid"] for i in server.data.invoices[:12]]
             started = time.monotonic()
@@ -162,7 +162,9 @@ def test_pages_shifting_while_paging_is_detected(sandbox, warehouse_path):
     # An item was added while we paged: page 2 repeats page 1's last item and the total grew.
     shifted["invoice_items"] = first["invoice_items"][-1:] + shifted["invoice_items"]
     shifted["meta"]["total"] += 1
-    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("json", body=first), Fault("json", body=shifted))
+    sandbox.inject(
+        f"^{INVOICE_PATH.format(key=uuid)}$", Fault("json", body=first), Fault("json", body=shifted)
+    )
     result = load_month(sandbox, warehouse_path)
     assert not result.success
     assert f"invoice {uuid} ({MONTH}): meta.total changed while paging" in failure_message(result)

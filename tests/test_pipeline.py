@@ -9,14 +9,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.assets import source_assets
 from pipeline.checks import source_checks
-from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.definitions import defs
 from pipeline.partitions import validate_periods
 from pipeline.schedules import closed_month_schedule, preview_refresh_schedule
 from pipeline.settings import SettingsError
+from pipeline.sources import INVOICES
+from pipeline.sources.invoices import INVOICE_PATH
 from tests.conftest import sandbox_resources
 
 RAW, TABLES = source_assets(INVOICES)

@@ -7,10 +7,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import invoice_tables, raw_invoice_pages
-from pipeline.checks import invoice_item_checks
+from pipeline.assets import source_assets
+from pipeline.checks import source_checks
 from pipeline.resources import DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
+from pipeline.sources import INVOICES
 from tests.test_faults import failure_message
 
 
@@ -49,7 +50,7 @@ def test_token_appears_nowhere(tmp_path, monkeypatch, capfd, valid):
             str(home), overrides={"telemetry": {"enabled": False}}
         ) as instance:
             result = dg.materialize(
-                [raw_invoice_pages, invoice_tables, *invoice_item_checks],
+                [*source_assets(INVOICES), *source_checks(INVOICES)],
                 resources={
                     "digitalocean": DigitalOceanResource(
                         token=dg.EnvVar("DIGITALOCEAN_TOKEN"),

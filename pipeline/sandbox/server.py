@@ -80,6 +80,9 @@ class SandboxServer:
         self._random = random.Random(seed)
         self.single_page_shape = single_page_shape
         self.requests: list[dict[str, Any]] = []
+        # Requests being answered right now, and the most seen at once: how concurrent a client was.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._faults: list[tuple[re.Pattern[str], deque[Fault]]] = []
         self._stamps: deque[float] = deque()
@@ -230,6 +233,15 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             }
             with sandbox._lock:
                 sandbox.requests.append(entry)
+                sandbox.in_flight += 1
+                sandbox.peak_in_flight = max(sandbox.peak_in_flight, sandbox.in_flight)
+            try:
+                self._answer(entry, path, query, authorized)
+            finally:
+                with sandbox._lock:
+                    sandbox.in_flight -= 1
+
+        def _answer(self, entry: dict, path: str, query: dict, authorized: bool) -> None:
             if sandbox.latency:
                 time.sleep(sandbox.latency)
             allowed, retry_after, remaining, reset = sandbox._admit()
@@ -241,7 +253,8 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             if not authorized:
                 return self._error(entry, 401)
             if not allowed:
-                self.rate_headers["ratelimit-remaining"] = "0"
+                # A per-minute burst: `retry-after` says when to come back; the hourly budget
+                # (`ratelimit-remaining`) is not spent, as on the real API.
                 return self._error(entry, 429, {"retry-after": str(retry_after)})
             fault = sandbox._next_fault(path)
             if fault is not None and self._fault(entry, fault, path, query):

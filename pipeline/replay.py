@@ -1,0 +1,45 @@
+"""`python -m pipeline.replay SOURCE FROM [TO]`: rebuild a source's tables from raw, zero requests.
+
+After a normalizer is fixed, this re-normalizes the latest good fetch of each month and swaps the
+months in one transaction, exactly as a run's last two steps do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline import engine
+from pipeline.api import IncompleteFetchError
+from pipeline.partitions import monthly_partitions, validate_periods
+from pipeline.settings import get_settings
+from pipeline.sources import SOURCES
+from pipeline.sources.fields import InvalidPayloadError
+from pipeline.warehouse.store import Warehouse
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    by_name = {source.name: source for source in SOURCES}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", choices=sorted(by_name))
+    parser.add_argument("first", metavar="FROM", help="first month, YYYY-MM")
+    parser.add_argument("last", metavar="TO", nargs="?", help="last month (default: FROM)")
+    args = parser.parse_args(argv)
+    first, last = validate_periods([args.first, args.last or args.first])
+    keys = monthly_partitions.get_partition_keys()
+    periods = [key for key in keys if first <= key <= last]
+    source = by_name[args.source]
+    store = Warehouse(get_settings().warehouse_path)
+    try:
+        result = engine.replay(source, store, periods)
+    except (engine.RawNotFetchedError, InvalidPayloadError, IncompleteFetchError) as exc:
+        print(f"replay of {source.name} failed, the tables keep their rows: {exc}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{len(frame)} rows in {name}" for name, frame in result.tables.items())
+    print(f"replayed {source.name} for {periods[0]}…{periods[-1]} from raw: {counts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

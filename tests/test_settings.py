@@ -1,0 +1,251 @@
+"""Settings: environment and `.env`, validation that names the setting and never shows the
+token, and the choice between the real API and the sandbox."""
+
+import logging
+import re
+import secrets
+import traceback
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+
+from pipeline.resources import DigitalOceanResource, WarehouseResource, resources_for
+from pipeline.sandbox import SandboxServer
+from pipeline.sandbox.resource import SandboxResource
+from pipeline.settings import (
+    DEFAULT_API_URL,
+    DEFAULT_START_PERIOD,
+    TOKEN_PREFIXES,
+    Settings,
+    SettingsError,
+    get_settings,
+)
+
+NAMES = ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_API_URL", "WAREHOUSE_PATH", "INVOICE_START_PERIOD")
+INVOICES = "/v2/customers/my/invoices"
+
+
+def a_token(prefix: str = "dop_v1_") -> str:
+    return prefix + secrets.token_hex(32)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory of its own, none of the settings' variables set, and a fresh
+    `get_settings()` cache; everything (os.environ included) is restored afterwards."""
+    for name in NAMES:
+        monkeypatch.setenv(name, "")  # so the deletion below is undone, even if .env sets it
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def write_dotenv(folder: Path, **values: str) -> None:
+    lines = [f"{name}={value}" for name, value in values.items()]
+    (folder / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# -- .env and the environment ---------------------------------------------------------------
+
+
+def test_dotenv_in_the_working_directory_is_read_and_the_environment_wins(workdir, monkeypatch):
+    write_dotenv(
+        workdir,
+        INVOICE_START_PERIOD="2024-02",
+        WAREHOUSE_PATH="from-dotenv.duckdb",
+        DAGSTER_HOME="/elsewhere",  # not a setting of ours: ignored, not an error
+    )
+    monkeypatch.setenv("WAREHOUSE_PATH", "from-env.duckdb")
+    settings = Settings.from_env()
+    assert settings.start_period == "2024-02"
+    assert settings.warehouse_path == Path("from-env.duckdb")
+    assert settings.api_url == DEFAULT_API_URL
+    assert settings.token is None
+
+
+def test_get_settings_puts_dotenv_into_the_environment_for_dagster_envvar(workdir):
+    token = a_token()
+    write_dotenv(workdir, DIGITALOCEAN_TOKEN=token, INVOICE_START_PERIOD="2024-06")
+    settings = get_settings()
+    assert settings.token is not None
+    assert settings.token.get_secret_value() == token
+    assert settings.start_period == "2024-06"
+    # Dagster resolves EnvVar("DIGITALOCEAN_TOKEN") from os.environ when a run starts.
+    assert dg.EnvVar("DIGITALOCEAN_TOKEN").get_value() == token
+    assert get_settings() is settings, "read once, then cached"
+
+
+def test_get_settings_never_overrides_the_environment_with_dotenv(workdir, monkeypatch):
+    write_dotenv(workdir, DIGITALOCEAN_TOKEN=a_token(), WAREHOUSE_PATH="from-dotenv.duckdb")
+    from_env = a_token("doo_v1_")
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", from_env)
+    settings = get_settings()
+    assert settings.token.get_secret_value() == from_env
+    assert dg.EnvVar("DIGITALOCEAN_TOKEN").get_value() == from_env
+    assert settings.warehouse_path == Path("from-dotenv.duckdb")
+
+
+def test_an_empty_variable_means_unset_even_when_dotenv_has_a_value(workdir, monkeypatch):
+    write_dotenv(workdir, DIGITALOCEAN_TOKEN=a_token(), INVOICE_START_PERIOD="2024-02")
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", "")
+    monkeypatch.setenv("INVOICE_START_PERIOD", "")
+    settings = get_settings()
+    # Set in the environment, so it wins; empty, so the default: the sandbox, like the EnvVar.
+    assert settings.token is None
+    assert settings.start_period == DEFAULT_START_PERIOD
+    assert isinstance(resources_for(settings)["digitalocean"], SandboxResource)
+
+
+def test_from_env_with_a_mapping_reads_neither_the_environment_nor_dotenv(workdir, monkeypatch):
+    write_dotenv(workdir, INVOICE_START_PERIOD="2024-02")
+    monkeypatch.setenv("WAREHOUSE_PATH", "from-env.duckdb")
+    settings = Settings.from_env({"INVOICE_START_PERIOD": "2025-01"})
+    assert settings.start_period == "2025-01"
+    assert settings.warehouse_path == Path("data/warehouse.duckdb")
+
+
+# -- validation -----------------------------------------------------------------------------
+
+TOKEN = a_token()
+OTHER_TOKEN = secrets.token_hex(32)  # no DigitalOcean prefix
+
+
+def with_token(**env: str) -> dict[str, str]:
+    return {"DIGITALOCEAN_TOKEN": TOKEN, **env}
+
+
+BAD = [
+    (with_token(INVOICE_START_PERIOD="2024-13"), ["INVOICE_START_PERIOD"]),
+    (with_token(INVOICE_START_PERIOD="../x"), ["INVOICE_START_PERIOD"]),
+    (with_token(DIGITALOCEAN_API_URL="http://billing.example.com"), ["DIGITALOCEAN_API_URL"]),
+    (with_token(DIGITALOCEAN_API_URL="https://u:p@api.example.com"), ["DIGITALOCEAN_API_URL"]),
+    (with_token(DIGITALOCEAN_API_URL="https://api.example.com/?x=1"), ["DIGITALOCEAN_API_URL"]),
+    (with_token(DIGITALOCEAN_API_URL="ftp://api.example.com"), ["DIGITALOCEAN_API_URL"]),
+    (with_token(WAREHOUSE_PATH="data/\x00.duckdb"), ["WAREHOUSE_PATH"]),
+    (with_token(WAREHOUSE_PATH="{a_file}/warehouse.duckdb"), ["WAREHOUSE_PATH"]),
+    ({"DIGITALOCEAN_TOKEN": f"{TOKEN} "}, ["DIGITALOCEAN_TOKEN"]),
+    ({"DIGITALOCEAN_TOKEN": f"{TOKEN}\n"}, ["DIGITALOCEAN_TOKEN"]),
+    ({"DIGITALOCEAN_TOKEN": f"{TOKEN[:20]} {TOKEN[20:]}"}, ["DIGITALOCEAN_TOKEN"]),
+    ({"DIGITALOCEAN_TOKEN": f"{TOKEN}\x07"}, ["DIGITALOCEAN_TOKEN"]),
+    ({"DIGITALOCEAN_TOKEN": f"{TOKEN}é"}, ["DIGITALOCEAN_TOKEN"]),
+    ({"DIGITALOCEAN_TOKEN": OTHER_TOKEN}, ["DIGITALOCEAN_TOKEN", *TOKEN_PREFIXES]),
+    (
+        {"DIGITALOCEAN_API_URL": "https://billing.example.com"},
+        ["DIGITALOCEAN_API_URL", "DIGITALOCEAN_TOKEN", "sandbox"],
+    ),
+    (
+        with_token(INVOICE_START_PERIOD="2024-5", WAREHOUSE_PATH="\x00"),
+        ["INVOICE_START_PERIOD", "WAREHOUSE_PATH"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "named"), BAD)
+def test_each_bad_setting_is_named_and_the_token_never_shown(tmp_path, env, named):
+    (tmp_path / "a_file").write_text("not a folder")
+    env = {key: value.format(a_file=tmp_path / "a_file") for key, value in env.items()}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+    message = str(raised.value)
+    for name in named:
+        assert name in message
+    shown = message + "".join(traceback.format_exception(raised.value))
+    # No piece of the token's secret part, even one split by a stray space.
+    for secret in re.findall(r"[0-9a-f]{12,}", env.get("DIGITALOCEAN_TOKEN", "")):
+        assert secret not in shown
+    # Not chained to pydantic's ValidationError, whose text could carry the input.
+    assert raised.value.__cause__ is None
+    assert raised.value.__context__ is None
+
+
+@pytest.mark.parametrize("prefix", TOKEN_PREFIXES)
+def test_digitalocean_tokens_are_accepted_for_the_real_api(prefix):
+    token = a_token(prefix)
+    settings = Settings.from_env({"DIGITALOCEAN_TOKEN": token})
+    assert settings.token.get_secret_value() == token
+    assert settings.api_url == DEFAULT_API_URL
+    assert token not in repr(settings) and token not in str(settings)
+
+
+@pytest.mark.parametrize("url", [DEFAULT_API_URL, "https://billing-proxy.example.com"])
+def test_a_token_without_a_digitalocean_prefix_is_refused_for_a_real_host(url):
+    token = secrets.token_hex(32)
+    with pytest.raises(SettingsError, match="DIGITALOCEAN_TOKEN.*dop_v1_") as raised:
+        Settings.from_env({"DIGITALOCEAN_TOKEN": token, "DIGITALOCEAN_API_URL": url})
+    assert token not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8765", "http://localhost:8765/", "http://[::1]:8765", "https://localhost"],
+)
+def test_a_token_without_a_digitalocean_prefix_is_accepted_for_a_loopback_server(url):
+    settings = Settings.from_env(
+        {"DIGITALOCEAN_TOKEN": "sandbox-token", "DIGITALOCEAN_API_URL": url}
+    )
+    assert settings.token.get_secret_value() == "sandbox-token"
+    assert settings.api_url == url.rstrip("/")
+
+
+# -- which API the pipeline uses --------------------------------------------------------------
+
+
+def test_without_a_token_the_pipeline_uses_the_sandbox():
+    settings = Settings.from_env({"WAREHOUSE_PATH": "w/warehouse.duckdb"})
+    resources = resources_for(settings)
+    assert sorted(resources) == ["digitalocean", "warehouse"]
+    assert isinstance(resources["digitalocean"], SandboxResource)
+    assert not isinstance(resources["digitalocean"], DigitalOceanResource)
+    assert isinstance(resources["warehouse"], WarehouseResource)
+    assert resources["warehouse"].path == "w/warehouse.duckdb"
+
+
+def test_with_a_token_the_pipeline_uses_the_api_and_reads_the_token_at_launch():
+    token = a_token()
+    url = "https://billing-proxy.example.com"
+    resources = resources_for(
+        Settings.from_env({"DIGITALOCEAN_TOKEN": token, "DIGITALOCEAN_API_URL": url})
+    )
+    api = resources["digitalocean"]
+    assert isinstance(api, DigitalOceanResource)
+    assert api.api_url == url
+    # An EnvVar: the UI and the run config show the variable's name, not its value.
+    assert isinstance(api.token, dg.EnvVar)
+    assert api.token == "DIGITALOCEAN_TOKEN"
+    assert token not in repr(resources)
+
+
+def test_the_sandbox_resource_serves_a_client_for_the_block_and_says_so(caplog):
+    log = logging.getLogger("test_settings.sandbox")
+    with caplog.at_level(logging.WARNING), SandboxResource().client(log) as api:
+        invoices = api.get_page(INVOICES).records("invoices")
+        host = api.host
+    assert invoices, "the sandbox serves sample invoices"
+    assert host.startswith("127.0.0.1:")
+    assert "SANDBOX" in caplog.text and "sample data" in caplog.text
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{host}{INVOICES}", timeout=2)
+
+
+def test_the_api_resource_serves_the_same_kind_of_client(caplog):
+    with SandboxServer() as server:
+        resource = DigitalOceanResource(
+            token=server.token, api_url=server.url, timeout_seconds=2.0, retry_attempts=1
+        )
+        with caplog.at_level(logging.INFO), resource.client(logging.getLogger("t")) as api:
+            invoices = api.get_page(INVOICES).records("invoices")
+    assert invoices
+    assert f"Using the DigitalOcean API at {server.url.removeprefix('http://')}" in caplog.text
+    assert "SANDBOX" not in caplog.text
+    assert all(request["authorized"] for request in server.requests)
+
+
+def test_the_api_resource_refuses_an_empty_token():
+    resource = DigitalOceanResource(token="", api_url="http://127.0.0.1:9")
+    with pytest.raises(SettingsError, match="DIGITALOCEAN_TOKEN"):
+        with resource.client(logging.getLogger("t")):
+            pass
