@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export bench lint lock clean
+.PHONY: run test dev backfill export migrate replay bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill 
 
 export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
 	$(BIN)/python -m pipeline.export $(if $(MONTHS),--months $(MONTHS))
+
+migrate: $(VENV)/.runtime  ## bring the warehouse's schema up to date (every run also does)
+	$(BIN)/python -m pipeline.warehouse.migrate
+
+replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
+	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
+	$(BIN)/python -m pipeline.replay $(SOURCE) $(FROM) $(TO)
 
 $(VENV)/.bench: $(VENV)/.runtime
 	$(BIN)/pip install -q "dlt[duckdb]==1.31.0"

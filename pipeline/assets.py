@@ -4,7 +4,6 @@ A source with `raw_asset` gets two steps (fetch + raw landing, then normalize + 
 tables can be rebuilt from raw without calling the API; others run the whole recipe in one step.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -102,4 +101,3 @@ def source_assets(source: Source) -> list[dg.AssetsDefinition]:
 
 ASSETS = [asset for source in SOURCES for asset in source_assets(source)]
 BY_NAME = {asset.node_def.name: asset for asset in ASSETS}
-

@@ -1,6 +1,5 @@
 """Asset checks generated from the sources' declared checks: one query each, failures listed."""
 
-
 import dagster as dg
 
 from pipeline.partitions import WAREHOUSE_POOL

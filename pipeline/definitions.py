@@ -6,16 +6,35 @@ import dagster as dg
 
 from pipeline.assets import ASSETS
 from pipeline.checks import CHECKS
-from pipeline.resources import resources_for
+from pipeline.resources import (
+    TOKEN_ENV,
+    BillingApiResource,
+    DigitalOceanResource,
+    WarehouseResource,
+)
+from pipeline.sandbox.resource import SandboxResource
 from pipeline.schedules import closed_month_schedule, invoices_job, preview_refresh_schedule
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
+
+
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The real API when a token is set, else the built-in sandbox; and the warehouse.
+
+    The token itself is read from the environment at launch (an EnvVar), never stored here."""
+    api: BillingApiResource
+    if settings.token is not None:
+        api = DigitalOceanResource(token=dg.EnvVar(TOKEN_ENV), api_url=settings.api_url)
+    else:
+        api = SandboxResource()
+    return {"digitalocean": api, "warehouse": WarehouseResource(path=str(settings.warehouse_path))}
+
 
 defs = dg.Definitions(
     assets=ASSETS,
     asset_checks=CHECKS,
     jobs=[invoices_job],
     schedules=[closed_month_schedule, preview_refresh_schedule],
-    # Validated settings (environment, then .env): the real API with a token, else the sandbox.
+    # Validated settings (environment, then .env) pick the real API or the sandbox.
     resources=resources_for(get_settings()),
     # One process per run: steps share the DuckDB file serially, with no per-step startup cost.
     executor=dg.in_process_executor,

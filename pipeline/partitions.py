@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from pipeline.months import MONTH_FORMAT
 from pipeline.settings import SettingsError, get_settings, validate_period
 
 # INVOICE_START_PERIOD, validated with every other setting (environment, then .env).
@@ -14,7 +15,7 @@ START_PERIOD = get_settings().start_period
 
 # end_offset=1 adds the current (open) month, which loads from the invoice preview.
 monthly_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=START_PERIOD, fmt="%Y-%m", end_offset=1, timezone="UTC"
+    start_date=START_PERIOD, fmt=MONTH_FORMAT, end_offset=1, timezone="UTC"
 )
 
 # DuckDB has one writer: every step that opens the warehouse takes a slot in this pool, and

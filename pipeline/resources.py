@@ -1,7 +1,7 @@
 """Dagster resources: the billing API (DigitalOcean or the sandbox) and the warehouse.
 
 Both API resources expose the same `client(log)` context manager, so assets do not care which
-one they were given; `resources_for(settings)` picks.
+one they were given; `pipeline.definitions.resources_for(settings)` picks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     DEFAULT_API_URL,
     DEFAULT_WAREHOUSE_PATH,
-    Settings,
     SettingsError,
     validate_api_url,
 )
@@ -79,18 +78,3 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def open(self) -> Warehouse:
         return Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
-
-
-def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """The pipeline's resources: the real API when a token is set, else the sandbox.
-
-    The token itself is read from the environment at launch (an EnvVar), never stored here."""
-    api: BillingApiResource
-    if settings.token is not None:
-        api = DigitalOceanResource(token=dg.EnvVar(TOKEN_ENV), api_url=settings.api_url)
-    else:
-        # Imported here: the sandbox imports this module for its base class.
-        from pipeline.sandbox.resource import SandboxResource
-
-        api = SandboxResource()
-    return {"digitalocean": api, "warehouse": WarehouseResource(path=str(settings.warehouse_path))}

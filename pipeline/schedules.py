@@ -1,9 +1,10 @@
 """The job and its two schedules: the month just closed, and the open month every day."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 
+from pipeline.months import month_of
 from pipeline.partitions import monthly_partitions
 
 invoices_job = dg.define_asset_job(
@@ -14,10 +15,6 @@ invoices_job = dg.define_asset_job(
 )
 
 
-def _month(when: datetime) -> str:
-    return when.strftime("%Y-%m")
-
-
 @dg.schedule(
     job=invoices_job,
     cron_schedule="0 6 4 * *",
@@ -25,7 +22,7 @@ def _month(when: datetime) -> str:
     description="On the 4th, once invoices are issued, load the month that just closed.",
 )
 def closed_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    closed = _month(context.scheduled_execution_time.replace(day=1) - timedelta(days=1))
+    closed = month_of(context.scheduled_execution_time.replace(day=1) - timedelta(days=1))
     return dg.RunRequest(run_key=closed, partition_key=closed)
 
 
@@ -37,4 +34,4 @@ def closed_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReques
 )
 def preview_refresh_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     when = context.scheduled_execution_time
-    return dg.RunRequest(run_key=when.strftime("%Y-%m-%d"), partition_key=_month(when))
+    return dg.RunRequest(run_key=when.strftime("%Y-%m-%d"), partition_key=month_of(when))

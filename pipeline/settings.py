@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,14 +22,14 @@ from dotenv import load_dotenv
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.months import is_month
+
 DEFAULT_API_URL = "https://api.digitalocean.com"
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
 DEFAULT_START_PERIOD = "2023-01"
 ENV_FILE = ".env"
 # Personal access tokens, OAuth access tokens and OAuth refresh tokens.
 TOKEN_PREFIXES = ("dop_v1_", "doo_v1_", "dor_v1_")
-
-_PERIOD = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
 
 
 class SettingsError(ValueError):
@@ -39,8 +38,7 @@ class SettingsError(ValueError):
 
 def validate_period(value: str, what: str = "invoice period") -> str:
     """Return `value` if it is a real `YYYY-MM` month, else raise naming `what`."""
-    match = _PERIOD.fullmatch(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match["month"]) <= 12 or int(match["year"]) < 2000:
+    if not is_month(value):
         raise SettingsError(f"{what} {value!r} is not a month in YYYY-MM form (e.g. 2024-05)")
     return value
 

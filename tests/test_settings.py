@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 import requests
 
-from pipeline.resources import DigitalOceanResource, WarehouseResource, resources_for
+from pipeline.definitions import resources_for
+from pipeline.resources import DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.resource import SandboxResource
 from pipeline.settings import (

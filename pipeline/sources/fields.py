@@ -14,7 +14,6 @@ MONEY = pa.decimal128(18, 2)
 QUANTITY = pa.decimal128(18, 6)
 MONEY_PATTERN = r"-?\d{1,16}(?:\.\d{1,2})?"
 QUANTITY_PATTERN = r"-?\d{1,12}(?:\.\d{1,6})?"
-PERIOD_PATTERN = r"\d{4}-(?:0[1-9]|1[0-2])"
 
 MAX_REPORTED = 20
 

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.api import LINKS, Page
+from pipeline.months import MONTH_PATTERN
 from pipeline.sources.base import (
     Check,
     Endpoint,
@@ -29,7 +30,6 @@ from pipeline.sources.base import (
 from pipeline.sources.fields import (
     MONEY,
     MONEY_PATTERN,
-    PERIOD_PATTERN,
     QUANTITY,
     QUANTITY_PATTERN,
     InvalidPayloadError,
@@ -210,7 +210,7 @@ def normalize_invoices(entries: pd.DataFrame, loaded_at: datetime) -> pd.DataFra
     period = text(raw, "invoice_period", problems)
     problems += where(
         raw.assign(invoice_period=period),
-        ~period.str.fullmatch(PERIOD_PATTERN).fillna(False).astype(bool),
+        ~period.str.fullmatch(MONTH_PATTERN).fillna(False).astype(bool),
         "invoice_period",
         "is not a YYYY-MM period",
     )
@@ -252,15 +252,15 @@ DUPLICATE_LINES = """
     GROUP BY ALL
     HAVING copies > 1
 """
-PERIOD_MISMATCH = """
+PERIOD_MISMATCH = f"""
     SELECT it.invoice_uuid, it.invoice_period AS item_period, i.invoice_period AS invoice_period,
            count(*) AS items
     FROM invoice_items AS it
     LEFT JOIN invoices AS i USING (invoice_uuid)
     WHERE i.invoice_period IS DISTINCT FROM it.invoice_period
-       OR NOT regexp_full_match(it.invoice_period, '\\d{4}-(0[1-9]|1[0-2])')
+       OR NOT regexp_full_match(it.invoice_period, '{MONTH_PATTERN}')
     GROUP BY ALL
-"""
+"""  # noqa: S608 (a constant pattern, no input)
 
 UNKNOWN_DURATION_UNITS = """
     SELECT duration_unit, count(*) AS items, min(invoice_period) AS first_period
