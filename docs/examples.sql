@@ -56,3 +56,30 @@ GROUP BY year ORDER BY year;
 SELECT invoice_period, sum(duration_hours) AS droplet_hours, sum(amount) AS usd
 FROM invoice_items WHERE product = 'Droplets'
 GROUP BY invoice_period ORDER BY invoice_period;
+
+-- 11. The last 30 days by region (Billing Insights: estimates until the invoice is final).
+SELECT region, sum(amount) AS usd, count(DISTINCT usage_date) AS days
+FROM daily_spend_by_region
+WHERE usage_date > (SELECT max(usage_date) FROM daily_costs) - INTERVAL 30 DAY
+GROUP BY region ORDER BY usd DESC;
+
+-- 12. Top ten SKUs of the last full month with insights.
+SELECT sku, min(description) AS description, sum(amount) AS usd
+FROM daily_spend_by_sku
+WHERE usage_month = (SELECT max(month) FROM estimate_vs_invoice WHERE NOT is_partial)
+GROUP BY sku ORDER BY usd DESC LIMIT 10;
+
+-- 13. The days a SKU's cost jumped: more than double its previous day.
+SELECT usage_date, sku, amount, previous_day, amount - previous_day AS jump
+FROM (
+    SELECT usage_date, sku, amount,
+           lag(amount) OVER (PARTITION BY sku ORDER BY usage_date) AS previous_day
+    FROM daily_spend_by_sku
+)
+WHERE previous_day > 0 AND amount > 2 * previous_day
+ORDER BY jump DESC LIMIT 10;
+
+-- 14. What was billed against what was paid, per month.
+SELECT invoice_period, invoiced, paid, outstanding
+FROM payments_vs_invoices ORDER BY invoice_period;
+

@@ -52,30 +52,32 @@ def fetch(
             f"in {len(index.pages)} page(s)"
         )
     targets: list[Target] = []
-    if not problems:
+    if not problems and source.targets is not None:
         try:
             targets = source.targets(Targets(periods, index, parent))
         except InvalidPayloadError as exc:
             problems.append(str(exc))
     collections: list[Collection] = []
-    if not problems:
+    if not problems and source.endpoint is not None:
+        endpoint = source.endpoint
         api.log.info(
             f"{len(targets)} {source.target_noun}(s) in {periods[0]}…{periods[-1]}; "
-            f"fetching their {source.endpoint.noun}"
+            f"fetching their {endpoint.noun}"
         )
         collections = api.fetch(
-            [source.endpoint.request(target, source.missing) for target in targets],
+            [endpoint.request(target, source.missing) for target in targets],
             Progress(source.progress_name, source.target_noun),
         )
         problems += [problem for c in collections for problem in c.problems()]
     pages: list[tuple] = []
     if source.index is not None and index is not None:
         pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
-    for target, collection in zip(targets, collections, strict=True):
-        pages += [
-            (source.endpoint.name, target.key, target.partition, p.page, p.body)
-            for p in collection.pages
-        ]
+    if source.endpoint is not None:
+        name = source.endpoint.name
+        for target, collection in zip(targets, collections, strict=False):
+            pages += [
+                (name, target.key, target.partition, p.page, p.body) for p in collection.pages
+            ]
     return RawBatch(
         fetch_id=uuid.uuid4().hex,
         source=source.name,
@@ -118,24 +120,25 @@ def land(store: Warehouse, batch: RawBatch) -> None:
 def read_targets(source: Source, store: Warehouse, periods: Sequence[str]) -> pd.DataFrame:
     """The targets of the source's latest good fetch of each month."""
     store.migrate()
-    targets, _, missing = store.read_raw(source.name, periods, with_pages=False)
-    if missing:
+    found = store.read_raw(source.name, periods, with_pages=False)
+    if found.missing:
         raise RawNotFetchedError(
-            f"no successful {source.name} fetch covers {missing}: load {source.name} first"
+            f"no successful {source.name} fetch covers {found.missing}: load {source.name} first"
         )
-    return targets
+    return found.targets
 
 
 def normalize(source: Source, store: Warehouse, periods: Sequence[str]) -> Normalized:
     """The latest good raw fetch of each month, normalized and checked before any write."""
     store.migrate()
-    targets, pages, missing = store.read_raw(source.name, periods)
-    if missing or pages is None:
+    found = store.read_raw(source.name, periods)
+    if found.missing or found.pages is None:
         step = source.raw_asset or source.name
         raise RawNotFetchedError(
-            f"no successful raw fetch of {source.name} covers {missing}: materialize {step} first"
+            f"no successful raw fetch of {source.name} covers {found.missing}: "
+            f"materialize {step} first"
         )
-    raw = RawData(targets=targets, pages=pages)
+    raw = RawData(periods, found.fetches, found.targets, found.pages)
     result = source.normalize(raw, datetime.now(UTC))
     problems = source.invariants(raw, result.tables, periods)
     if problems:
@@ -147,7 +150,16 @@ def swap(source: Source, store: Warehouse, periods: Sequence[str], result: Norma
     """Replace the months' rows of every table of the source in one transaction."""
     store.replace_periods(
         periods,
-        {t.name: (result.tables[t.name], t.partition_column) for t in source.tables},
+        {
+            t.name: (result.tables[t.name], t.partition_column)
+            for t in source.tables
+            if t.write == "months"
+        },
+        {
+            t.name: (result.tables[t.name], t.primary_key)
+            for t in source.tables
+            if t.write == "merge"
+        },
     )
 
 

@@ -1,27 +1,26 @@
-"""The analyst's warehouse: summaries, reconciliation, views, FOCUS, examples and export."""
+"""The analyst's warehouse: summaries, reconciliation, views, FOCUS, examples and export.
 
+Each view is compared, value by value, with what it should say about the sandbox's account,
+computed here in Python with Decimal arithmetic from the data the sandbox serves.
+"""
+
+import calendar
 import re
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
+from pipeline.assets import ASSETS
+from pipeline.checks import CHECKS
 from pipeline.export import export
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
-from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.warehouse.store import Warehouse
-from tests.conftest import sandbox_resources
 
-ALL_ASSETS = [
-    *source_assets(INVOICES),
-    *source_assets(SUMMARIES),
-    *source_checks(INVOICES),
-    *source_checks(SUMMARIES),
-]
+ALL_ASSETS = [*ASSETS, *CHECKS]  # every source's assets and checks
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples.sql"
 VIEWS = [
     "monthly_spend_by_product",
@@ -31,63 +30,276 @@ VIEWS = [
     "month_to_date",
     "invoice_reconciliation",
     "focus_costs",
+    "daily_spend_by_region",
+    "daily_spend_by_sku",
+    "estimate_vs_invoice",
+    "payments_vs_invoices",
 ]
-
-
-def load(server, path, first, last):
-    return dg.materialize(
-        ALL_ASSETS,
-        resources=sandbox_resources(server, path),
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
-    )
+CENT = Decimal("0.01")
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    """Every month of the sandbox account, loaded once for the read-only tests below."""
+def loaded(tmp_path_factory, materialize):
+    """Every month of every source of the sandbox account, loaded once for the tests below."""
     path = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"
     keys = monthly_partitions.get_partition_keys()
     with SandboxServer() as server:
-        result = load(server, path, keys[0], keys[-1])
+        result = materialize(server, path, keys[0], keys[-1], assets=ALL_ASSETS)
         yield server, path, result
 
 
-def query(path, sql, params=None):
-    with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
+# -- what the views should say, from the sandbox's data --------------------------------------
+def text_or_null(value):
+    """The normalizer's rule for text: absent, None and blank strings are NULL."""
+    return value if isinstance(value, str) and value.strip() else None
 
 
-def test_summaries_load_and_every_invoice_reconciles(loaded):
+def loaded_invoices(server: SandboxServer, months) -> list[tuple[dict, str]]:
+    """(invoice, status) for the months: each month's final invoice, else the preview."""
+    chosen = [(i, "final") for i in server.data.invoices if i["invoice_period"] in months]
+    closed = {i["invoice_period"] for i, _ in chosen}
+    preview = server.data.preview
+    if preview and preview["invoice_period"] in set(months) - closed:
+        chosen.append((preview, "preview"))
+    return chosen
+
+
+def loaded_items(server: SandboxServer, months) -> list[tuple[dict, str, dict]]:
+    """(invoice, status, item) for every line item of the months."""
+    return [
+        (invoice, status, item)
+        for invoice, status in loaded_invoices(server, months)
+        for item in server.data.items[invoice["invoice_uuid"]]
+    ]
+
+
+def spend_by(server: SandboxServer, months, field: str, none: str) -> dict:
+    """(month, item field or `none`) → (amount, items, is_partial), as the spend views group."""
+    spend: dict[tuple[str, str], tuple[Decimal, int, bool]] = {}
+    for invoice, status, item in loaded_items(server, months):
+        key = (invoice["invoice_period"], text_or_null(item.get(field)) or none)
+        amount, count, partial = spend.get(key, (Decimal(0), 0, False))
+        spend[key] = (amount + Decimal(item["amount"]), count + 1, partial or status == "preview")
+    return spend
+
+
+def charge_category(item: dict) -> str:
+    """FOCUS ChargeCategory as docs/data-dictionary.md defines it."""
+    product = (text_or_null(item.get("product")) or "").lower()
+    if product.startswith("tax"):
+        return "Tax"
+    if Decimal(item["amount"]) < 0 or "credit" in product:
+        return "Credit"
+    return "Usage"
+
+
+def previous_month(period: str) -> str:
+    year, month = int(period[:4]), int(period[5:])
+    return f"{year - (month == 1):04d}-{(month - 2) % 12 + 1:02d}"
+
+
+def test_summaries_load_and_every_invoice_reconciles(loaded, rows):
     server, path, result = loaded
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["invoices_reconcile"] is True
-    assert query(path, "SELECT count(*) FROM invoice_summaries") == [
+    assert rows(path, "SELECT count(*) FROM invoice_summaries") == [
         (len(server.data.all_invoices()),)
     ]
-    assert query(path, "SELECT count(*) FROM invoice_reconciliation WHERE problem IS NULL") == [
+    assert rows(path, "SELECT count(*) FROM invoice_reconciliation WHERE problem IS NULL") == [
         (len(server.data.all_invoices()),)
     ]
 
 
-def test_every_view_exists_and_has_rows(loaded):
+def test_every_view_exists_and_has_rows(loaded, rows):
     _, path, _ = loaded
     for view in VIEWS:
-        assert query(path, f"SELECT count(*) > 0 FROM {view}") == [(True,)], view  # noqa: S608
+        assert rows(path, f"SELECT count(*) > 0 FROM {view}") == [(True,)], view  # noqa: S608
 
 
-def test_month_over_month_compares_whole_months_only(loaded):
+def test_every_view_has_a_value_test(loaded, rows):
+    """VIEWS lists the views this module checks value by value; a new view must join them."""
     _, path, _ = loaded
-    partial = query(
+    views = rows(path, "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+    assert sorted({name for (name,) in views} - set(VIEWS)) == [], "views with no value test"
+
+
+def test_monthly_spend_by_product_is_exact(loaded, rows):
+    server, path, _ = loaded
+    months = monthly_partitions.get_partition_keys()
+    stored = rows(
+        path,
+        "SELECT invoice_period, product, amount, items, is_partial FROM monthly_spend_by_product",
+    )
+    expected = spend_by(server, months, "product", "(no product)")
+    assert {(p, k): (a, n, partial) for p, k, a, n, partial in stored} == expected
+    assert len(stored) == len(expected)
+    assert any(partial for _, _, partial in expected.values()), "the open month is loaded"
+
+
+def test_monthly_spend_by_project_is_exact(loaded, rows):
+    server, path, _ = loaded
+    months = monthly_partitions.get_partition_keys()
+    stored = rows(
+        path,
+        "SELECT invoice_period, project_name, amount, items, is_partial "
+        "FROM monthly_spend_by_project",
+    )
+    expected = spend_by(server, months, "project_name", "(no project)")
+    assert {(p, k): (a, n, partial) for p, k, a, n, partial in stored} == expected
+    assert len(stored) == len(expected)
+    # Absent and empty project names both count as no project; unicode names are kept.
+    projects = {project for _, project in expected}
+    assert {"(no project)", "Café ☕ 東京"} <= projects and "" not in projects
+
+
+def test_monthly_spend_by_resource_is_exact(loaded, rows):
+    server, path, _ = loaded
+    months = monthly_partitions.get_partition_keys()
+    amounts: dict[tuple[str, str], Decimal] = {}
+    products: dict[tuple[str, str], set[str]] = {}
+    partial: dict[tuple[str, str], bool] = {}
+    names: dict[str, tuple[str, set]] = {}  # resource → (latest month, its names that month)
+    for invoice, status, item in loaded_items(server, months):
+        resource = text_or_null(item.get("resource_uuid"))
+        if resource is None:
+            continue
+        period = invoice["invoice_period"]
+        key = (period, resource)
+        amounts[key] = amounts.get(key, Decimal(0)) + Decimal(item["amount"])
+        products.setdefault(key, set()).add(item["product"])
+        partial[key] = partial.get(key, False) or status == "preview"
+        name = text_or_null(item.get("group_description")) or text_or_null(item.get("description"))
+        latest, seen = names.get(resource, ("", set()))
+        if period > latest:
+            names[resource] = (period, {name})
+        elif period == latest:
+            seen.add(name)
+    stored = rows(
+        path,
+        "SELECT invoice_period, resource_uuid, resource_name, product, amount, is_partial "
+        "FROM monthly_spend_by_resource",
+    )
+    assert {(p, r): a for p, r, _, _, a, _ in stored} == amounts
+    assert len(stored) == len(amounts)
+    for period, resource, name, product, _, is_partial in stored:
+        assert product in products[(period, resource)]
+        assert is_partial == partial[(period, resource)]
+        # Named by its latest month's lines (which of them is not specified: same end_time).
+        assert name in names[resource][1], (resource, name)
+
+
+def test_product_month_over_month_is_computed_from_whole_months(loaded, rows):
+    server, path, _ = loaded
+    spend = spend_by(server, monthly_partitions.get_partition_keys(), "product", "(no product)")
+    closed = {key: amount for key, (amount, _, partial) in spend.items() if not partial}
+    months = sorted({period for period, _ in closed})
+    previous = dict(zip(months[1:], months[:-1], strict=True))
+    expected = {}
+    for (period, product), amount in closed.items():
+        before = closed.get((previous.get(period), product), Decimal(0))
+        expected[(period, product)] = (amount, previous.get(period), before, amount - before, False)
+    for (period, product), (amount, _, partial) in spend.items():
+        if partial:
+            expected[(period, product)] = (amount, None, None, None, True)
+    stored = rows(
+        path,
+        "SELECT invoice_period, product, amount, previous_period, previous_amount, change, "
+        "change_pct, is_partial FROM product_month_over_month",
+    )
+    assert {(p, k): (a, pp, pa, c, partial) for p, k, a, pp, pa, c, _, partial in stored} == (
+        expected
+    )
+    assert len(stored) == len(expected)
+    for period, product, amount, _, _, _, pct, _ in stored:
+        before = (
+            closed.get((previous.get(period), product)) if (period, product) in closed else None
+        )
+        if not before:
+            assert pct is None, (period, product)
+            continue
+        exact = 100 * (amount - before) / before
+        # The exact percentage rounded to one decimal.
+        assert round(pct, 1) == pct and abs(Decimal(str(pct)) - exact) <= Decimal("0.05")
+    assert any(pct is not None for *_, pct, _ in stored)
+
+
+def test_month_to_date_prorates_last_month_to_the_same_day(loaded, rows):
+    server, path, _ = loaded
+    preview = server.data.preview
+    as_of = datetime.fromisoformat(preview["updated_at"])
+    last_period = previous_month(preview["invoice_period"])
+    (last,) = [i for i in server.data.invoices if i["invoice_period"] == last_period]
+    days_in_last = calendar.monthrange(int(last_period[:4]), int(last_period[5:]))[1]
+    ((period, stored_as_of, to_date, last_seen, last_total, days, prorated),) = rows(
+        path, "SELECT * FROM month_to_date"
+    )
+    assert (period, stored_as_of, to_date, last_seen, last_total, days) == (
+        preview["invoice_period"],
+        as_of,
+        Decimal(preview["amount"]),
+        last_period,
+        Decimal(last["amount"]),
+        as_of.day,
+    )
+    exact = Decimal(last["amount"]) * as_of.day / days_in_last
+    assert prorated == prorated.quantize(CENT) and abs(prorated - exact) <= CENT / 2
+
+
+def test_invoice_reconciliation_shows_every_invoice_consistent(loaded, rows):
+    server, path, _ = loaded
+    expected = {}
+    for invoice, status in loaded_invoices(server, monthly_partitions.get_partition_keys()):
+        uuid = invoice["invoice_uuid"]
+        summary = server.data.summaries[uuid]
+        items_sum = sum((Decimal(it["amount"]) for it in server.data.items[uuid]), Decimal(0))
+        assert items_sum == Decimal(invoice["amount"])  # the sandbox's bills are consistent
+        expected[uuid] = (
+            invoice["invoice_period"],
+            status,
+            Decimal(invoice["amount"]),
+            Decimal(summary["amount"]),
+            items_sum,
+            Decimal(summary["taxes"]["amount"]),
+            Decimal(summary["credits_and_adjustments"]["amount"]),
+            Decimal(0),
+            None,
+            "items include taxes and credits",
+        )
+    stored = rows(path, "SELECT * FROM invoice_reconciliation")
+    assert {row[0]: row[1:] for row in stored} == expected
+    assert len(stored) == len(expected)
+
+
+def test_focus_costs_bill_each_invoice_its_amount(loaded, rows):
+    server, path, _ = loaded
+    by_category: dict[tuple[str, str], Decimal] = {}
+    for invoice, _, item in loaded_items(server, monthly_partitions.get_partition_keys()):
+        key = (invoice["invoice_id"] or invoice["invoice_uuid"], charge_category(item))
+        by_category[key] = by_category.get(key, Decimal(0)) + Decimal(item["amount"])
+    stored = rows(
+        path, "SELECT InvoiceId, ChargeCategory, sum(BilledCost) FROM focus_costs GROUP BY ALL"
+    )
+    assert {(invoice, category): billed for invoice, category, billed in stored} == by_category
+    billed = rows(path, "SELECT InvoiceId, sum(BilledCost) FROM focus_costs GROUP BY ALL")
+    amounts = {
+        invoice["invoice_id"] or invoice["invoice_uuid"]: Decimal(invoice["amount"])
+        for invoice, _ in loaded_invoices(server, monthly_partitions.get_partition_keys())
+        if server.data.items[invoice["invoice_uuid"]]
+    }
+    assert dict(billed) == amounts
+    assert {category for _, category in by_category} == {"Usage", "Tax", "Credit"}
+
+
+def test_month_over_month_compares_whole_months_only(loaded, rows):
+    _, path, _ = loaded
+    partial = rows(
         path,
         "SELECT DISTINCT invoice_period, change FROM product_month_over_month WHERE is_partial",
     )
     assert partial and all(change is None for _, change in partial)
     (open_month,) = {p for p, _ in partial}
-    assert query(
+    assert rows(
         path,
         "SELECT count(*) FROM product_month_over_month WHERE previous_period = ?",
         [open_month],
@@ -99,13 +311,13 @@ def test_month_over_month_compares_whole_months_only(loaded):
     [q for q in EXAMPLES.read_text().split(";") if "SELECT" in q],
     ids=lambda q: re.search(r"-- (\d+)\.", q).group(1),
 )
-def test_example_questions_run(loaded, sql):
+def test_example_questions_run(loaded, rows, sql):
     _, path, _ = loaded
-    rows = query(path, sql)
+    answer = rows(path, sql)
     if "should be empty" in sql:
-        assert rows == []
+        assert answer == []
     else:
-        assert rows, "an example question should have an answer on the sandbox account"
+        assert answer, "an example question should have an answer on the sandbox account"
 
 
 FOCUS_NOT_NULL = [
@@ -131,9 +343,9 @@ FOCUS_NOT_NULL = [
 ]
 
 
-def test_focus_mandatory_columns_are_present_and_non_null(loaded):
+def test_focus_mandatory_columns_are_present_and_non_null(loaded, rows):
     _, path, _ = loaded
-    columns = {row[0] for row in query(path, "DESCRIBE focus_costs")}
+    columns = {row[0] for row in rows(path, "DESCRIBE focus_costs")}
     assert (
         set(FOCUS_NOT_NULL)
         | {
@@ -149,15 +361,15 @@ def test_focus_mandatory_columns_are_present_and_non_null(loaded):
         <= columns
     )
     for column in FOCUS_NOT_NULL:
-        assert query(path, f"SELECT count(*) FROM focus_costs WHERE {column} IS NULL") == [  # noqa: S608
+        assert rows(path, f"SELECT count(*) FROM focus_costs WHERE {column} IS NULL") == [  # noqa: S608
             (0,)
         ], column
 
 
-def test_focus_rules_checkable_in_sql(loaded):
+def test_focus_rules_checkable_in_sql(loaded, rows):
     _, path, _ = loaded
     # Periods are end-exclusive: the billing period ends where the next one starts.
-    assert query(
+    assert rows(
         path,
         """
         SELECT count(*) FROM focus_costs
@@ -168,7 +380,7 @@ def test_focus_rules_checkable_in_sql(loaded):
            OR BillingCurrency <> 'USD'""",
     ) == [(0,)]
     # BilledCost per InvoiceId sums to the invoice.
-    assert query(
+    assert rows(
         path,
         """
         SELECT count(*) FROM invoices AS i
@@ -176,30 +388,71 @@ def test_focus_rules_checkable_in_sql(loaded):
           ON f.InvoiceId = coalesce(i.invoice_id, i.invoice_uuid)
         WHERE coalesce(f.billed, 0) <> i.amount""",
     ) == [(0,)]
-    categories = {row[0] for row in query(path, "SELECT DISTINCT ChargeCategory FROM focus_costs")}
+    categories = {row[0] for row in rows(path, "SELECT DISTINCT ChargeCategory FROM focus_costs")}
     assert {"Usage", "Tax", "Credit"} <= categories
 
 
-def test_a_summary_that_disagrees_is_reported_with_the_difference(tmp_path):
-    path = tmp_path / "warehouse.duckdb"
+def test_a_summary_that_disagrees_is_reported_with_the_difference(
+    warehouse_path, materialize, rows
+):
+    """Two planted mismatches: a summary amount that is not the invoice's (2024-05), and an
+    item 0.07 higher than the invoice accounts for (2024-06). Each is reported, exactly."""
     with SandboxServer() as server:
-        invoice = next(i for i in server.data.invoices if i["invoice_period"] == "2024-05")
-        server.data.summaries[invoice["invoice_uuid"]]["amount"] = "1.00"
-        result = dg.materialize(
-            ALL_ASSETS, resources=sandbox_resources(server, path), partition_key="2024-05"
-        )
+        (may,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-05"]
+        (june,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-06"]
+        server.data.summaries[may["invoice_uuid"]]["amount"] = "1.00"
+        line = server.data.items[june["invoice_uuid"]][0]
+        line["amount"] = str(Decimal(line["amount"]) + Decimal("0.07"))
+        result = materialize(server, warehouse_path, "2024-05", "2024-06", assets=ALL_ASSETS)
+        june_summary = server.data.summaries[june["invoice_uuid"]]
     (check,) = [
         c for c in result.get_asset_check_evaluations() if c.check_name == "invoices_reconcile"
     ]
     assert not check.passed
+    assert check.metadata["failing_rows"].value == 2
     assert "invoice amount differs from the summary amount" in str(check.metadata)
+    assert "items do not add up to the invoice, even counting taxes and credits" in str(
+        check.metadata
+    )
+    stored = rows(
+        warehouse_path,
+        "SELECT invoice_uuid, invoice_amount, summary_amount, items_sum, items_difference, "
+        "problem, reconciled_by FROM invoice_reconciliation ORDER BY invoice_period",
+    )
+    may_amount, june_amount = Decimal(may["amount"]), Decimal(june["amount"])
+    taxes_and_credits = Decimal(june_summary["taxes"]["amount"]) + Decimal(
+        june_summary["credits_and_adjustments"]["amount"]
+    )
+    assert june_amount + Decimal("0.07") + taxes_and_credits != june_amount
+    assert stored == [
+        (
+            may["invoice_uuid"],
+            may_amount,
+            Decimal("1.00"),
+            may_amount,
+            Decimal("0.00"),
+            "invoice amount differs from the summary amount",
+            "items include taxes and credits",
+        ),
+        (
+            june["invoice_uuid"],
+            june_amount,
+            june_amount,
+            june_amount + Decimal("0.07"),
+            Decimal("0.07"),
+            "items do not add up to the invoice, even counting taxes and credits",
+            None,
+        ),
+    ]
+    # The summary's side of the first mismatch, to the cent.
+    assert stored[0][1] - stored[0][2] == may_amount - Decimal("1.00")
 
 
-def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, tmp_path):
+def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, rows, tmp_path):
     _, path, _ = loaded
     out = tmp_path / "export"
     files = export(Warehouse(path), out)
-    months = {row[0] for row in query(path, "SELECT invoice_period FROM invoices")}
+    months = {row[0] for row in rows(path, "SELECT invoice_period FROM invoices")}
     folders = {p.name for p in (out / "invoice_items").iterdir()}
     assert folders == {f"invoice_period={m}" for m in months}
     assert len(files) == 3 * len(months)
@@ -207,7 +460,7 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, tmp_p
         "SELECT count(*), sum(amount) FROM read_parquet(?, hive_partitioning = true)",
         [f"{out}/invoice_items/*/*.parquet"],
     ).fetchone()
-    assert exported == query(path, "SELECT count(*), sum(amount) FROM invoice_items")[0]
+    assert exported == rows(path, "SELECT count(*), sum(amount) FROM invoice_items")[0]
 
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
     month = sorted(months)[3]
@@ -215,3 +468,64 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, tmp_p
     changed = {p for p in out.rglob("*.parquet") if p.stat().st_mtime_ns != stamps.get(p)}
     assert changed and all(f"invoice_period={month}" in str(p) for p in changed)
     assert set(out.rglob("*.parquet")) == set(stamps)
+
+
+# -- views over Billing Insights and billing history -------------------------------------------
+def daily_spend(server, key):
+    spend: dict = {}
+    for p in server.data.insights:
+        group = (p["start_date"], p[key])
+        spend[group] = spend.get(group, Decimal(0)) + Decimal(p["total_amount"])
+    return spend
+
+
+@pytest.mark.parametrize(
+    ("view", "key"), [("daily_spend_by_region", "region"), ("daily_spend_by_sku", "sku")]
+)
+def test_daily_spend_views_are_exact(loaded, rows, view, key):
+    server, path, _ = loaded
+    stored = rows(path, f"SELECT strftime(usage_date, '%Y-%m-%d'), {key}, amount FROM {view}")  # noqa: S608
+    assert {(day, k): amount for day, k, amount in stored} == daily_spend(server, key)
+
+
+def test_estimate_vs_invoice_is_exact(loaded, rows):
+    server, path, _ = loaded
+    estimates: dict = {}
+    for p in server.data.insights:
+        month = p["start_date"][:7]
+        estimates[month] = estimates.get(month, Decimal(0)) + Decimal(p["total_amount"])
+    invoiced = {
+        i["invoice_period"]: (Decimal(i["amount"]), status)
+        for i, status in loaded_invoices(server, list(estimates))
+    }
+    stored = rows(
+        path,
+        "SELECT month, insights_total, invoice_total, difference, is_partial "
+        "FROM estimate_vs_invoice",
+    )
+    assert {r[0]: r[1:] for r in stored} == {
+        month: (
+            total,
+            invoiced[month][0],
+            total - invoiced[month][0],
+            invoiced[month][1] == "preview",
+        )
+        for month, total in estimates.items()
+    }
+
+
+def test_payments_vs_invoices_is_exact(loaded, rows):
+    server, path, _ = loaded
+    paid: dict = {}
+    for e in server.data.billing_history:
+        if e["type"] == "Payment" and e.get("invoice_uuid"):
+            paid[e["invoice_uuid"]] = paid.get(e["invoice_uuid"], Decimal(0)) - Decimal(e["amount"])
+    expected = {}
+    for invoice in server.data.invoices:
+        amount, got = Decimal(invoice["amount"]), paid.get(invoice["invoice_uuid"], Decimal(0))
+        expected[invoice["invoice_period"]] = (amount, got, amount - got)
+    stored = rows(
+        path, "SELECT invoice_period, invoiced, paid, outstanding FROM payments_vs_invoices"
+    )
+    assert {r[0]: r[1:] for r in stored} == expected
+    assert sum(1 for _, got, _ in expected.values() if got) >= len(expected) - 2

@@ -147,12 +147,16 @@ def test_lists_every_invoice_and_the_preview(sandbox, client):
     assert listing.problems() == []
 
 
-def test_invoice_list_pages_concurrently_when_small_pages(sandbox, make_client):
-    with make_client(sandbox, per_page=7) as api:
+def test_invoice_list_pages_concurrently_when_small_pages(make_client):
+    """Page 1 tells the total; with 50 ms per answer, every other page is then asked at once."""
+    with SandboxServer(latency=0.05) as server, make_client(server, per_page=7) as api:
         (listing,) = api.fetch([LIST])
-    assert len(listing.records) == len(sandbox.data.invoices)
-    assert len(listing.pages) == math.ceil(len(sandbox.data.invoices) / 7)
+    pages = math.ceil(len(server.data.invoices) / 7)
+    assert len(listing.records) == len(server.data.invoices)
+    assert len(listing.pages) == pages
     assert listing.problems() == []
+    assert pages > 3, "the test needs several pages after the first"
+    assert server.peak_in_flight == min(pages - 1, api.max_workers)
 
 
 @pytest.mark.parametrize("cap", [25, 7])

@@ -13,42 +13,16 @@ from pipeline.sandbox import Fault, SandboxServer
 from pipeline.sources import INVOICES
 from pipeline.sources.base import Target
 from pipeline.sources.invoices import INVOICE_PATH, INVOICES_PATH
-from tests.test_pipeline import materialize, rows
 
 MONTH = "2024-03"  # 250 items: two pages of 200 in the default dataset
-
-
-def invoice_of(server, month=MONTH):
-    (invoice,) = [i for i in server.data.invoices if i["invoice_period"] == month]
-    return invoice
-
-
-def page_body(server, uuid, page, per_page=200):
-    status, body = server.respond(
-        INVOICE_PATH.format(key=uuid), {"page": [str(page)], "per_page": [str(per_page)]}
-    )
-    assert status == 200
-    return body
-
-
-def load_month(server, path, **kwargs):
-    return materialize(server, path, MONTH, raise_on_error=False, **kwargs)
-
-
-def month_rows(path):
-    return rows(
-        path,
-        "SELECT count(*), sum(amount), min(loaded_at) FROM invoice_items WHERE invoice_period = ?",
-        [MONTH],
-    )
 
 
 def items_request(uuid):
     return INVOICES.endpoint.request(Target(uuid, MONTH, "final", label=f"invoice {uuid}"))
 
 
-def test_retry_after_and_exhausted_budget_are_obeyed(sandbox, client):
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_retry_after_and_exhausted_budget_are_obeyed(sandbox, client, invoice_of):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(
         f"^{INVOICE_PATH.format(key=uuid)}$", Fault("retry_after", seconds=1), Fault("exhausted", 1)
     )
@@ -76,8 +50,8 @@ def test_pacing_stays_under_the_limit_with_zero_429s(make_client):
 
 
 @pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate", "notjson"])
-def test_transient_faults_are_retried_with_the_same_result(sandbox, make_client, fault):
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_transient_faults_are_retried_with_the_same_result(sandbox, make_client, fault, invoice_of):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, fault)
     with make_client(sandbox) as api:
         (fetch,) = api.fetch([items_request(uuid)])
@@ -100,8 +74,10 @@ def test_a_stalled_response_times_out_and_is_retried(sandbox, make_client):
         ("notjson", r"page 1: response is not valid JSON.*gave up after 4"),
     ],
 )
-def test_persistent_faults_fail_naming_path_and_status(sandbox, make_client, fault, message):
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_persistent_faults_fail_naming_path_and_status(
+    sandbox, make_client, fault, message, invoice_of
+):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, times=10)
     with make_client(sandbox) as api:
         with pytest.raises(ApiError, match=message):
@@ -121,20 +97,24 @@ def test_hostile_deeply_nested_json_fails_as_bad_json():
         Page.parse(INVOICES_PATH, 1, nested)
 
 
-def test_persistent_failure_leaves_the_month_as_it_was(sandbox, warehouse_path):
-    assert load_month(sandbox, warehouse_path).success
-    before = month_rows(warehouse_path)
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_persistent_failure_leaves_the_month_as_it_was(
+    sandbox, warehouse_path, invoice_of, load_month, month_rows
+):
+    assert load_month(sandbox, warehouse_path, MONTH).success
+    before = month_rows(warehouse_path, MONTH)
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", "truncate", times=10)
-    result = load_month(sandbox, warehouse_path)
+    result = load_month(sandbox, warehouse_path, MONTH)
     assert not result.success
-    assert month_rows(warehouse_path) == before
+    assert month_rows(warehouse_path, MONTH) == before
 
 
-def test_item_count_short_of_meta_total_fails_and_keeps_rows(sandbox, warehouse_path):
-    assert load_month(sandbox, warehouse_path).success
-    before = month_rows(warehouse_path)
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_item_count_short_of_meta_total_fails_and_keeps_rows(
+    sandbox, warehouse_path, rows, failure_message, invoice_of, page_body, load_month, month_rows
+):
+    assert load_month(sandbox, warehouse_path, MONTH).success
+    before = month_rows(warehouse_path, MONTH)
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     short = page_body(sandbox, uuid, 2)
     short["invoice_items"] = short["invoice_items"][:-1]
     sandbox.inject(
@@ -142,12 +122,12 @@ def test_item_count_short_of_meta_total_fails_and_keeps_rows(sandbox, warehouse_
         Fault("json", body=page_body(sandbox, uuid, 1)),
         Fault("json", body=short),
     )
-    result = load_month(sandbox, warehouse_path)
+    result = load_month(sandbox, warehouse_path, MONTH)
     assert not result.success
     error = failure_message(result)
     total = len(sandbox.data.items[uuid])
     assert f"invoice {uuid} ({MONTH}): fetched {total - 1} items but meta.total is {total}" in error
-    assert month_rows(warehouse_path) == before
+    assert month_rows(warehouse_path, MONTH) == before
     # The incomplete fetch is kept in raw for inspection, marked as such.
     assert rows(warehouse_path, "SELECT status FROM raw.fetches ORDER BY fetched_at") == [
         ("ok",),
@@ -155,8 +135,10 @@ def test_item_count_short_of_meta_total_fails_and_keeps_rows(sandbox, warehouse_
     ]
 
 
-def test_pages_shifting_while_paging_is_detected(sandbox, warehouse_path):
-    uuid = invoice_of(sandbox)["invoice_uuid"]
+def test_pages_shifting_while_paging_is_detected(
+    sandbox, warehouse_path, failure_message, invoice_of, page_body, load_month
+):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     first = page_body(sandbox, uuid, 1)
     shifted = page_body(sandbox, uuid, 2)
     # An item was added while we paged: page 2 repeats page 1's last item and the total grew.
@@ -165,15 +147,17 @@ def test_pages_shifting_while_paging_is_detected(sandbox, warehouse_path):
     sandbox.inject(
         f"^{INVOICE_PATH.format(key=uuid)}$", Fault("json", body=first), Fault("json", body=shifted)
     )
-    result = load_month(sandbox, warehouse_path)
+    result = load_month(sandbox, warehouse_path, MONTH)
     assert not result.success
     assert f"invoice {uuid} ({MONTH}): meta.total changed while paging" in failure_message(result)
 
 
-def test_reissued_invoice_replaces_the_old_one(sandbox, warehouse_path):
-    assert load_month(sandbox, warehouse_path).success
+def test_reissued_invoice_replaces_the_old_one(
+    sandbox, warehouse_path, rows, invoice_of, load_month
+):
+    assert load_month(sandbox, warehouse_path, MONTH).success
     data = sandbox.data.copy()
-    old = invoice_of(sandbox)
+    old = invoice_of(sandbox, MONTH)
     new_uuid = "a0000000-0000-4000-8000-00000000000a"
     reissued = {**old, "invoice_uuid": new_uuid, "amount": "10.00"}
     data.invoices = [
@@ -182,26 +166,15 @@ def test_reissued_invoice_replaces_the_old_one(sandbox, warehouse_path):
     ]
     data.items[new_uuid] = [{"product": "Droplets", "amount": "10.00"}]
     sandbox.data = data
-    assert load_month(sandbox, warehouse_path).success
+    assert load_month(sandbox, warehouse_path, MONTH).success
     assert rows(warehouse_path, "SELECT invoice_uuid, amount FROM invoices") == [
         (new_uuid, Decimal("10.00"))
     ]
     assert rows(warehouse_path, "SELECT count(*) FROM invoice_items") == [(1,)]
 
 
-def failure_message(result) -> str:
-    """The step failures' messages, with the user error each wraps."""
-    messages = []
-    for event in result.all_events:
-        error = event.step_failure_data.error if event.is_step_failure else None
-        while error is not None:
-            messages.append(error.message)
-            error = error.cause
-    return "\n".join(messages)
-
-
-def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path):
-    assert load_month(sandbox, warehouse_path).success
+def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path, rows, load_month):
+    assert load_month(sandbox, warehouse_path, MONTH).success
     (body,) = rows(warehouse_path, "SELECT body FROM raw.pages WHERE endpoint = 'invoice_list'")[0]
     assert json.loads(body)["meta"]["total"] == len(sandbox.data.invoices)
 
@@ -219,10 +192,10 @@ class RecordingLog:
         self.lines.append(("warning", msg))
 
 
-def test_the_log_tells_progress_retries_and_rate_limit_waits(make_client):
+def test_the_log_tells_progress_retries_and_rate_limit_waits(make_client, invoice_of):
     """What a person watching a backfill reads: pages out of the total, and every wait's why."""
     with SandboxServer() as server:
-        uuid = invoice_of(server)["invoice_uuid"]
+        uuid = invoice_of(server, MONTH)["invoice_uuid"]
         server.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("retry_after", seconds=1), 503)
         log = RecordingLog()
         pacer = Pacer(per_minute=2, per_hour=None, minute_seconds=1.5, margin=0.0)

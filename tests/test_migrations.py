@@ -121,10 +121,11 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 2
+    assert schema_version(con) == LATEST_VERSION == 3
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
+        (3, "daily_costs_history_balance"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -316,7 +317,7 @@ def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path)
             "entry",
         ]
         views = set(re.findall(r"CREATE OR REPLACE VIEW (\w+)", VIEWS_SQL.read_text()))
-        assert len(views) == 7
+        assert len(views) == 11
         stored = {
             v
             for (v,) in con.execute(
@@ -344,13 +345,17 @@ def test_new_fetches_default_to_invoices_and_need_a_primary_key(warehouse_path):
             con.execute(insert)
 
 
+APPLIED_ALL = "applied " + ", ".join(m.label for m in load_migrations())
+BROKEN_FILE = f"{LATEST_VERSION + 1:04d}_broken.sql"
+
+
 def broken_folder(tmp_path: Path, sql: str) -> Path:
-    """The real migrations plus a third one that fails part-way."""
+    """The real migrations plus one more that fails part-way."""
     folder = tmp_path / "migrations"
     folder.mkdir()
     for migration in load_migrations():
         (folder / migration.filename).write_text(migration.sql)
-    (folder / "0003_broken.sql").write_text(sql)
+    (folder / BROKEN_FILE).write_text(sql)
     return folder
 
 
@@ -370,20 +375,20 @@ def test_a_failing_migration_rolls_back_and_names_its_file(upgraded, tmp_path):
     with pytest.raises(MigrationError) as failure:
         migrate(con, broken_folder(tmp_path, BROKEN))
     message = str(failure.value)
-    assert "migration 0003_broken.sql" in message
+    assert f"migration {BROKEN_FILE}" in message
     assert "rolled back" in message
     assert "no_such_table" in message
-    assert schema_version(con) == 2
+    assert schema_version(con) == LATEST_VERSION
     assert snapshot(con) == before
     assert "main.half_done" not in tables(con)
 
 
 def test_a_failing_migration_keeps_the_ones_before_it(old_warehouse, tmp_path):
-    """On the old file 0001 and 0002 commit; the broken 0003 alone is undone."""
+    """On the old file the real migrations commit; the broken one after them alone is undone."""
     with duckdb.connect(str(old_warehouse)) as con:
-        with pytest.raises(MigrationError, match=r"migration 0003_broken\.sql"):
+        with pytest.raises(MigrationError, match=f"migration {re.escape(BROKEN_FILE)}"):
             migrate(con, broken_folder(tmp_path, BROKEN))
-        assert schema_version(con) == 2
+        assert schema_version(con) == LATEST_VERSION
         assert "raw.pages" in tables(con)
         assert "half_done" not in [c[0] for c in columns(con, "main.invoices")]
         assert (
@@ -416,16 +421,21 @@ def test_migration_files_must_be_numbered_once_and_without_gaps(tmp_path, files,
 def test_a_file_newer_than_the_code_is_refused(warehouse_path):
     with duckdb.connect(str(warehouse_path)) as con:
         migrate(con)
-        con.execute("INSERT INTO schema_migrations VALUES (3, 'from_the_future', now())")
-        with pytest.raises(MigrationError, match="schema version 3, newer than this code's 2"):
+        future = LATEST_VERSION + 1
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'from_the_future', now())", [future])
+        with pytest.raises(
+            MigrationError,
+            match=f"schema version {future}, newer than this code's {LATEST_VERSION}",
+        ):
             migrate(con)
-        assert schema_version(con) == 3
+        assert schema_version(con) == future
 
 
 def test_migrations_ship_with_the_package():
     assert [(m.version, m.name) for m in load_migrations()] == [
         (1, "initial"),
         (2, "one_raw_landing"),
+        (3, "daily_costs_history_balance"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
@@ -437,11 +447,13 @@ def test_migrations_ship_with_the_package():
 def test_command_line_upgrades_then_reports_up_to_date(old_warehouse, capsys):
     assert main([str(old_warehouse)]) == 0
     assert capsys.readouterr().out == (
-        f"warehouse {old_warehouse}: schema version 0 → 2 "
-        "(applied 0001_initial, 0002_one_raw_landing)\n"
+        f"warehouse {old_warehouse}: schema version 0 → {LATEST_VERSION} ({APPLIED_ALL})\n"
     )
     assert main([str(old_warehouse)]) == 0
-    assert capsys.readouterr().out == f"warehouse {old_warehouse} is at version 2, up to date\n"
+    assert (
+        capsys.readouterr().out
+        == f"warehouse {old_warehouse} is at version {LATEST_VERSION}, up to date\n"
+    )
 
 
 def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
@@ -457,10 +469,10 @@ def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == (
-        f"warehouse {path}: schema version 0 → 2 (applied 0001_initial, 0002_one_raw_landing)\n"
+        f"warehouse {path}: schema version 0 → {LATEST_VERSION} ({APPLIED_ALL})\n"
     )
     with duckdb.connect(str(path), read_only=True) as con:
-        assert schema_version(con) == 2
+        assert schema_version(con) == LATEST_VERSION
 
 
 def test_command_line_reports_a_locked_file(old_warehouse, capsys):

@@ -5,24 +5,37 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.sources.fields import InvalidPayloadError
-from pipeline.sources.invoices import normalize_invoices, normalize_items
+from pipeline.sources.invoices import ITEM_FIELDS, normalize_invoices, normalize_items
 
 LOADED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def pages_of(items_by_page: list[list[dict]], uuid: str = "u-1", period: str = "2024-05"):
+def pages_of(
+    items_by_page: list[list[dict]],
+    uuid: str = "u-1",
+    period: str = "2024-05",
+    page_fields: list[dict] | None = None,
+):
+    """Item pages as the store hands them to the normalizer; `page_fields` adds fields beside
+    `invoice_items` in each page's body (such as `meta`)."""
+    extra = page_fields or [{} for _ in items_by_page]
     return pd.DataFrame(
         {
             "invoice_uuid": uuid,
             "invoice_period": period,
             "status": "final",
             "page": range(1, len(items_by_page) + 1),
-            "body": [json.dumps({"invoice_items": items}) for items in items_by_page],
+            "body": [
+                json.dumps({"invoice_items": items, **fields})
+                for items, fields in zip(items_by_page, extra, strict=True)
+            ],
         }
     )
 
@@ -171,15 +184,52 @@ def test_money_is_exact(amounts):
     assert total == Decimal(sum(amounts)) / 100
 
 
-def test_arrow_fast_path_matches_the_row_path(monkeypatch):
-    """Both parsers give identical rows; the fast one is only a speed-up."""
-    import pipeline.sources.invoices as normalize
-
-    pages = pages_of(
-        [[item(), item(project_name="Café ☕", new_field="x")], [item(amount="-1.05")], []]
+def three_pages(new_field: object = "x", totals: tuple = (3, 3, 3)) -> pd.DataFrame:
+    """Three pages (two items, one, none) with an unknown item field and a `meta.total` each."""
+    return pages_of(
+        [[item(), item(project_name="Café ☕", new_field=new_field)], [item(amount="-1.05")], []],
+        page_fields=[{"meta": {"total": total}} for total in totals],
     )
-    fast, fast_unknown = normalize_items(pages, LOADED)
-    monkeypatch.setattr(normalize, "_items_with_arrow", lambda _: None)
-    slow, slow_unknown = normalize_items(pages, LOADED)
+
+
+def arrow_reads_every_item_field_as_text(pages: pd.DataFrame) -> bool:
+    """What the fast path needs, asked of Arrow's JSON reader itself: the pages read at once,
+    the spec's item fields as text and every other field inferred, and all of them text."""
+    known = pa.struct([(field, pa.string()) for field in sorted(ITEM_FIELDS)])
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([("invoice_items", pa.list_(known))]),
+        unexpected_field_behavior="infer",
+    )
+    lines = "\n".join(pages["body"]).encode()
+    try:
+        table = pa_json.read_json(pa.BufferReader(lines), parse_options=options)
+    except pa.ArrowInvalid:
+        return False
+    fields = table.schema.field("invoice_items").type.value_type
+    return all(pa.types.is_string(f.type) or pa.types.is_null(f.type) for f in fields)
+
+
+@pytest.mark.parametrize(
+    "row_path_pages",
+    [
+        # A page field whose JSON type changes from page to page: no schema fits every page.
+        pytest.param(three_pages(totals=(3, "3", 3)), id="page-field-changes-type"),
+        # A field the spec does not know, holding a number: it would not be read as text.
+        pytest.param(three_pages(new_field=3), id="unknown-field-is-a-number"),
+    ],
+)
+def test_arrow_fast_path_matches_the_row_path(row_path_pages):
+    """Both parsers give identical rows; the fast one is only a speed-up.
+
+    The same items are sent twice: as pages Arrow's reader takes whole (the fast path), and with
+    one change that makes normalize_items read them row by row instead (the fallback)."""
+    fast_path_pages = three_pages()
+    assert arrow_reads_every_item_field_as_text(fast_path_pages)
+    assert not arrow_reads_every_item_field_as_text(row_path_pages)
+    fast, fast_unknown = normalize_items(fast_path_pages, LOADED)
+    slow, slow_unknown = normalize_items(row_path_pages, LOADED)
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
     assert fast_unknown == slow_unknown == ["new_field"]
+    assert fast["line_number"].tolist() == [1, 2, 3]
+    assert fast["project_name"].isna().tolist() == [True, False, True]
+    assert fast["project_name"].iloc[1] == "Café ☕"

@@ -12,7 +12,6 @@ from pipeline.checks import source_checks
 from pipeline.resources import DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
 from pipeline.sources import INVOICES
-from tests.test_faults import failure_message
 
 
 def warehouse_mentions(path: Path, needle: str) -> int:
@@ -37,7 +36,7 @@ def files_mentioning(root: Path, needle: str) -> list[Path]:
 
 
 @pytest.mark.parametrize("valid", [True, False], ids=["success", "rejected-token"])
-def test_token_appears_nowhere(tmp_path, monkeypatch, capfd, valid):
+def test_token_appears_nowhere(tmp_path, monkeypatch, capfd, valid, failure_message):
     token = "dop_v1_" + secrets.token_hex(32)
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", token)
     warehouse = tmp_path / "warehouse.duckdb"

@@ -9,11 +9,10 @@ import pytest
 
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
-from tests.test_pipeline import materialize, rows
 
 
 @pytest.mark.soak
-def test_years_of_backfill_with_faults_end_with_exact_totals(warehouse_path):
+def test_years_of_backfill_with_faults_end_with_exact_totals(warehouse_path, materialize, rows):
     keys = monthly_partitions.get_partition_keys()
     with SandboxServer(error_rate=0.05, seed=11, latency=0.005) as server:
         result = materialize(server, warehouse_path, keys[0], keys[-1])

@@ -112,16 +112,20 @@ class DigitalOceanClient:
             setattr(self.stats, stat, getattr(self.stats, stat) + 1)
 
     # -- one page --------------------------------------------------------------------------
-    def get_page(self, path: str, params: dict[str, int] | None = None) -> Page:
+    def get_page(
+        self, path: str, params: dict[str, int] | None = None, scope: str = "billing:read"
+    ) -> Page:
         """GET one page as JSON, retrying what can succeed later and failing fast on the rest."""
         page = params["page"] if params and "page" in params else 1
         where = f"GET {path}" + (f" page {page}" if params else "")
         for attempt in self.retry.retrying(self.log, lambda: self._count("retries"), self._sleep):
             with attempt:
-                return self._get_once(path, params, page, where)
+                return self._get_once(path, params, page, where, scope)
         raise AssertionError("unreachable: the retry policy returns or raises")
 
-    def _get_once(self, path: str, params: dict[str, int] | None, page: int, where: str) -> Page:
+    def _get_once(
+        self, path: str, params: dict[str, int] | None, page: int, where: str, scope: str
+    ) -> Page:
         """One attempt; a 429 waits (on its own budget) and asks again within the attempt."""
         rate_waits = 0
         while True:
@@ -151,7 +155,7 @@ class DigitalOceanClient:
             self.pacer.observe(resp.headers)
             status = resp.status_code
             if status != 429:
-                return self._decode(path, page, where, status, body)
+                return self._decode(path, page, where, status, body, scope)
             rate_waits += 1
             self._count("rate_limited")
             if rate_waits > self.retry.max_rate_limit_waits:
@@ -166,7 +170,7 @@ class DigitalOceanClient:
             self.pacer.pause_for(delay)
 
     @staticmethod
-    def _decode(path: str, page: int, where: str, status: int, body: str) -> Page:
+    def _decode(path: str, page: int, where: str, status: int, body: str, scope: str) -> Page:
         """A page from a 200, or the error the status means."""
         if status == 200:
             try:
@@ -179,7 +183,8 @@ class DigitalOceanClient:
         if status in (401, 403):
             raise AuthError(
                 f"{where}: HTTP {status} {detail}. Check DIGITALOCEAN_TOKEN: it must be a valid "
-                "DigitalOcean API token with the billing:read scope.",
+                f"DigitalOcean API token with the {scope} scope"
+                + (f" (this token lacks {scope})." if status == 403 else "."),
                 path=path,
                 status=status,
             )
@@ -226,7 +231,7 @@ class DigitalOceanClient:
                     return
                 asked[index].add(number)
                 params = req.paginator.params(number, self.per_page)
-                pending[pool.submit(self.get_page, req.path, params)] = (index, number)
+                pending[pool.submit(self.get_page, req.path, params, req.scope)] = (index, number)
 
             for index in range(len(requests_)):
                 submit(index, 1)

@@ -20,6 +20,7 @@ class PageRequest:
     noun: str = "records"  # what a row is called in messages ("items")
     primary_key: str | None = None  # a row field that is unique within the collection
     missing: str = "answers 404"  # said when the server does not know the path
+    scope: str = "billing:read"  # the token scope it needs, named when the server refuses
     context: Any = field(default=None, compare=False)  # the caller's handle on this request
 
     @property

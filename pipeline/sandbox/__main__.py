@@ -5,6 +5,7 @@ import time
 
 from pipeline.sandbox import SandboxServer, build_dataset
 from pipeline.sandbox.data import PROFILES
+from pipeline.sandbox.server import DEFAULT_SCOPES
 
 
 def main() -> None:
@@ -15,7 +16,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--token", default="sandbox-token")
     parser.add_argument("--requests-per-minute", type=int, default=None)
+    parser.add_argument(
+        "--scopes",
+        default=",".join(sorted(DEFAULT_SCOPES)),
+        help="comma-separated scopes the token has (default: %(default)s); "
+        "a request needing another answers 403",
+    )
     args = parser.parse_args()
+    scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     server = SandboxServer(
         build_dataset(args.profile),
         token=args.token,
@@ -23,10 +31,13 @@ def main() -> None:
         port=args.port,
         latency=args.latency,
         requests_per_minute=args.requests_per_minute,
+        scopes=scopes,
     )
     with server:
         print(
-            f"sandbox DigitalOcean billing API at {server.url} (token {args.token!r})", flush=True
+            f"sandbox DigitalOcean billing API at {server.url} (token {args.token!r}, "
+            f"scopes {','.join(sorted(scopes)) or 'none'})",
+            flush=True,
         )
         try:
             while True:

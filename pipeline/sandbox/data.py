@@ -2,6 +2,11 @@
 
 Each month is generated from its own seed, so adding a month never changes earlier ones. Amounts
 are integer cents rendered as strings, and every invoice's amount is the exact sum of its items.
+
+Besides the invoices: the account's team (`GET /v2/account`), Billing Insights' daily points
+(from 2025-12-01, when the API's data starts; nightly estimates whose month sums differ from the
+invoices by a little, as the API warns), the billing history (invoices, payments, credits, and a
+type outside the spec's enum) and the balance.
 """
 
 from __future__ import annotations
@@ -40,6 +45,60 @@ PRODUCTS = [
 ]
 PROJECTS = ["web", "data-platform", "Café ☕ 東京", "staging", "", None]
 
+# The account behind the token (`GET /v2/account`), less its team, which lives in `SandboxData`.
+ACCOUNT_USER = {
+    "droplet_limit": 25,
+    "floating_ip_limit": 5,
+    "email": "billing@example.com",
+    "name": "Sammy Shark",
+    "uuid": "b6f289dbf6d9156cace5f3c78dc9851d957381ef",
+    "email_verified": True,
+    "status": "active",
+    "status_message": "",
+}
+
+# Billing Insights: the API's data begins on this day; nothing earlier exists.
+INSIGHTS_START = "2025-12-01"
+# A month whose points add up to its invoice to the cent (the others differ by 0.03–4.50), a
+# month with ~10 points a day (over 200 points: several pages at per_page=200; the others have
+# 3–6 a day, under 200), and a day with two identical points (both real charges).
+INSIGHTS_EXACT_MONTH = "2025-12"
+INSIGHTS_LARGE_MONTH = "2026-01"
+INSIGHTS_DUPLICATE_DAY = "2026-01-15"
+# (sku, description, group_description, weight): what the nightly estimates are made of.
+INSIGHT_SKUS = [
+    ("1-DO-DROP-0109", "web-01 (s-2vcpu-4gb)", "", 6),
+    ("1-DO-DROP-0042", "worker-café (c-2-4GiB)", "", 4),
+    ("1-KS-K8SWN-00109", "3 nodes - 4 GB / 2 vCPU / 80 GB SSD", "my-doks-cluster", 8),
+    ("1-DB-PG-0204", "db-main (db-s-2vcpu-4gb)", "db-main", 5),
+    ("1-LB-SMALL-0001", "Load Balancer (lb-small)", "", 2),
+    ("1-VOL-GB-0100", "Volume data-vol (100 GiB)", "", 1),
+    ("1-SPACES-0250", "Spaces Subscription (250 GiB)", "", 1),
+    ("1-BKP-DROP-0109", "Backups web-01", "", 1),
+    ("1-SNAP-GB-0001", "Snapshots (40 GiB)", "", 1),
+    ("1-APP-PRO-0012", "App Platform api (professional-xs)", "prod-ü", 3),
+    ("1-BW-OVER-0001", "Bandwidth overage", "", 1),
+    ("1-CR-BASIC-0005", "Container Registry (basic)", "", 1),
+]
+INSIGHT_REGIONS = ["nyc3", "fra1", "sgp1", "ams3", "sfo3", "lon1"]
+
+# Billing history besides each invoice and its payment: (day of the month, type, description,
+# cents). Payments and credits are negative. "Promotion" is not in the spec's enum of types: the
+# API may add types, and a loader must keep them.
+HISTORY_EXTRAS: dict[str, list[tuple[int, str, str, int]]] = {
+    "2023-06": [(14, "Credit", "Referral credit", -2_500)],
+    "2024-02": [(9, "Credit", "Service credit: nyc3 network incident", -1_520)],
+    "2024-09": [(20, "Refund", "Refund of overpayment (Visa 4242)", 4_250)],
+    "2025-05": [(3, "Credit", "Credit: Droplet downtime (SLA)", -713)],
+    "2025-10": [(17, "Promotion", "Hacktoberfest promotional credit ✓", -5_000)],
+}
+# The month whose payment first fails (an AttemptFailed entry the day before it succeeds).
+HISTORY_ATTEMPT_FAILED = "2025-02"
+MONTH_NAMES = [
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+]  # fmt: skip
+
 
 def cents_text(cents: int) -> str:
     sign = "-" if cents < 0 else ""
@@ -66,9 +125,22 @@ class SandboxData:
     preview: dict[str, Any] | None
     items: dict[str, list[dict[str, Any]]]
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The token's team (`GET /v2/account` → `account.team`): {"uuid", "name"}. Its URN
+    # `do:team:<uuid>` is the only `account_urn` Billing Insights answers for.
+    team: dict[str, str] = field(default_factory=lambda: team_of(7))
+    # Every Billing Insights point, all dates, ordered by `start_date`.
+    insights: list[dict[str, Any]] = field(default_factory=list)
+    # Billing history entries, newest first, as the API lists them.
+    billing_history: list[dict[str, Any]] = field(default_factory=list)
+    # `GET /v2/customers/my/balance`.
+    balance: dict[str, str] = field(default_factory=dict)
 
     def all_invoices(self) -> list[dict[str, Any]]:
         return self.invoices + ([self.preview] if self.preview else [])
+
+    @property
+    def team_urn(self) -> str:
+        return f"do:team:{self.team['uuid']}"
 
     def copy(self) -> SandboxData:
         return copy.deepcopy(self)
@@ -239,7 +311,175 @@ def build_dataset(
     invoices.reverse()
     preview_items = _month_items(seed, current, max(1, today.day * 2))
     preview = _invoice(seed, current, preview_items)
-    preview["updated_at"] = f"{today.isoformat()}T06:31:50Z"
+    generated_at = f"{today.isoformat()}T06:31:50Z"
+    preview["updated_at"] = generated_at
     items[preview["invoice_uuid"]] = preview_items
     summaries[preview["invoice_uuid"]] = _summary(preview, preview_items)
-    return SandboxData(invoices=invoices, preview=preview, items=items, summaries=summaries)
+    team = team_of(seed)
+    history = _billing_history(seed, invoices, generated_at)
+    account_balance = sum(_cents(entry["amount"]) for entry in history)
+    return SandboxData(
+        invoices=invoices,
+        preview=preview,
+        items=items,
+        summaries=summaries,
+        team=team,
+        insights=_insights(seed, f"do:team:{team['uuid']}", invoices, preview, today),
+        billing_history=history,
+        balance={
+            "month_to_date_balance": cents_text(account_balance + _cents(preview["amount"])),
+            "account_balance": cents_text(account_balance),
+            "month_to_date_usage": preview["amount"],
+            "generated_at": generated_at,
+        },
+    )
+
+
+def team_of(seed: int) -> dict[str, str]:
+    return {"uuid": str(uuid.uuid5(NAMESPACE, f"{seed}:team")), "name": "Example Co"}
+
+
+def _split(rng: random.Random, total: int, weights: list[float]) -> list[int]:
+    """`total` cents in parts proportional to `weights`, summing to `total` exactly."""
+    whole = sum(weights)
+    parts = [int(total * w // whole) for w in weights]
+    for n in rng.sample(range(len(parts)), total - sum(parts)):
+        parts[n] += 1
+    return parts
+
+
+def _insight_month(
+    seed: int, urn: str, period: str, days: int, target: int
+) -> list[dict[str, Any]]:
+    """The month's points for its first `days` days, adding up to `target` cents."""
+    rng = random.Random(f"{seed}:{period}:insights")
+    low, high = (9, 11) if period == INSIGHTS_LARGE_MONTH else (3, 6)
+    combos = [(s, r) for s in range(len(INSIGHT_SKUS)) for r in range(len(INSIGHT_REGIONS))]
+    points: list[dict[str, Any]] = []
+    weights: list[float] = []
+    for day in range(1, days + 1):
+        start_date = f"{period}-{day:02d}"
+        for s, r in sorted(rng.sample(combos, rng.randint(low, high)), key=lambda c: (c[1], c[0])):
+            sku, description, group, weight = INSIGHT_SKUS[s]
+            points.append(
+                {
+                    "usage_team_urn": urn,
+                    "start_date": start_date,
+                    "total_amount": "",
+                    "region": INSIGHT_REGIONS[r],
+                    "sku": sku,
+                    "description": description,
+                    "group_description": group,
+                }
+            )
+            weights.append(weight * rng.uniform(0.5, 1.5))
+    cents = _split(rng, max(target, 0), weights)
+    same_day = [n for n, p in enumerate(points) if p["start_date"] == INSIGHTS_DUPLICATE_DAY]
+    if len(same_day) >= 3:
+        # Two identical points on one day, both real charges; the odd cent goes to a third.
+        first, second, other = same_day[:3]
+        pair = cents[first] + cents[second]
+        cents[first] = cents[second] = pair // 2
+        cents[other] += pair % 2
+        points[second] = dict(points[first])
+    for point, amount in zip(points, cents, strict=True):
+        point["total_amount"] = cents_text(amount)
+    return points
+
+
+def _insights(
+    seed: int,
+    urn: str,
+    invoices: list[dict[str, Any]],
+    preview: dict[str, Any],
+    today: date,
+) -> list[dict[str, Any]]:
+    """Daily points from INSIGHTS_START through yesterday: each closed month's points add up to
+    its invoice give or take a few dollars (nightly estimates), the open month's to a share of
+    the preview."""
+    by_period = {i["invoice_period"]: i for i in invoices}
+    current = preview["invoice_period"]
+    points: list[dict[str, Any]] = []
+    period = INSIGHTS_START[:7]
+    while period <= current:
+        rng = random.Random(f"{seed}:{period}:insights:gap")
+        if period == current:
+            days = today.day - 1
+            target = _cents(preview["amount"]) * days // max(today.day, 1)
+        elif period in by_period:
+            days = month_bounds(period)[2]
+            target = _cents(by_period[period]["amount"])
+        else:
+            days = 0
+        if days:
+            if period != INSIGHTS_EXACT_MONTH:
+                target += rng.choice((-1, 1)) * rng.randint(3, 450)
+            points += _insight_month(seed, urn, period, days, target)
+        period = add_months(period, 1)
+    return points
+
+
+def _stamp(rng: random.Random, month: str, day: int) -> str:
+    """An ISO 8601 UTC time on that day of `month`, at a random second."""
+    hms = f"{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}"
+    return f"{month}-{day:02d}T{hms}Z"
+
+
+def _billing_history(
+    seed: int, invoices: list[dict[str, Any]], generated_at: str
+) -> list[dict[str, Any]]:
+    """An Invoice entry early in the month after each invoice's period and its Payment a few
+    days later (both with the invoice's ids), plus HISTORY_EXTRAS; newest first, none after
+    `generated_at`."""
+    entries: list[dict[str, Any]] = []
+    for invoice in invoices:
+        period = invoice["invoice_period"]
+        rng = random.Random(f"{seed}:{period}:history")
+        billed = add_months(period, 1)
+        day = rng.randint(1, 2)
+
+        ids = {"invoice_id": invoice["invoice_id"], "invoice_uuid": invoice["invoice_uuid"]}
+        month_name = MONTH_NAMES[int(period[5:]) - 1]
+        entries.append(
+            {
+                "description": f"Invoice for {month_name} {period[:4]}",
+                "amount": invoice["amount"],
+                **ids,
+                "date": _stamp(rng, billed, day),
+                "type": "Invoice",
+            }
+        )
+        cents = _cents(invoice["amount"])
+        card = rng.choice(["Visa 4242", "MC 5454"])
+        paid = day + rng.randint(2, 5)
+        if cents and period == HISTORY_ATTEMPT_FAILED:
+            entries.append(
+                {
+                    "description": f"Payment attempt failed ({card}): card declined",
+                    "amount": "0.00",
+                    "date": _stamp(rng, billed, paid - 1),
+                    "type": "AttemptFailed",
+                }
+            )
+        if cents:
+            entries.append(
+                {
+                    "description": f"Payment ({card})",
+                    "amount": cents_text(-cents),
+                    **ids,
+                    "date": _stamp(rng, billed, paid),
+                    "type": "Payment",
+                }
+            )
+        for extra_day, kind, description, amount in HISTORY_EXTRAS.get(period, []):
+            entries.append(
+                {
+                    "description": description,
+                    "amount": cents_text(amount),
+                    "date": _stamp(rng, period, extra_day),
+                    "type": kind,
+                }
+            )
+    entries = [e for e in entries if e["date"] <= generated_at]
+    entries.sort(key=lambda e: e["date"], reverse=True)
+    return entries

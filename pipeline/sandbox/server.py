@@ -3,6 +3,13 @@
 It serves `SandboxData` with the API's paging (per_page default 20, max 200 or a lower cap,
 `links.pages`, `meta.total`, the three single-page shapes), auth errors, rate-limit headers and
 429s, and can inject faults per path so retries and failures are tested over real sockets.
+
+Endpoints: the invoice list, an invoice's items (`preview` too) and its summary; the billing
+history (paged like the invoice list, `meta.total` optional), the balance, `GET /v2/account`
+(the team) and Billing Insights, whose pages are `{data_points, total_items, total_pages,
+current_page}` with no links or meta and, as the live API sends them, the counters as strings.
+A token's scopes decide what it may read: 403 `forbidden` without `billing:read` on the billing
+endpoints, or without `account:read` on `/v2/account`.
 """
 
 from __future__ import annotations
@@ -15,16 +22,25 @@ import threading
 import time
 import uuid
 from collections import deque
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeline.sandbox.data import SandboxData, build_dataset
+from pipeline.sandbox.data import ACCOUNT_USER, SandboxData, build_dataset
 from pipeline.sandbox.faults import Fault
 
 LIST = re.compile(r"^/v2/customers/my/invoices/?$")
 ITEMS = re.compile(r"^/v2/customers/my/invoices/([^/]+)/?$")
 SUMMARY = re.compile(r"^/v2/customers/my/invoices/([^/]+)/summary/?$")
+HISTORY = re.compile(r"^/v2/customers/my/billing_history/?$")
+BALANCE = re.compile(r"^/v2/customers/my/balance/?$")
+ACCOUNT = re.compile(r"^/v2/account/?$")
+INSIGHTS = re.compile(r"^/v2/billing/([^/]+)/insights/([^/]+)/([^/]+)/?$")
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Billing Insights answers at most this many days from start_date to end_date.
+INSIGHTS_MAX_DAYS = 31
+DEFAULT_SCOPES = frozenset({"billing:read", "account:read"})
 ERRORS = {
     400: ("bad_request", "The request was malformed."),
     401: ("unauthorized", "Unable to authenticate you."),
@@ -63,6 +79,9 @@ class SandboxServer:
         minute_seconds: float = 60.0,
         error_rate: float = 0.0,
         seed: int = 0,
+        scopes: frozenset[str] = DEFAULT_SCOPES,
+        string_counters: bool = True,
+        history_total: bool = True,
     ) -> None:
         if single_page_shape not in (*SHAPES, "rotate"):
             raise ValueError(f"single_page_shape must be one of {SHAPES} or 'rotate'")
@@ -79,6 +98,15 @@ class SandboxServer:
         self.error_rate = error_rate
         self._random = random.Random(seed)
         self.single_page_shape = single_page_shape
+        # What the token may read: `billing:read` for every billing endpoint, `account:read` for
+        # `/v2/account`; a missing scope answers 403 `forbidden`.
+        self.scopes = frozenset(scopes)
+        # Billing Insights' total_items/total_pages/current_page: strings, as the live API sends
+        # them against its spec's integers; False sends integers.
+        self.string_counters = string_counters
+        # The billing history's `meta.total` is optional in the spec; False sends `meta: {}`,
+        # so only `links.pages.next` tells that more pages exist.
+        self.history_total = history_total
         self.requests: list[dict[str, Any]] = []
         # Requests being answered right now, and the most seen at once: how concurrent a client was.
         self.in_flight = 0
@@ -170,13 +198,35 @@ class SandboxServer:
         return {"pages": pages}
 
     def respond(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
-        """The API's answer to an authorized GET: (status, JSON body)."""
+        """The API's answer to an authorized GET: (status, JSON body). An error's body is None
+        (the standard message for its status) or `{"id", "message"}`."""
         try:
             per_page = min(max(int(query.get("per_page", ["20"])[0]), 1), self.max_per_page)
             page = max(int(query.get("page", ["1"])[0]), 1)
         except ValueError:
             return 400, None
         data = self.data
+        if ACCOUNT.match(path):
+            scope = "account:read"
+        elif path.startswith(("/v2/customers/my/", "/v2/billing/")):
+            scope = "billing:read"
+        else:
+            return 404, None
+        if scope not in self.scopes:
+            return 403, None
+        if ACCOUNT.match(path):
+            return 200, {"account": {**ACCOUNT_USER, "team": dict(data.team)}}
+        if BALANCE.match(path):
+            return 200, dict(data.balance)
+        if HISTORY.match(path):
+            rows = data.billing_history
+            body = self._paged(path, "billing_history", rows, page, per_page, "billing_history")
+            if not self.history_total:
+                body["meta"] = {}
+            return 200, body
+        match = INSIGHTS.match(path)
+        if match:
+            return self._insights(*(unquote(g) for g in match.groups()), page, per_page)
         if LIST.match(path):
             body = self._paged(path, "invoices", data.invoices, page, per_page, "invoices")
             if data.preview:
@@ -195,6 +245,44 @@ class SandboxServer:
                 return 200, data.summaries[key]
             return 200, self._paged(path, "invoice_items", data.items[key], page, per_page, key)
         return 404, None
+
+    def _insights(
+        self, urn: str, start: str, end: str, page: int, per_page: int
+    ) -> tuple[int, Any]:
+        """Billing Insights: the team's points with `start_date` in [start, end], by date."""
+        if urn != self.data.team_urn:
+            return 404, None
+        try:
+            first, last = (date.fromisoformat(d) if DAY.match(d) else None for d in (start, end))
+        except ValueError:
+            first = last = None
+        if first is None or last is None:
+            return 400, {
+                "id": "bad_request",
+                "message": "start_date and end_date must be dates in YYYY-MM-DD format",
+            }
+        if last < first or (last - first).days > INSIGHTS_MAX_DAYS:
+            return 400, {
+                "id": "bad_request",
+                "message": f"end_date must be on or after start_date and within "
+                f"{INSIGHTS_MAX_DAYS} days of it",
+            }
+        start, end = first.isoformat(), last.isoformat()
+        rows = [
+            p
+            for p in self.data.insights
+            if start <= p["start_date"] <= end and p["usage_team_urn"] == urn
+        ]
+        counters = [len(rows), math.ceil(len(rows) / per_page), page]
+        total_items, total_pages, current_page = (
+            str(n) if self.string_counters else n for n in counters
+        )
+        return 200, {
+            "data_points": rows[(page - 1) * per_page : page * per_page],
+            "total_items": total_items,
+            "total_pages": total_pages,
+            "current_page": current_page,
+        }
 
     def _paged(
         self, path: str, name: str, rows: list, page: int, per_page: int, key: str
@@ -261,7 +349,7 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 return
             status, body = sandbox.respond(path, query)
             if status != 200:
-                return self._error(entry, status)
+                return self._error(entry, status, body=body)
             self._json(entry, 200, body)
 
         def _fault(self, entry: dict, fault: Fault, path: str, query: dict) -> bool:
@@ -311,8 +399,12 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass
 
-        def _error(self, entry: dict, status: int, headers: dict | None = None) -> None:
+        def _error(
+            self, entry: dict, status: int, headers: dict | None = None, body: Any = None
+        ) -> None:
             error_id, message = ERRORS.get(status, ("example_error", "some error message"))
+            if isinstance(body, dict):
+                error_id, message = body.get("id", error_id), body.get("message", message)
             body = {"id": error_id, "message": message, "request_id": str(uuid.uuid4())}
             self._json(entry, status, body, headers)
 

@@ -1,9 +1,12 @@
 """Every source the pipeline loads, declared; `pipeline.engine` runs them all the same way."""
 
+from pipeline.sources.balance import BALANCE
 from pipeline.sources.base import Source
+from pipeline.sources.billing_history import HISTORY
+from pipeline.sources.insights import INSIGHTS
 from pipeline.sources.invoices import INVOICES
 from pipeline.sources.summaries import SUMMARIES
 
-SOURCES: tuple[Source, ...] = (INVOICES, SUMMARIES)
+SOURCES: tuple[Source, ...] = (INVOICES, SUMMARIES, INSIGHTS, HISTORY, BALANCE)
 
-__all__ = ["INVOICES", "SOURCES", "SUMMARIES", "Source"]
+__all__ = ["BALANCE", "HISTORY", "INSIGHTS", "INVOICES", "SOURCES", "SUMMARIES", "Source"]

@@ -28,6 +28,7 @@ class Target:
     entry: dict[str, Any] | None = None  # the parent record as received
     path_key: str | None = None  # what fills `{key}` in the path, if not `key`
     label: str = ""  # how messages name it
+    path_args: dict[str, str] = field(default_factory=dict)  # other `{names}` in the path
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,12 @@ class Endpoint:
     records: str | None = None
     noun: str = "records"
     primary_key: str | None = None
+    scope: str = "billing:read"  # the token scope the endpoint needs
 
     def request(self, target: Target | None = None, missing: str = "answers 404") -> PageRequest:
         path = self.path
         if target is not None:
-            path = path.format(key=target.path_key or target.key)
+            path = path.format(key=target.path_key or target.key, **target.path_args)
         return PageRequest(
             path=path,
             paginator=self.paginator,
@@ -53,6 +55,7 @@ class Endpoint:
             noun=self.noun,
             primary_key=self.primary_key,
             missing=missing,
+            scope=self.scope,
             context=target,
         )
 
@@ -70,11 +73,19 @@ class Targets:
 class RawData:
     """The latest good raw fetch of each month, as landed: what a normalizer reads."""
 
+    periods: Sequence[str]
+    fetches: pd.DataFrame  # partition_key, fetch_id: the fetch each month is read from
     targets: pd.DataFrame  # target_key, partition_key, status, entry
-    pages: pd.DataFrame  # endpoint, request_key, partition_key, page, body
+    # fetch_id, endpoint, request_key, partition_key, page, body; pages that serve every month
+    # of their fetch (an index, a list spanning months) have no partition_key.
+    pages: pd.DataFrame
 
     def pages_of(self, endpoint: str) -> pd.DataFrame:
         return self.pages[self.pages["endpoint"] == endpoint]
+
+    def month_fetch(self) -> dict[str, str]:
+        """Month → the fetch its rows must come from."""
+        return dict(zip(self.fetches["partition_key"], self.fetches["fetch_id"], strict=True))
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,9 @@ class Table:
     plot: bool = False  # a bar per month of the run
     spend_by: str | None = None  # amount per this column and month
     totals: tuple[str, ...] = ()  # other money columns to total
+    # "months": a run replaces its months' rows; "merge": rows replace those with the same
+    # primary key and the rest are kept (snapshots that accumulate, one per fetch).
+    write: str = "months"
 
 
 @dataclass(frozen=True)
@@ -127,12 +141,12 @@ class Source:
     """A source, declared: the engine fetches, lands, normalizes, checks and swaps it."""
 
     name: str  # raw.fetches.source
-    endpoint: Endpoint  # fetched once per target
-    targets: Callable[[Targets], list[Target]]
     normalize: Normalizer  # pure: raw → one frame per table
     tables: tuple[Table, ...]
     description: str
-    index: Endpoint | None = None  # fetched once per run to find the targets
+    index: Endpoint | None = None  # fetched once per run (a list, or what finds the targets)
+    endpoint: Endpoint | None = None  # fetched once per target
+    targets: Callable[[Targets], list[Target]] | None = None
     parent: Source | None = None  # targets come from the parent's latest raw fetch
     invariants: Invariants = no_invariants
     target_noun: str = "target"  # "invoice": `3 invoice(s) in 2024-01…2024-03`

@@ -7,6 +7,8 @@ timestamps become UTC. Anything that cannot be read is reported with where it wa
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 
@@ -32,14 +34,23 @@ class InvalidPayloadError(ValueError):
         )
 
 
+PLACE = "place"  # a column a normalizer may add to name each row in messages
+
+
+def _place(row: object, has_line: bool) -> str:
+    if hasattr(row, PLACE):
+        return str(getattr(row, PLACE))
+    line = f", line {row.line_number}" if has_line else ""  # type: ignore[attr-defined]
+    return f"invoice {row.invoice_uuid} ({row.invoice_period}){line}"  # type: ignore[attr-defined]
+
+
 def where(frame: pd.DataFrame, mask: pd.Series, field: str, what: str) -> list[str]:
-    """One message per bad row: which invoice, which line, which field, what value."""
+    """One message per bad row: where it is (its `place`, or its invoice and line), which field,
+    what value."""
     bad = frame.loc[mask]
     has_line = "line_number" in bad.columns
     return [
-        f"invoice {row.invoice_uuid} ({row.invoice_period})"
-        + (f", line {row.line_number}" if has_line else "")
-        + f", field {field!r}: {value!r} {what}"
+        f"{_place(row, has_line)}, field {field!r}: {value!r} {what}"
         for row, value in zip(
             bad.itertuples(index=False), bad[field].head(MAX_REPORTED * 5), strict=False
         )
@@ -92,3 +103,28 @@ def timestamp(frame: pd.DataFrame, field: str, problems: list[str]) -> pd.Series
         "is not an ISO 8601 timestamp",
     )
     return parsed
+
+
+def date(frame: pd.DataFrame, field: str, problems: list[str]) -> pd.Series:
+    """A DATE column from `YYYY-MM-DD` strings; anything else is reported."""
+    values = text(frame, field, problems)
+    parsed = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    problems += where(
+        frame.assign(**{field: values}),
+        values.notna() & parsed.isna(),
+        field,
+        "is not a YYYY-MM-DD date",
+    )
+    return parsed.dt.date
+
+
+def records(pages: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows under `key` of every page, in page order, with the page's other columns."""
+    out: list[dict] = []
+    pages = pages.sort_values(["fetch_id", "partition_key", "page"], na_position="first")
+    for meta, body in zip(
+        pages.drop(columns=["body"]).to_dict("records"), pages["body"], strict=True
+    ):
+        found = json.loads(body).get(key) or []
+        out += [{**item, **meta} for item in found if isinstance(item, dict)]
+    return pd.DataFrame.from_records(out, columns=None if out else list(pages.columns))

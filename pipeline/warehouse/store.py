@@ -26,16 +26,23 @@ log = logging.getLogger(__name__)
 
 PERIODS = "CAST($periods AS VARCHAR[])"
 LATEST = "raw.latest_fetch($source, CAST($periods AS VARCHAR[]))"
-COVERED = f"SELECT partition_key FROM {LATEST}"  # noqa: S608 (constants only)
+COVERED = f"SELECT partition_key, fetch_id FROM {LATEST}"  # noqa: S608 (constants only)
 RAW_TARGETS = f"""
     SELECT t.target_key, t.partition_key, t.status, t.entry
     FROM raw.targets AS t JOIN {LATEST} AS l USING (fetch_id, partition_key)
     ORDER BY t.partition_key, t.target_key
 """  # noqa: S608
+# A month's own pages, and the pages that serve every month of their fetch (an index, a list
+# that spans months: partition_key NULL), read once per fetch.
 RAW_PAGES = f"""
-    SELECT p.endpoint, p.request_key, p.partition_key, p.page, p.body
-    FROM raw.pages AS p JOIN {LATEST} AS l USING (fetch_id, partition_key)
-    ORDER BY p.endpoint, p.request_key, p.page
+    WITH latest AS (SELECT * FROM {LATEST})
+    SELECT p.fetch_id, p.endpoint, p.request_key, p.partition_key, p.page, p.body
+    FROM raw.pages AS p JOIN latest AS l USING (fetch_id, partition_key)
+    UNION ALL
+    SELECT p.fetch_id, p.endpoint, p.request_key, p.partition_key, p.page, p.body
+    FROM raw.pages AS p
+    WHERE p.partition_key IS NULL AND p.fetch_id IN (SELECT fetch_id FROM latest)
+    ORDER BY endpoint, request_key, page
 """  # noqa: S608
 INSERT_FETCH = """
     INSERT INTO raw.fetches (fetch_id, source, run_id, fetched_at, first_period, last_period,
@@ -45,6 +52,16 @@ INSERT_FETCH = """
 # Table and column names come from source declarations, never from input; still, only plain
 # identifiers are ever interpolated into SQL.
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
+
+
+@dataclass(frozen=True)
+class RawRead:
+    """What `read_raw` found: the fetch of each month, its targets and pages, what is missing."""
+
+    fetches: pd.DataFrame  # partition_key, fetch_id
+    targets: pd.DataFrame  # target_key, partition_key, status, entry
+    pages: pd.DataFrame | None  # fetch_id, endpoint, request_key, partition_key, page, body
+    missing: list[str]
 
 
 class WarehouseBusyError(RuntimeError):
@@ -169,24 +186,28 @@ class Warehouse:
             _insert(con, "raw.targets", batch.targets.assign(fetch_id=batch.fetch_id))
             _insert(con, "raw.pages", batch.pages.assign(fetch_id=batch.fetch_id))
 
-    def read_raw(
-        self, source: str, periods: Sequence[str], *, with_pages: bool = True
-    ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
-        """The latest good fetch of `source` for each month: its targets, its pages (unless
-        `with_pages` is false) and the months no good fetch covers."""
+    def read_raw(self, source: str, periods: Sequence[str], *, with_pages: bool = True) -> RawRead:
+        """The latest good fetch of `source` for each month: which fetch, its targets, its pages
+        (unless `with_pages` is false), and the months no good fetch covers."""
         params = {"source": source, "periods": list(periods)}
         with self.connect() as con:
-            covered = {row[0] for row in con.execute(COVERED, params).fetchall()}
+            fetches = con.execute(COVERED, params).df()
             targets = con.execute(RAW_TARGETS, params).df()
             pages = con.execute(RAW_PAGES, params).df() if with_pages else None
-        return targets, pages, [p for p in periods if p not in covered]
+        covered = set(fetches["partition_key"])
+        return RawRead(fetches, targets, pages, [p for p in periods if p not in covered])
 
     def replace_periods(
-        self, periods: Sequence[str], tables: dict[str, tuple[pd.DataFrame, str]]
+        self,
+        periods: Sequence[str],
+        tables: dict[str, tuple[pd.DataFrame, str]],
+        merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
     ) -> None:
         """Swap these months' rows in every table at once: delete and insert in one transaction.
 
-        `tables` maps a table name to its new rows and the column that holds the month.
+        `tables` maps a table name to its new rows and the column that holds the month;
+        `merges` maps a table that keeps history (snapshots) to rows replacing those with the
+        same key columns, in the same transaction.
         """
         with self.transaction() as con:
             for table, (frame, column) in tables.items():
@@ -195,6 +216,15 @@ class Warehouse:
                     f"WHERE list_contains({PERIODS}, {_identifier(column)})",
                     {"periods": list(periods)},
                 )
+                _insert(con, table, frame)
+            for table, (frame, key) in (merges or {}).items():
+                con.register("incoming", frame)
+                match = " AND ".join(f"t.{_identifier(c)} = i.{_identifier(c)}" for c in key)
+                con.execute(
+                    f"DELETE FROM {_identifier(table)} AS t "  # noqa: S608
+                    f"WHERE EXISTS (SELECT 1 FROM incoming AS i WHERE {match})"
+                )
+                con.unregister("incoming")
                 _insert(con, table, frame)
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:

@@ -83,8 +83,8 @@ SELECT p.invoice_period,
        p.amount AS month_to_date,
        l.invoice_period AS last_period,
        l.amount AS last_month_total,
-       day(p.as_of) AS days_elapsed,
-       CAST(round(l.amount * day(p.as_of)
+       day(p.as_of AT TIME ZONE 'UTC') AS days_elapsed,
+       CAST(round(l.amount * day(p.as_of AT TIME ZONE 'UTC')
              / day(last_day(CAST(l.invoice_period || '-01' AS DATE))), 2) AS DECIMAL(18, 2))
            AS last_month_same_day_prorated
 FROM preview AS p
@@ -187,3 +187,66 @@ SELECT amount AS BilledCost,
        invoice_uuid,
        line_number
 FROM lines;
+
+-- Daily spend by region, from Billing Insights (estimates; see estimate_vs_invoice).
+CREATE OR REPLACE VIEW daily_spend_by_region AS
+SELECT usage_date,
+       usage_month,
+       coalesce(region, '(no region)') AS region,
+       sum(amount) AS amount,
+       count(*) AS points
+FROM daily_costs
+GROUP BY ALL;
+
+-- Daily spend by SKU, with the SKU's description.
+CREATE OR REPLACE VIEW daily_spend_by_sku AS
+SELECT usage_date,
+       usage_month,
+       coalesce(sku, '(no sku)') AS sku,
+       min(description) AS description,
+       sum(amount) AS amount,
+       count(*) AS points
+FROM daily_costs
+GROUP BY usage_date, usage_month, coalesce(sku, '(no sku)');
+
+-- Per month with insights: their total (nightly estimates) against the invoices' total. The
+-- API warns the two may differ; the open month is partial on both sides.
+CREATE OR REPLACE VIEW estimate_vs_invoice AS
+WITH estimates AS (
+    SELECT usage_month AS month, sum(amount) AS insights_total, count(*) AS points
+    FROM daily_costs
+    GROUP BY ALL
+), invoiced AS (
+    SELECT invoice_period AS month, sum(amount) AS invoice_total,
+           bool_or(status = 'preview') AS is_preview
+    FROM invoices
+    GROUP BY ALL
+)
+SELECT e.month,
+       e.insights_total,
+       i.invoice_total,
+       e.insights_total - i.invoice_total AS difference,
+       e.points,
+       coalesce(i.is_preview, true) OR e.month >= strftime(current_date, '%Y-%m') AS is_partial
+FROM estimates AS e
+LEFT JOIN invoiced AS i USING (month);
+
+-- Per invoice month: what was billed (final invoices) against what the billing history shows
+-- paid for those invoices (Payment entries, matched by invoice_uuid).
+CREATE OR REPLACE VIEW payments_vs_invoices AS
+WITH paid AS (
+    SELECT invoice_uuid, -sum(amount) AS paid, count(*) AS payments
+    FROM billing_history
+    WHERE type = 'Payment' AND invoice_uuid IS NOT NULL
+    GROUP BY ALL
+)
+SELECT i.invoice_period,
+       count(*) AS invoices,
+       sum(i.amount) AS invoiced,
+       coalesce(sum(p.paid), 0) AS paid,
+       sum(i.amount) - coalesce(sum(p.paid), 0) AS outstanding,
+       count(p.invoice_uuid) AS invoices_with_payments
+FROM invoices AS i
+LEFT JOIN paid AS p USING (invoice_uuid)
+WHERE i.status = 'final'
+GROUP BY i.invoice_period;

@@ -1,0 +1,215 @@
+"""Billing Insights: day-by-day costs with region and SKU, one window per month.
+
+The account's team (`GET /v2/account`, scope account:read) names the window's URN. Pages carry
+their own counters (`total_items`, `total_pages`, `current_page`, strings on the live API), no
+links. Points have no id: two identical points on one day are two charges, and both are kept.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import pandas as pd
+
+from pipeline.api import COUNTERS, SINGLE
+from pipeline.sources.base import (
+    Check,
+    Endpoint,
+    Normalized,
+    RawData,
+    Source,
+    Table,
+    Target,
+    Targets,
+)
+from pipeline.sources.fields import (
+    MONEY,
+    MONEY_PATTERN,
+    PLACE,
+    InvalidPayloadError,
+    decimal,
+    records,
+    text,
+    where,
+)
+from pipeline.sources.fields import date as date_column
+
+# The API has Billing Insights from this day on; no window is asked for before it.
+FIRST_DAY = date(2025, 12, 1)
+COLUMNS = [
+    "team_urn",
+    "usage_month",
+    "point_number",
+    "usage_date",
+    "region",
+    "sku",
+    "description",
+    "group_description",
+    "amount",
+    "loaded_at",
+]
+
+
+def team_urn(found: Targets) -> str:
+    """`do:team:<uuid>` from the account the index fetched."""
+    assert found.index is not None
+    data = found.index.pages[0].data if found.index.pages else {}
+    account = data.get("account")
+    team = account.get("team") if isinstance(account, dict) else None
+    uuid = team.get("uuid") if isinstance(team, dict) else None
+    if not isinstance(uuid, str) or not uuid:
+        raise InvalidPayloadError(["GET /v2/account: account.team.uuid is missing"])
+    return f"do:team:{uuid}"
+
+
+def month_windows(found: Targets) -> list[Target]:
+    """One window per month, from its first day (or FIRST_DAY) to its last."""
+    urn = team_urn(found)
+    windows = []
+    for period in found.periods:
+        year, month = int(period[:4]), int(period[5:])
+        end = date(year, month, calendar.monthrange(year, month)[1])
+        if end < FIRST_DAY:
+            continue
+        start = max(date(year, month, 1), FIRST_DAY)
+        windows.append(
+            Target(
+                key=urn,
+                partition=period,
+                label=f"insights {urn} {period}",
+                path_args={"urn": urn, "start": start.isoformat(), "end": end.isoformat()},
+            )
+        )
+    return windows
+
+
+def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
+    """Every data point of the windows → `daily_costs`, numbered in the API's order."""
+    points = records(raw.pages_of("insights"), "data_points")
+    if points.empty:
+        return Normalized({"daily_costs": pd.DataFrame(columns=COLUMNS)})
+    points["usage_month"] = points["partition_key"]
+    points["point_number"] = points.groupby("usage_month").cumcount().add(1).astype("int32")
+    points[PLACE] = (
+        "insights " + points["usage_month"] + ", point " + points["point_number"].astype(str)
+    )
+    problems: list[str] = []
+    out = pd.DataFrame(index=points.index)
+    out["team_urn"] = text(points, "usage_team_urn", problems)
+    out["usage_month"] = points["usage_month"].astype("string")
+    out["point_number"] = points["point_number"]
+    out["usage_date"] = date_column(points, "start_date", problems)
+    for field in ("region", "sku", "description", "group_description"):
+        out[field] = text(points, field, problems)
+    out["amount"] = decimal(points, "total_amount", MONEY_PATTERN, MONEY, problems, required=True)
+    missing = out["usage_date"].isna()
+    problems += where(points, missing & points["start_date"].isna(), "start_date", "is missing")
+    out["loaded_at"] = pd.Timestamp(loaded_at)
+    if problems:
+        raise InvalidPayloadError(problems)
+    return Normalized({"daily_costs": out[COLUMNS].reset_index(drop=True)})
+
+
+def invariants(raw: RawData, tables: dict[str, pd.DataFrame], periods: Sequence[str]) -> list:
+    """Every point lies in the month of the window that returned it."""
+    costs = tables["daily_costs"]
+    if costs.empty:
+        return []
+    month = pd.to_datetime(costs["usage_date"]).dt.strftime("%Y-%m")
+    stray = costs.loc[month != costs["usage_month"]]
+    return [
+        f"insights {row.usage_month}, point {row.point_number}: dated {row.usage_date}, "
+        "outside the window that returned it"
+        for row in stray.head(20).itertuples()
+    ]
+
+
+INSIGHTS_TOTALS = """
+    WITH announced AS (
+        SELECT p.partition_key AS usage_month,
+               arg_max(TRY_CAST(json_extract_string(p.body, '$.total_items') AS BIGINT),
+                       f.fetched_at) AS total_items
+        FROM raw.pages AS p JOIN raw.fetches AS f USING (fetch_id)
+        WHERE f.source = 'daily_costs' AND f.status = 'ok' AND p.endpoint = 'insights'
+          AND p.page = 1
+        GROUP BY ALL
+    ), loaded AS (SELECT usage_month, count(*) AS points FROM daily_costs GROUP BY ALL)
+    SELECT a.usage_month, a.total_items, coalesce(l.points, 0) AS loaded
+    FROM announced AS a LEFT JOIN loaded AS l USING (usage_month)
+    WHERE coalesce(l.points, 0) <> a.total_items
+    ORDER BY a.usage_month
+"""
+MISSING_DAYS = """
+    SELECT usage_month, count(DISTINCT usage_date) AS days_present,
+           day(last_day(CAST(usage_month || '-01' AS DATE))) AS days_in_month
+    FROM daily_costs
+    WHERE usage_month < strftime(current_date, '%Y-%m')
+    GROUP BY ALL
+    HAVING days_present < days_in_month
+    ORDER BY usage_month
+"""
+ESTIMATES_DIFFER = """
+    SELECT month, insights_total, invoice_total, difference
+    FROM estimate_vs_invoice
+    WHERE NOT is_partial AND difference IS DISTINCT FROM 0
+    ORDER BY month
+"""
+
+INSIGHTS = Source(
+    name="daily_costs",
+    description="Day-by-day costs by SKU and region (Billing Insights), one window per month.",
+    index=Endpoint("account", "/v2/account", SINGLE, noun="account", scope="account:read"),
+    endpoint=Endpoint(
+        "insights",
+        "/v2/billing/{urn}/insights/{start}/{end}",
+        COUNTERS,
+        records="data_points",
+        noun="points",
+    ),
+    targets=month_windows,
+    normalize=normalize,
+    invariants=invariants,
+    tables=(
+        Table(
+            "daily_costs",
+            ("team_urn", "usage_month", "point_number"),
+            "One row per Billing Insights data point: a day's cost of one SKU in one region.",
+            noun="points",
+            partition_column="usage_month",
+            plot=True,
+            spend_by="region",
+        ),
+    ),
+    checks=(
+        Check(
+            "insights_match_total_items",
+            "daily_costs",
+            INSIGHTS_TOTALS,
+            "Per month, the loaded points equal the count the API announced (total_items).",
+            "every month's points are complete",
+            blocking=True,
+        ),
+        Check(
+            "every_day_of_closed_months",
+            "daily_costs",
+            MISSING_DAYS,
+            "Every day of a closed month has at least one data point.",
+            "every closed month has every day",
+            warn_only=True,
+        ),
+        Check(
+            "estimates_match_invoices",
+            "daily_costs",
+            ESTIMATES_DIFFER,
+            "Per closed month, the insights total against the invoice total; the API warns "
+            "nightly estimates may differ, so differences are listed, not failed.",
+            "every closed month's estimates add up to its invoices",
+            warn_only=True,
+            also_reads=("invoices",),
+        ),
+    ),
+    target_noun="month window",
+    progress_name="insights",
+)
