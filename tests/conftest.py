@@ -6,13 +6,17 @@ Helpers that return functions are session-scoped (they hold no state), so module
 can use them too.
 """
 
+import json
+import re
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 import pytest
+import requests
 
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
 from pipeline.assets import source_assets
@@ -196,3 +200,112 @@ def old_warehouse(tmp_path: Path) -> Path:
     path = tmp_path / "old_warehouse.duckdb"
     path.write_bytes(WAREHOUSE_BEFORE_MIGRATIONS.read_bytes())
     return path
+
+
+# -- the official OpenAPI file as a contract ---------------------------------------------------
+SPEC_FILE = Path(__file__).parents[1] / "spec/digitalocean/billing.bundled.json"
+JSON_TYPES = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+}
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
+
+
+class OpenApi:
+    """The subset of JSON Schema the billing responses use (type, properties, required, items,
+    allOf, anyOf, enum, format date/date-time). Null is accepted for an optional field (the
+    sandbox sends it on purpose, to exercise NULL paths); a field the spec does not declare is an
+    error, so the sandbox cannot drift from the spec unnoticed."""
+
+    # Fields the real API sends that its spec does not declare (the CSV export documents them).
+    BEYOND_SPEC = frozenset({"category"})
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+
+    def schema(self, path: str, status: int) -> dict:
+        responses = self.spec["paths"][path]["get"]["responses"]
+        answer = responses.get(str(status), responses.get("default"))
+        return answer["content"]["application/json"]["schema"]
+
+    def errors(self, value: Any, schema: dict, where: str = "$") -> list[str]:
+        """Where `value` breaks `schema`."""
+        if "allOf" in schema:
+            merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+            for part in schema["allOf"]:
+                if "anyOf" in part or "allOf" in part or part.get("type") != "object":
+                    return [e for p in schema["allOf"] for e in self.errors(value, p, where)]
+                merged["properties"].update(part.get("properties", {}))
+                merged["required"] += part.get("required", [])
+            return self.errors(value, merged, where)
+        if "anyOf" in schema:
+            tries = [self.errors(value, option, where) for option in schema["anyOf"]]
+            return [] if any(not t for t in tries) else min(tries, key=len)
+        expected = schema.get("type")
+        if expected and not isinstance(value, JSON_TYPES[expected]):
+            return [f"{where}: expected {expected}, got {type(value).__name__} {value!r:.40}"]
+        if expected == "integer" and isinstance(value, bool):
+            return [f"{where}: expected integer, got bool"]
+        errors = []
+        if "enum" in schema and value not in schema["enum"]:
+            errors.append(f"{where}: {value!r:.40} is not in the enum")
+        if isinstance(value, str):
+            errors += self._format_errors(value, schema.get("format"), where)
+        if isinstance(value, dict) and "properties" in schema:
+            declared, required = schema["properties"], schema.get("required", [])
+            errors += [f"{where}: missing {k}" for k in required if k not in value]
+            errors += [
+                f"{where}: {k} is not in the spec"
+                for k in value
+                if k not in declared and k not in self.BEYOND_SPEC
+            ]
+            for key, item in value.items():
+                if key in declared and not (item is None and key not in required):
+                    errors += self.errors(item, declared[key], f"{where}.{key}")
+        if isinstance(value, list) and "items" in schema:
+            for n, item in enumerate(value):
+                errors += self.errors(item, schema["items"], f"{where}[{n}]")
+        return errors
+
+    @staticmethod
+    def _format_errors(value: str, fmt: str | None, where: str) -> list[str]:
+        pattern = {"date": DATE, "date-time": DATE_TIME}.get(fmt or "")
+        if pattern is None:
+            return []
+        try:
+            if not pattern.match(value):
+                raise ValueError
+            if fmt == "date":
+                date.fromisoformat(value)
+            else:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return [f"{where}: {value!r:.40} is not a {fmt}"]
+        return []
+
+
+@pytest.fixture(scope="session")
+def openapi() -> OpenApi:
+    return OpenApi(json.loads(SPEC_FILE.read_text()))
+
+
+@pytest.fixture(scope="session")
+def api_get() -> Callable[..., requests.Response]:
+    """A plain GET to a sandbox (never the pipeline's client), with its token or another."""
+
+    def get(server: SandboxServer, path: str, token: str | None = None, **params: Any):
+        token = server.token if token is None else token
+        return requests.get(
+            server.url + path,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+            allow_redirects=False,
+        )
+
+    return get

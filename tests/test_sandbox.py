@@ -1,94 +1,24 @@
 """The sandbox keeps the API's contract: every answer checked against the official OpenAPI file.
 
 The tests call the sandbox with plain `requests`, not with the pipeline's client, so a mistake
-shared by the client and the sandbox cannot hide here. The schema check is a small subset of
-JSON Schema (type, properties, required, items, allOf, anyOf): enough for these responses.
+shared by the client and the sandbox cannot hide here. The schema check is the `openapi` fixture
+(conftest.py): the subset of JSON Schema these responses use.
 """
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from pipeline.sandbox import Fault, SandboxServer
 
-SPEC = json.loads(
-    (Path(__file__).parents[1] / "spec/digitalocean/billing.bundled.json").read_text()
-)
 LIST = "/v2/customers/my/invoices"
-# Fields the real API sends that its spec does not declare (the CSV export documents them).
-BEYOND_SPEC = {"category"}
-JSON_TYPES = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-}
-
-
-def response_schema(path: str, status: int) -> dict:
-    responses = SPEC["paths"][path]["get"]["responses"]
-    answer = responses.get(str(status), responses.get("default"))
-    return answer["content"]["application/json"]["schema"]
-
-
-def schema_errors(value: Any, schema: dict, where: str = "$") -> list[str]:
-    """Where `value` breaks `schema`. Null is accepted for an optional field (the sandbox sends
-    it on purpose, to exercise the pipeline's NULL paths); a field the spec does not declare is
-    an error, so the sandbox cannot drift from the spec unnoticed."""
-    if "allOf" in schema:
-        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
-        for part in schema["allOf"]:
-            if "anyOf" in part or "allOf" in part or part.get("type") != "object":
-                return [e for p in schema["allOf"] for e in schema_errors(value, p, where)]
-            merged["properties"].update(part.get("properties", {}))
-            merged["required"] += part.get("required", [])
-        return schema_errors(value, merged, where)
-    if "anyOf" in schema:
-        tries = [schema_errors(value, option, where) for option in schema["anyOf"]]
-        return [] if any(not t for t in tries) else min(tries, key=len)
-    expected = schema.get("type")
-    if expected and not isinstance(value, JSON_TYPES[expected]):
-        return [f"{where}: expected {expected}, got {type(value).__name__} {value!r:.40}"]
-    if expected == "integer" and isinstance(value, bool):
-        return [f"{where}: expected integer, got bool"]
-    errors = []
-    if isinstance(value, dict) and "properties" in schema:
-        declared = schema["properties"]
-        errors += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
-        errors += [
-            f"{where}: {k} is not in the spec"
-            for k in value
-            if k not in declared and k not in BEYOND_SPEC
-        ]
-        for key, item in value.items():
-            if key in declared and not (item is None and key not in schema.get("required", [])):
-                errors += schema_errors(item, declared[key], f"{where}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for n, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{where}[{n}]")
-    return errors
 
 
 @pytest.fixture(scope="module")
 def server():
     with SandboxServer() as sandbox:
         yield sandbox
-
-
-def get(server: SandboxServer, path: str, token: str | None = None, **params) -> requests.Response:
-    token = server.token if token is None else token
-    return requests.get(
-        server.url + path,
-        params=params,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=5,
-        allow_redirects=False,
-    )
 
 
 def invoice_with(server: SandboxServer, minimum: int, maximum: int = 10**6) -> str:
@@ -99,63 +29,67 @@ def invoice_with(server: SandboxServer, minimum: int, maximum: int = 10**6) -> s
     )
 
 
-def assert_conforms(resp: requests.Response, spec_path: str) -> dict:
+def assert_conforms(openapi, resp: requests.Response, spec_path: str) -> dict:
     body = resp.json()
-    assert schema_errors(body, response_schema(spec_path, resp.status_code)) == []
+    assert openapi.errors(body, openapi.schema(spec_path, resp.status_code)) == []
     for header in ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"):
         assert resp.headers[header].isdigit(), header
     return body
 
 
-def test_invoice_list_conforms_and_carries_the_preview(server):
-    body = assert_conforms(get(server, LIST, per_page=200), LIST)
+def test_invoice_list_conforms_and_carries_the_preview(openapi, api_get, server):
+    body = assert_conforms(openapi, api_get(server, LIST, per_page=200), LIST)
     assert body["meta"]["total"] == len(server.data.invoices)
     assert body["invoice_preview"]["invoice_uuid"] == server.data.preview["invoice_uuid"]
     periods = [i["invoice_period"] for i in body["invoices"]]
     assert periods == sorted(periods, reverse=True)  # newest first, as the API lists them
 
 
-def test_items_page_at_20_by_default_and_200_at_most(server):
+def test_items_page_at_20_by_default_and_200_at_most(openapi, api_get, server):
     path = f"{LIST}/{invoice_with(server, 401)}"
     total = len(server.data.items[path.rsplit("/", 1)[1]])
-    default = assert_conforms(get(server, path), f"{LIST}/{{invoice_uuid}}")
+    default = assert_conforms(openapi, api_get(server, path), f"{LIST}/{{invoice_uuid}}")
     assert len(default["invoice_items"]) == 20
     assert default["meta"]["total"] == total
     assert default["links"]["pages"]["next"].endswith("page=2&per_page=20")
-    capped = get(server, path, per_page=500).json()
+    capped = api_get(server, path, per_page=500).json()
     assert len(capped["invoice_items"]) == 200
     last = (total + 199) // 200
-    final = assert_conforms(get(server, path, per_page=200, page=last), f"{LIST}/{{invoice_uuid}}")
+    final = assert_conforms(
+        openapi, api_get(server, path, per_page=200, page=last), f"{LIST}/{{invoice_uuid}}"
+    )
     assert len(final["invoice_items"]) == total - 200 * (last - 1)
     assert "next" not in final["links"]["pages"] and "prev" in final["links"]["pages"]
 
 
-def test_a_single_page_takes_all_three_shapes():
+def test_a_single_page_takes_all_three_shapes(openapi, api_get):
     """No `links`, `links: {}` and `links: {pages: {}}`: the API answers a single page all ways."""
     seen = set()
     for shape in ("none", "empty", "empty_pages"):
         with SandboxServer(single_page_shape=shape) as sandbox:
             uuid = invoice_with(sandbox, 1, 20)
-            body = assert_conforms(get(sandbox, f"{LIST}/{uuid}"), f"{LIST}/{{invoice_uuid}}")
+            body = assert_conforms(
+                openapi, api_get(sandbox, f"{LIST}/{uuid}"), f"{LIST}/{{invoice_uuid}}"
+            )
             seen.add(json.dumps(body.get("links", "absent")))
     assert seen == {'"absent"', "{}", '{"pages": {}}'}
 
 
-def test_an_invoice_with_no_items(server):
+def test_an_invoice_with_no_items(openapi, api_get, server):
     empty = invoice_with(server, 0, 0)
-    body = assert_conforms(get(server, f"{LIST}/{empty}"), f"{LIST}/{{invoice_uuid}}")
+    body = assert_conforms(openapi, api_get(server, f"{LIST}/{empty}"), f"{LIST}/{{invoice_uuid}}")
     assert body["invoice_items"] == [] and body["meta"]["total"] == 0
 
 
-def test_preview_items_and_summaries_conform(server):
-    preview = get(server, f"{LIST}/preview", per_page=200)
-    assert_conforms(preview, f"{LIST}/{{invoice_uuid}}")
+def test_preview_items_and_summaries_conform(openapi, api_get, server):
+    preview = api_get(server, f"{LIST}/preview", per_page=200)
+    assert_conforms(openapi, preview, f"{LIST}/{{invoice_uuid}}")
     assert len(preview.json()["invoice_items"]) == len(
         server.data.items[server.data.preview["invoice_uuid"]]
     )
     uuid = server.data.invoices[0]["invoice_uuid"]
     summary = assert_conforms(
-        get(server, f"{LIST}/{uuid}/summary"), f"{LIST}/{{invoice_uuid}}/summary"
+        openapi, api_get(server, f"{LIST}/{uuid}/summary"), f"{LIST}/{{invoice_uuid}}/summary"
     )
     assert summary["amount"] == server.data.invoices[0]["amount"]
 
@@ -176,32 +110,32 @@ def test_sample_data_has_the_awkward_cases_real_bills_have(server):
     ("status", "error_id"),
     [(401, "unauthorized"), (404, "not_found"), (429, "too_many_requests"), (500, "server_error")],
 )
-def test_error_bodies_conform(status, error_id):
+def test_error_bodies_conform(openapi, api_get, status, error_id):
     with SandboxServer() as sandbox:
         path = f"{LIST}/{sandbox.data.invoices[0]['invoice_uuid']}"
         if status == 401:
-            resp = get(sandbox, path, token="wrong")
+            resp = api_get(sandbox, path, token="wrong")
         elif status == 404:
-            resp = get(sandbox, f"{LIST}/00000000-0000-0000-0000-000000000000")
+            resp = api_get(sandbox, f"{LIST}/00000000-0000-0000-0000-000000000000")
         else:
             sandbox.inject(f"^{path}$", Fault(str(status)))
-            resp = get(sandbox, path)
+            resp = api_get(sandbox, path)
         assert resp.status_code == status
-        body = assert_conforms(resp, f"{LIST}/{{invoice_uuid}}")
+        body = assert_conforms(openapi, resp, f"{LIST}/{{invoice_uuid}}")
         assert body["id"] == error_id and body["message"]
         if status == 429:
             assert int(resp.headers["retry-after"]) >= 1
 
 
-def test_the_schema_check_catches_drift(server):
+def test_the_schema_check_catches_drift(openapi, api_get, server):
     """The check itself must fail on what it guards against: wrong types and invented fields."""
     uuid = invoice_with(server, 1, 20)
-    body = get(server, f"{LIST}/{uuid}").json()
+    body = api_get(server, f"{LIST}/{uuid}").json()
     body["invoice_items"][0]["amount"] = 12.34
     body["invoice_items"][0]["cost_center"] = "x"
     del body["meta"]["total"]
     body["meta"]["total"] = "3"
-    errors = schema_errors(body, response_schema(f"{LIST}/{{invoice_uuid}}", 200))
+    errors = openapi.errors(body, openapi.schema(f"{LIST}/{{invoice_uuid}}", 200))
     assert "$.invoice_items[0].amount: expected string, got float 12.34" in errors
     assert "$.invoice_items[0]: cost_center is not in the spec" in errors
     assert any(e.startswith("$.meta.total: expected integer") for e in errors)

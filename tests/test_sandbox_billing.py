@@ -2,11 +2,10 @@
 Insights, the billing history and the balance, checked against the official OpenAPI file.
 
 Plain `requests` over loopback, never the pipeline's client, so a mistake the client and the
-sandbox share cannot hide here. The schema check is the subset of JSON Schema these responses use
-(type, properties, required, items, allOf, anyOf, enum, format date/date-time). It reports every
-deviation; a test then allows, by name, exactly the deviations the live API is known to have:
-Billing Insights' three counters as digit strings, a billing-history `type` outside the enum, and
-(only when the sandbox is told to) a billing history without `meta`.
+sandbox share cannot hide here. The schema check is the `openapi` fixture (conftest.py). It
+reports every deviation; a test then allows, by name, exactly the deviations the live API is known
+to have: Billing Insights' three counters as digit strings and a billing-history `type` outside
+the enum.
 """
 
 from __future__ import annotations
@@ -16,95 +15,22 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from pipeline.sandbox import SandboxServer, build_dataset
 
-SPEC = json.loads(
-    (Path(__file__).parents[1] / "spec/digitalocean/billing.bundled.json").read_text()
-)
 ACCOUNT = "/v2/account"
 BALANCE = "/v2/customers/my/balance"
 HISTORY = "/v2/customers/my/billing_history"
 INVOICES = "/v2/customers/my/invoices"
 INSIGHTS_SPEC = "/v2/billing/{account_urn}/insights/{start_date}/{end_date}"
 COUNTERS = ("total_items", "total_pages", "current_page")
-JSON_TYPES = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-}
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 DECIMAL = re.compile(r"^-?\d+\.\d{2}$")
-
-
-def response_schema(path: str, status: int) -> dict:
-    responses = SPEC["paths"][path]["get"]["responses"]
-    answer = responses.get(str(status), responses.get("default"))
-    return answer["content"]["application/json"]["schema"]
-
-
-def _format_error(value: str, fmt: str | None, where: str) -> list[str]:
-    pattern = {"date": DATE, "date-time": DATE_TIME}.get(fmt or "")
-    if pattern is None:
-        return []
-    try:
-        if not pattern.match(value):
-            raise ValueError
-        if fmt == "date":
-            date.fromisoformat(value)
-        else:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return [f"{where}: {value!r:.40} is not a {fmt}"]
-    return []
-
-
-def schema_errors(value: Any, schema: dict, where: str = "$") -> list[str]:
-    """Where `value` breaks `schema`. Null is accepted for an optional field; a field the spec
-    does not declare is an error, so the sandbox cannot drift from the spec unnoticed."""
-    if "allOf" in schema:
-        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
-        for part in schema["allOf"]:
-            if "anyOf" in part or "allOf" in part or part.get("type") != "object":
-                return [e for p in schema["allOf"] for e in schema_errors(value, p, where)]
-            merged["properties"].update(part.get("properties", {}))
-            merged["required"] += part.get("required", [])
-        return schema_errors(value, merged, where)
-    if "anyOf" in schema:
-        tries = [schema_errors(value, option, where) for option in schema["anyOf"]]
-        return [] if any(not t for t in tries) else min(tries, key=len)
-    expected = schema.get("type")
-    if expected and not isinstance(value, JSON_TYPES[expected]):
-        return [f"{where}: expected {expected}, got {type(value).__name__} {value!r:.40}"]
-    if expected == "integer" and isinstance(value, bool):
-        return [f"{where}: expected integer, got bool"]
-    errors = []
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r:.40} is not in the enum")
-    if isinstance(value, str):
-        errors += _format_error(value, schema.get("format"), where)
-    if isinstance(value, dict) and "properties" in schema:
-        declared = schema["properties"]
-        errors += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
-        errors += [f"{where}: {k} is not in the spec" for k in value if k not in declared]
-        for key, item in value.items():
-            if key in declared and not (item is None and key not in schema.get("required", [])):
-                errors += schema_errors(item, declared[key], f"{where}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for n, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], f"{where}[{n}]")
-    return errors
 
 
 def counter_deviations(body: dict) -> set[str]:
@@ -129,19 +55,6 @@ def unknown_type_deviations(errors: list[str]) -> list[str]:
 def server():
     with SandboxServer() as sandbox:
         yield sandbox
-
-
-def get(
-    server: SandboxServer, path: str, token: str | None = None, **params: Any
-) -> requests.Response:
-    token = server.token if token is None else token
-    return requests.get(
-        server.url + path,
-        params=params,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-        allow_redirects=False,
-    )
 
 
 def checked(resp: requests.Response) -> dict:
@@ -169,16 +82,16 @@ def month_window(month: str) -> tuple[str, str]:
 
 
 def all_insight_pages(
-    server: SandboxServer, start: str, end: str, per_page: int
+    openapi, api_get, server: SandboxServer, start: str, end: str, per_page: int
 ) -> tuple[list[dict], list[dict]]:
     """Every page of the window, page 1 on until `total_pages`: (points, bodies)."""
     path = insights_path(server.data.team_urn, start, end)
     bodies, page = [], 1
     while True:
-        resp = get(server, path, per_page=per_page, page=page)
+        resp = api_get(server, path, per_page=per_page, page=page)
         assert resp.status_code == 200, resp.text
         body = checked(resp)
-        errors = schema_errors(body, response_schema(INSIGHTS_SPEC, 200))
+        errors = openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 200))
         assert set(errors) == counter_deviations(body) and len(errors) == 3, errors
         bodies.append(body)
         if page >= int(body["total_pages"]):
@@ -193,51 +106,51 @@ def decimal_cents(amount: str) -> int:
 
 
 # -- /v2/account ---------------------------------------------------------------------------------
-def test_account_conforms_and_gives_the_team(server):
-    resp = get(server, ACCOUNT)
+def test_account_conforms_and_gives_the_team(openapi, api_get, server):
+    resp = api_get(server, ACCOUNT)
     assert resp.status_code == 200
     body = checked(resp)
-    assert schema_errors(body, response_schema(ACCOUNT, 200)) == []
+    assert openapi.errors(body, openapi.schema(ACCOUNT, 200)) == []
     account = body["account"]
     assert account["team"] == {"uuid": server.data.team["uuid"], "name": "Example Co"}
     assert server.data.team_urn == f"do:team:{account['team']['uuid']}"
     assert account["status"] == "active" and account["email_verified"] is True
-    model = response_schema(ACCOUNT, 200)["properties"]["account"]
+    model = openapi.schema(ACCOUNT, 200)["properties"]["account"]
     assert set(model["required"]) <= set(account)  # every required field, filled
 
 
-def test_the_team_comes_from_the_data(server):
+def test_the_team_comes_from_the_data(api_get, server):
     data = server.data.copy()
     data.team = {"uuid": "11111111-2222-3333-4444-555555555555", "name": "Other"}
     for point in data.insights:
         point["usage_team_urn"] = data.team_urn
     with SandboxServer(data) as other:
-        assert get(other, ACCOUNT).json()["account"]["team"]["name"] == "Other"
+        assert api_get(other, ACCOUNT).json()["account"]["team"]["name"] == "Other"
         # Billing Insights answer for the data's team only.
-        window = get(other, insights_path(data.team_urn, "2026-01-01", "2026-01-31"))
+        window = api_get(other, insights_path(data.team_urn, "2026-01-01", "2026-01-31"))
         assert window.json()["total_items"] == str(len(points_by_month(server)["2026-01"]))
-        old = get(other, insights_path(server.data.team_urn, "2026-01-01", "2026-01-31"))
+        old = api_get(other, insights_path(server.data.team_urn, "2026-01-01", "2026-01-31"))
         assert old.status_code == 404 and old.json()["id"] == "not_found"
     assert server.data.team["name"] == "Example Co"  # the copy was deep
     assert server.data.insights[0]["usage_team_urn"] == server.data.team_urn
 
 
 # -- scopes --------------------------------------------------------------------------------------
-def test_without_account_read_the_account_answers_403_and_billing_still_works():
+def test_without_account_read_the_account_answers_403_and_billing_still_works(openapi, api_get):
     with SandboxServer(scopes=frozenset({"billing:read"})) as sandbox:
-        resp = get(sandbox, ACCOUNT)
+        resp = api_get(sandbox, ACCOUNT)
         assert resp.status_code == 403
         body = checked(resp)
-        assert schema_errors(body, response_schema(ACCOUNT, 403)) == []
+        assert openapi.errors(body, openapi.schema(ACCOUNT, 403)) == []
         assert body["id"] == "forbidden"
         assert body["message"] == "You do not have access for the attempted action."
         assert re.fullmatch(r"[0-9a-f-]{36}", body["request_id"])
-        assert get(sandbox, BALANCE).status_code == 200
-        assert get(sandbox, HISTORY).status_code == 200
+        assert api_get(sandbox, BALANCE).status_code == 200
+        assert api_get(sandbox, HISTORY).status_code == 200
         assert [r["status"] for r in sandbox.requests] == [403, 200, 200]
 
 
-def test_without_billing_read_every_billing_endpoint_answers_403():
+def test_without_billing_read_every_billing_endpoint_answers_403(openapi, api_get):
     with SandboxServer(scopes=frozenset({"account:read"})) as sandbox:
         urn = sandbox.data.team_urn
         uuid = sandbox.data.invoices[0]["invoice_uuid"]
@@ -249,30 +162,30 @@ def test_without_billing_read_every_billing_endpoint_answers_403():
             (f"{INVOICES}/{uuid}", f"{INVOICES}/{{invoice_uuid}}"),
             (f"{INVOICES}/{uuid}/summary", f"{INVOICES}/{{invoice_uuid}}/summary"),
         ]:
-            resp = get(sandbox, path)
+            resp = api_get(sandbox, path)
             assert resp.status_code == 403, path
             body = checked(resp)
-            assert schema_errors(body, response_schema(spec_path, 403)) == []
+            assert openapi.errors(body, openapi.schema(spec_path, 403)) == []
             assert body["id"] == "forbidden", path
-        assert get(sandbox, ACCOUNT).status_code == 200
+        assert api_get(sandbox, ACCOUNT).status_code == 200
         assert sandbox.respond(BALANCE, {}) == (403, None)
 
 
-def test_with_no_scopes_nothing_is_readable_but_a_wrong_token_is_still_401():
+def test_with_no_scopes_nothing_is_readable_but_a_wrong_token_is_still_401(api_get):
     with SandboxServer(scopes=frozenset()) as sandbox:
-        assert get(sandbox, ACCOUNT).json()["id"] == "forbidden"
-        assert get(sandbox, BALANCE).json()["id"] == "forbidden"
-        assert get(sandbox, BALANCE, token="wrong").json()["id"] == "unauthorized"
+        assert api_get(sandbox, ACCOUNT).json()["id"] == "forbidden"
+        assert api_get(sandbox, BALANCE).json()["id"] == "forbidden"
+        assert api_get(sandbox, BALANCE, token="wrong").json()["id"] == "unauthorized"
 
 
 # -- Billing Insights ----------------------------------------------------------------------------
-def test_insights_conform_but_for_the_counters_sent_as_strings(server):
+def test_insights_conform_but_for_the_counters_sent_as_strings(openapi, api_get, server):
     start, end = month_window("2026-01")
-    resp = get(server, insights_path(server.data.team_urn, start, end), per_page=200)
+    resp = api_get(server, insights_path(server.data.team_urn, start, end), per_page=200)
     assert resp.status_code == 200
     body = checked(resp)
     assert set(body) == {"data_points", *COUNTERS}  # no links, no meta
-    errors = schema_errors(body, response_schema(INSIGHTS_SPEC, 200))
+    errors = openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 200))
     assert sorted(errors) == sorted(counter_deviations(body))
     assert len(errors) == 3
     assert body["current_page"] == "1" and body["total_pages"] == "2"
@@ -282,25 +195,27 @@ def test_insights_conform_but_for_the_counters_sent_as_strings(server):
     assert DECIMAL.match(point["total_amount"])
 
 
-def test_insights_counters_as_integers_conform_exactly():
+def test_insights_counters_as_integers_conform_exactly(openapi, api_get):
     with SandboxServer(string_counters=False) as sandbox:
         start, end = month_window("2025-12")
-        body = get(sandbox, insights_path(sandbox.data.team_urn, start, end), per_page=200).json()
-        assert schema_errors(body, response_schema(INSIGHTS_SPEC, 200)) == []
+        body = api_get(
+            sandbox, insights_path(sandbox.data.team_urn, start, end), per_page=200
+        ).json()
+        assert openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 200)) == []
         assert body["current_page"] == 1 and body["total_pages"] == 1
         assert body["total_items"] == len(body["data_points"]) > 0
 
 
-def test_the_counter_allowance_excuses_nothing_else(server):
+def test_the_counter_allowance_excuses_nothing_else(openapi, api_get, server):
     start, end = month_window("2026-01")
-    body = get(server, insights_path(server.data.team_urn, start, end)).json()
+    body = api_get(server, insights_path(server.data.team_urn, start, end)).json()
     body["total_items"] = "many"
     body["total_pages"] = 2.0
     body["data_points"][0]["total_amount"] = 12.45
     body["data_points"][1]["invoice_uuid"] = "x"
     body["data_points"][2]["start_date"] = "2026-01-32"
     del body["current_page"]
-    errors = schema_errors(body, response_schema(INSIGHTS_SPEC, 200))
+    errors = openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 200))
     left = [e for e in errors if e not in counter_deviations(body)]
     assert "$.total_items: expected integer, got str 'many'" in left
     assert "$.total_pages: expected integer, got float 2.0" in left
@@ -312,12 +227,12 @@ def test_the_counter_allowance_excuses_nothing_else(server):
 
 @pytest.mark.parametrize("month", ["2026-01", "2025-12"])
 @pytest.mark.parametrize("cap", [200, 25])
-def test_insights_pages_add_up_to_the_window(month, cap):
+def test_insights_pages_add_up_to_the_window(openapi, api_get, month, cap):
     """At per_page=200, and with the server capping pages at 25, the union of the pages is the
     data's points of the window, in order, with the counters as strings on every page."""
     with SandboxServer(max_per_page=cap) as sandbox:
         start, end = month_window(month)
-        points, bodies = all_insight_pages(sandbox, start, end, per_page=200)
+        points, bodies = all_insight_pages(openapi, api_get, sandbox, start, end, per_page=200)
         expected = [p for p in sandbox.data.insights if start <= p["start_date"] <= end]
         assert points == expected
         assert [p["start_date"] for p in points] == sorted(p["start_date"] for p in points)
@@ -333,14 +248,14 @@ def test_insights_pages_add_up_to_the_window(month, cap):
             assert len(expected) < 200
 
 
-def test_insights_default_to_20_per_page_and_a_page_past_the_end_is_empty(server):
+def test_insights_default_to_20_per_page_and_a_page_past_the_end_is_empty(api_get, server):
     start, end = month_window("2026-01")
     path = insights_path(server.data.team_urn, start, end)
-    first = get(server, path).json()
+    first = api_get(server, path).json()
     assert len(first["data_points"]) == 20
     total = len(points_by_month(server)["2026-01"])
     assert first["total_pages"] == str(-(-total // 20))
-    past = get(server, path, per_page=200, page=9).json()
+    past = api_get(server, path, per_page=200, page=9).json()
     assert past == {
         "data_points": [],
         "total_items": str(total),
@@ -349,11 +264,11 @@ def test_insights_default_to_20_per_page_and_a_page_past_the_end_is_empty(server
     }
 
 
-def test_insights_window_is_inclusive_and_at_most_31_days(server):
+def test_insights_window_is_inclusive_and_at_most_31_days(openapi, api_get, server):
     urn = server.data.team_urn
-    one_day = get(server, insights_path(urn, "2026-01-15", "2026-01-15"), per_page=200).json()
+    one_day = api_get(server, insights_path(urn, "2026-01-15", "2026-01-15"), per_page=200).json()
     assert {p["start_date"] for p in one_day["data_points"]} == {"2026-01-15"}
-    span = get(server, insights_path(urn, "2026-01-01", "2026-02-01"), per_page=200).json()
+    span = api_get(server, insights_path(urn, "2026-01-01", "2026-02-01"), per_page=200).json()
     assert span["total_items"] == str(
         len(points_by_month(server)["2026-01"])
         + sum(p["start_date"] == "2026-02-01" for p in server.data.insights)
@@ -364,29 +279,29 @@ def test_insights_window_is_inclusive_and_at_most_31_days(server):
         ("2026-01-01", "2026-13-01"),  # not a date
         ("20260101", "2026-01-02"),  # not YYYY-MM-DD
     ]:
-        resp = get(server, insights_path(urn, start, end))
+        resp = api_get(server, insights_path(urn, start, end))
         assert resp.status_code == 400, (start, end)
         body = checked(resp)
-        assert schema_errors(body, response_schema(INSIGHTS_SPEC, 400)) == []
+        assert openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 400)) == []
         assert body["id"] == "bad_request" and body["message"]
 
 
-def test_insights_of_another_team_are_not_found(server):
+def test_insights_of_another_team_are_not_found(openapi, api_get, server):
     for urn in (
         "do:team:00000000-0000-0000-0000-000000000000",
         f"do:teamgroup:{server.data.team['uuid']}",
         server.data.team["uuid"],
     ):
-        resp = get(server, insights_path(urn, "2026-01-01", "2026-01-31"))
+        resp = api_get(server, insights_path(urn, "2026-01-01", "2026-01-31"))
         assert resp.status_code == 404
         body = checked(resp)
-        assert schema_errors(body, response_schema(INSIGHTS_SPEC, 404)) == []
+        assert openapi.errors(body, openapi.schema(INSIGHTS_SPEC, 404)) == []
         assert body["id"] == "not_found"
 
 
-def test_no_insights_before_december_2025(server):
+def test_no_insights_before_december_2025(api_get, server):
     assert min(p["start_date"] for p in server.data.insights) == "2025-12-01"
-    resp = get(server, insights_path(server.data.team_urn, "2025-11-01", "2025-11-30"))
+    resp = api_get(server, insights_path(server.data.team_urn, "2025-11-01", "2025-11-30"))
     assert resp.status_code == 200
     assert resp.json() == {
         "data_points": [],
@@ -394,14 +309,14 @@ def test_no_insights_before_december_2025(server):
         "total_pages": "0",
         "current_page": "1",
     }
-    straddle = get(
+    straddle = api_get(
         server, insights_path(server.data.team_urn, "2025-11-15", "2025-12-02"), per_page=200
     ).json()
     assert {p["start_date"] for p in straddle["data_points"]} == {"2025-12-01", "2025-12-02"}
 
 
-def test_identical_points_on_one_day_are_both_served(server):
-    served = get(
+def test_identical_points_on_one_day_are_both_served(api_get, server):
+    served = api_get(
         server, insights_path(server.data.team_urn, "2026-01-15", "2026-01-15"), per_page=200
     ).json()["data_points"]
     repeated = [p for p, n in Counter(json.dumps(p) for p in served).items() if n == 2]
@@ -442,11 +357,11 @@ def test_insights_are_estimates_close_to_the_invoices(server):
 
 
 # -- billing history -----------------------------------------------------------------------------
-def test_billing_history_conforms_and_keeps_an_unknown_type(server):
-    resp = get(server, HISTORY, per_page=200)
+def test_billing_history_conforms_and_keeps_an_unknown_type(openapi, api_get, server):
+    resp = api_get(server, HISTORY, per_page=200)
     assert resp.status_code == 200
     body = checked(resp)
-    errors = schema_errors(body, response_schema(HISTORY, 200))
+    errors = openapi.errors(body, openapi.schema(HISTORY, 200))
     unknown = unknown_type_deviations(errors)
     assert errors == unknown
     assert len(unknown) == 1 and "'Promotion'" in unknown[0]
@@ -483,12 +398,12 @@ def test_billing_history_points_at_the_invoices(server):
 
 
 @pytest.mark.parametrize("with_total", [True, False])
-def test_billing_history_pages_like_the_invoice_list(with_total):
+def test_billing_history_pages_like_the_invoice_list(openapi, api_get, with_total):
     """Default 20 per page, `links.pages` absolute and pointing at the real API; `meta.total`
     only when the server sends it; following `next` gives every entry once, in order."""
     with SandboxServer(history_total=with_total, max_per_page=25) as sandbox:
         expected = sandbox.data.billing_history
-        first = get(sandbox, HISTORY).json()
+        first = api_get(sandbox, HISTORY).json()
         assert len(first["billing_history"]) == 20
         assert first["links"]["pages"]["next"] == (
             "https://api.digitalocean.com/v2/customers/my/billing_history?page=2&per_page=20"
@@ -496,9 +411,9 @@ def test_billing_history_pages_like_the_invoice_list(with_total):
         assert ("total" in first["meta"]) is with_total
         seen, page, bodies = [], 1, []
         while True:
-            resp = get(sandbox, HISTORY, per_page=200, page=page)
+            resp = api_get(sandbox, HISTORY, per_page=200, page=page)
             body = checked(resp)
-            errors = schema_errors(body, response_schema(HISTORY, 200))
+            errors = openapi.errors(body, openapi.schema(HISTORY, 200))
             errors = [e for e in errors if e not in unknown_type_deviations(errors)]
             assert errors == []
             bodies.append(body)
@@ -518,21 +433,21 @@ def test_billing_history_pages_like_the_invoice_list(with_total):
         assert set(last) == {"first", "prev"}
 
 
-def test_billing_history_rows_match_the_invoice_list_paging(server):
+def test_billing_history_rows_match_the_invoice_list_paging(api_get, server):
     """Same `_paged` as the invoice list: same page sizes, same link shapes."""
-    history = get(server, HISTORY, per_page=7, page=2).json()
-    invoices = get(server, INVOICES, per_page=7, page=2).json()
+    history = api_get(server, HISTORY, per_page=7, page=2).json()
+    invoices = api_get(server, INVOICES, per_page=7, page=2).json()
     assert len(history["billing_history"]) == len(invoices["invoices"]) == 7
     assert set(history["links"]["pages"]) == set(invoices["links"]["pages"])
     assert history["billing_history"] == server.data.billing_history[7:14]
 
 
 # -- balance -------------------------------------------------------------------------------------
-def test_balance_conforms_and_adds_up(server):
-    resp = get(server, BALANCE)
+def test_balance_conforms_and_adds_up(openapi, api_get, server):
+    resp = api_get(server, BALANCE)
     assert resp.status_code == 200
     body = checked(resp)
-    assert schema_errors(body, response_schema(BALANCE, 200)) == []
+    assert openapi.errors(body, openapi.schema(BALANCE, 200)) == []
     assert set(body) == {
         "month_to_date_balance",
         "account_balance",
@@ -547,8 +462,8 @@ def test_balance_conforms_and_adds_up(server):
         decimal_cents(e["amount"]) for e in server.data.billing_history
     )
     assert body["generated_at"].startswith(server.data.preview["invoice_period"])
-    assert DATE_TIME.match(body["generated_at"])
-    assert body == get(server, BALANCE).json()  # fixed, not the clock
+    assert openapi.errors(body["generated_at"], {"type": "string", "format": "date-time"}) == []
+    assert body == api_get(server, BALANCE).json()  # fixed, not the clock
 
 
 def test_the_data_is_deterministic_and_copies_deeply(server):
