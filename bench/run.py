@@ -323,8 +323,8 @@ def main() -> int:
         "",
         "## One month through the Dagster CLI, as a whole process\n",
         "`dagster asset materialize -m pipeline.definitions --select '*' --partition 2024-05` "
-        "against the built-in sandbox (every asset: raw pages, invoices, items, summaries, daily costs, "
-        "billing history, balance; and their ten checks):\n",
+        "against the built-in sandbox (every asset: raw pages, invoices, items, summaries, "
+        "daily costs, billing history, balance; and their ten checks):\n",
         "| total s | Python imports s | Dagster run start and event log s | work (steps) s |",
         "|---:|---:|---:|---:|",
         f"| {cli['wall']:.2f} | {cli['imports']:.2f} | {cli['overhead']:.2f} | {cli['work']:.2f} |",
