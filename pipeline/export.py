@@ -1,9 +1,10 @@
-"""Export the normalized tables as Parquet, hive-partitioned by invoice_period.
+"""Export every table of every source as Parquet, hive-partitioned by its month column.
 
 `python -m pipeline.export [--months 2024-05 …] [--out data/export]` writes
-`<out>/<table>/invoice_period=<YYYY-MM>/data.parquet`, so Spark, Trino, BigQuery or a bucket can
-read the warehouse when one DuckDB file is outgrown. Re-exporting a month replaces that month's
-folder only (written beside it, then swapped in).
+`<out>/<table>/<month column>=<YYYY-MM>/data.parquet` (`invoice_period` for the invoice tables,
+`usage_month` for daily_costs, …), so Spark, Trino, BigQuery or a bucket can read the warehouse
+when one DuckDB file is outgrown. Re-exporting a month replaces that month's folders only
+(written beside them, then swapped in).
 """
 
 import argparse
@@ -16,15 +17,19 @@ import pyarrow.parquet as pq
 
 from pipeline.partitions import validate_periods
 from pipeline.settings import get_settings
+from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
 
-TABLES = ("invoices", "invoice_items", "invoice_summaries")
-# Constant queries per table (names from TABLES only); months are bound parameters.
+# Every table the sources declare, with the column that holds its month.
+TABLES = {table.name: table.partition_column for source in SOURCES for table in source.tables}
+# Constant queries per table (names from the declarations only); months are bound parameters.
 MONTH_ROWS = {
-    table: f"SELECT * EXCLUDE (invoice_period) FROM {table} WHERE invoice_period = ?"  # noqa: S608
-    for table in TABLES
+    table: f"SELECT * EXCLUDE ({column}) FROM {table} WHERE {column} = ?"  # noqa: S608
+    for table, column in TABLES.items()
 }
-ALL_MONTHS = "SELECT DISTINCT invoice_period FROM invoices ORDER BY 1"
+# Table and column names come from the declarations, never from input.
+UNION_OF_MONTHS = " UNION ".join(f"SELECT {c} FROM {t}" for t, c in TABLES.items())  # noqa: S608
+ALL_MONTHS = UNION_OF_MONTHS + " ORDER BY 1"
 
 
 def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None) -> list[Path]:
@@ -34,9 +39,9 @@ def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None)
         if months is None:
             months = [row[0] for row in con.execute(ALL_MONTHS).fetchall()]
         for month in validate_periods(months) if months else []:
-            for table in TABLES:
+            for table, column in TABLES.items():
                 rows = con.sql(MONTH_ROWS[table], params=[month]).to_arrow_table()
-                folder = out / table / f"invoice_period={month}"
+                folder = out / table / f"{column}={month}"
                 staging = folder.with_name(folder.name + ".tmp")
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir(parents=True)

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.assets import ASSETS
 from pipeline.checks import CHECKS
-from pipeline.export import export
+from pipeline.export import TABLES, export
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
 from pipeline.warehouse.store import Warehouse
@@ -455,7 +455,8 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, rows,
     months = {row[0] for row in rows(path, "SELECT invoice_period FROM invoices")}
     folders = {p.name for p in (out / "invoice_items").iterdir()}
     assert folders == {f"invoice_period={m}" for m in months}
-    assert len(files) == 3 * len(months)
+    assert len(files) == len(TABLES) * len(months)
+    assert {p.name for p in (out / "daily_costs").iterdir()} == {f"usage_month={m}" for m in months}
     exported = duckdb.execute(
         "SELECT count(*), sum(amount) FROM read_parquet(?, hive_partitioning = true)",
         [f"{out}/invoice_items/*/*.parquet"],
@@ -466,7 +467,8 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, rows,
     month = sorted(months)[3]
     export(Warehouse(path), out, [month])
     changed = {p for p in out.rglob("*.parquet") if p.stat().st_mtime_ns != stamps.get(p)}
-    assert changed and all(f"invoice_period={month}" in str(p) for p in changed)
+    assert len(changed) == len(TABLES)
+    assert all(str(p.parent.name).endswith(f"={month}") for p in changed)
     assert set(out.rglob("*.parquet")) == set(stamps)
 
 
