@@ -98,5 +98,5 @@ def load_summary(tables: Sequence[Table], frames: dict[str, pd.DataFrame], perio
     """The run log's line: `loaded 3 month(s) 2024-01…2024-03: 3 invoices, 90 items, 1.00 USD`."""
     counts = ", ".join(f"{len(frames[t.name])} {t.noun or t.name}" for t in tables)
     first = frames[tables[0].name]
-    total = money(first["amount"].sum()) if "amount" in first and len(first) else money(0)
-    return f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}, {total}"
+    total = f", {money(first['amount'].sum() if len(first) else 0)}" if "amount" in first else ""
+    return f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}{total}"

@@ -1,8 +1,18 @@
-"""`make run`: load every month from the start period through the open month, then summarize."""
+"""`make run`: load every month of every source, from the start period through the open month.
+
+The run is recorded in the Dagster instance under `DAGSTER_HOME` (the Makefile sets it to the
+repository root), so `make dev` shows what it loaded. The log shows the pipeline's own lines, not
+Dagster's event stream; `VERBOSE=1` (or `-v`) shows everything.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 
@@ -10,19 +20,49 @@ from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.store import Warehouse
 
 SUMMARY = """
-    SELECT i.invoice_period AS month,
-           count(*) AS invoices,
-           CAST(sum(i.items_total) AS BIGINT) AS items,
-           sum(i.amount) AS total_usd,
-           string_agg(DISTINCT i.status, ',') AS status
-    FROM invoices AS i
-    WHERE list_contains(CAST($periods AS VARCHAR[]), i.invoice_period)
-    GROUP BY ALL
-    ORDER BY month
+    WITH months AS (SELECT unnest(CAST($periods AS VARCHAR[])) AS month),
+    inv AS (
+        SELECT invoice_period AS month, count(*) AS invoices, sum(items_total) AS items,
+               sum(amount) AS invoiced
+        FROM invoices GROUP BY ALL
+    ),
+    daily AS (SELECT usage_month AS month, count(*) AS points FROM daily_costs GROUP BY ALL),
+    history AS (SELECT entry_month AS month, count(*) AS entries FROM billing_history GROUP BY ALL)
+    SELECT left(m.month, 4) AS year,
+           count(*) AS months,
+           CAST(coalesce(sum(inv.invoices), 0) AS BIGINT) AS invoices,
+           CAST(coalesce(sum(inv.items), 0) AS BIGINT) AS items,
+           coalesce(sum(inv.invoiced), 0) AS invoiced_usd,
+           CAST(coalesce(sum(daily.points), 0) AS BIGINT) AS daily_points,
+           CAST(coalesce(sum(history.entries), 0) AS BIGINT) AS history_entries
+    FROM months AS m
+    LEFT JOIN inv USING (month) LEFT JOIN daily USING (month) LEFT JOIN history USING (month)
+    GROUP BY ALL ORDER BY year
+"""
+OPEN_MONTH = """
+    SELECT (SELECT sum(amount) FROM invoices WHERE status = 'preview') AS preview,
+           (SELECT arg_max(month_to_date_usage, generated_at) FROM balance) AS usage,
+           (SELECT max(generated_at) FROM balance) AS as_of
 """
 
 
-def main() -> int:
+def instance() -> dg.DagsterInstance:
+    """The instance `make dev` reads: DAGSTER_HOME's, else this folder's when it holds the
+    project's dagster.yaml, else a throwaway one (said so)."""
+    if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+    if os.environ.get("DAGSTER_HOME"):
+        Path("data/dagster").mkdir(parents=True, exist_ok=True)
+        return dg.DagsterInstance.get()
+    print("DAGSTER_HOME is not set: this run is not recorded for the UI", file=sys.stderr)
+    return dg.DagsterInstance.ephemeral()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
+    args = parser.parse_args(argv)
+    verbose = args.verbose or os.environ.get("VERBOSE", "") not in ("", "0")
     try:
         settings = get_settings()
     except SettingsError as exc:
@@ -33,14 +73,21 @@ def main() -> int:
     from pipeline.partitions import monthly_partitions
 
     keys = monthly_partitions.get_partition_keys()
-    result = defs.resolve_job_def("invoices_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={
-            "dagster/asset_partition_range_start": keys[0],
-            "dagster/asset_partition_range_end": keys[-1],
-        },
-        raise_on_error=False,
-    )
+    source = "your DigitalOcean bill" if settings.token else "the built-in SANDBOX API"
+    print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
+    started = time.monotonic()
+    with instance() as dagster:
+        result = defs.resolve_job_def("invoices_job").execute_in_process(
+            instance=dagster,
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}
+            },
+            tags={
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[-1],
+            },
+            raise_on_error=False,
+        )
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data:
@@ -49,12 +96,17 @@ def main() -> int:
         return 1
     warehouse = Warehouse(settings.warehouse_path)
     summary = warehouse.query(SUMMARY, {"periods": keys})
+    (open_month,) = warehouse.query(OPEN_MONTH).itertuples(index=False)
     print()
     print(summary.to_string(index=False))
+    if open_month.as_of is not None:
+        print(
+            f"\nOpen month {keys[-1]}: {open_month.preview} USD so far (invoice preview); "
+            f"month-to-date usage {open_month.usage} USD (balance of {open_month.as_of:%Y-%m-%d})"
+        )
     print(
-        f"\n{len(summary)} months, {int(summary['invoices'].sum())} invoices, "
-        f"{int(summary['items'].sum())} items, {summary['total_usd'].sum()} USD "
-        f"→ {warehouse.path}"
+        f"Done in {time.monotonic() - started:.0f} s → {warehouse.path}; "
+        "`make dev` shows the run, its months and checks."
     )
     return 0
 

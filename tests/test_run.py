@@ -1,0 +1,56 @@
+"""`make run` as a new user sees it: a short readable log, and a run `make dev` can show."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_LINES = 40
+
+
+def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(tmp_path),
+        "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+        "INVOICE_START_PERIOD": "2026-06",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert len(lines) <= MAX_LINES, "\n".join(lines)
+    assert not [line for line in lines if " - DEBUG - " in line]
+    assert lines[0].startswith("Loading 2026-06…") and "SANDBOX" in lines[0]
+    assert any(line.split()[:3] == ["year", "months", "invoices"] for line in lines)
+    assert lines[-1].startswith("Done in ") and str(tmp_path / "warehouse.duckdb") in lines[-1]
+
+    os.environ["DAGSTER_HOME"], before = str(tmp_path), os.environ.get("DAGSTER_HOME")
+    cwd = Path.cwd()
+    try:
+        os.chdir(tmp_path)  # dagster.yaml's storage paths are relative to the working directory
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            months = instance.get_materialized_partitions(dg.AssetKey("invoices"))
+    finally:
+        os.chdir(cwd)
+        if before is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = before
+    assert len(runs) == 1 and runs[0].is_success
+    assert "2026-06" in months and len(months) >= 6
