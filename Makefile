@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export migrate replay bench lint lock clean
+.PHONY: run test dev backfill export migrate doctor replay bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ $(VENV)/.test: requirements-test.lock $(VENV)/.runtime
 	$(BIN)/pip install -q -r requirements-test.lock
 	touch $@
 
-run: $(VENV)/.runtime  ## load every month into the warehouse and print a summary
-	$(BIN)/python -m pipeline.run
+run: $(VENV)/.runtime  ## load every month into the warehouse and print a summary (VERBOSE=1: the full Dagster log)
+	$(BIN)/python -m pipeline.run $(if $(filter-out 0,$(VERBOSE)),-v)
 
 test: $(VENV)/.test  ## run the test suite
 	$(BIN)/python -m pytest -q
@@ -42,8 +42,11 @@ export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: ma
 migrate: $(VENV)/.runtime  ## bring the warehouse's schema up to date (every run also does)
 	$(BIN)/python -m pipeline.warehouse.migrate
 
+doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file and the Dagster instance
+	$(BIN)/python -m pipeline.doctor
+
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
-	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
+	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
 	$(BIN)/python -m pipeline.replay $(SOURCE) $(FROM) $(TO)
 
 $(VENV)/.bench: $(VENV)/.runtime

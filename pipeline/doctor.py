@@ -1,0 +1,345 @@
+"""`make doctor`: is this set-up ready to run? One line per check, ✓ or ✗, and what to fix.
+
+Like `dbt debug`: it reads the settings, calls the API with the pipeline's own client (the
+built-in sandbox when no token is set, so that path is checked too), opens the warehouse file
+and reads Dagster's instance configuration. It creates the warehouse's folder if it is missing
+and nothing else: no migration, no table, no run, no new warehouse file. The token is never
+printed; the team it belongs to is.
+
+Command line: `python -m pipeline.doctor` (exit code 0 when every check passed, else 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+import yaml
+
+from pipeline.api import ApiError, AuthError, DigitalOceanClient, RetryPolicy
+from pipeline.sandbox import SandboxServer
+from pipeline.settings import ENV_FILE, Settings, SettingsError, get_settings
+from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
+from pipeline.warehouse.store import Warehouse, WarehouseBusyError
+
+BALANCE_PATH = "/v2/customers/my/balance"
+ACCOUNT_PATH = "/v2/account"
+TOKENS_PAGE = "https://cloud.digitalocean.com/account/api/tokens"
+# Long enough for a slow network, short enough that a person waits for the answer.
+API_TIMEOUT = 10.0
+LOCK_TIMEOUT = 2.0
+MARKS = {True: "✓", False: "✗", None: "–"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report. `ok` is None for a check that was not run because an earlier
+    one failed: that failure is the problem to fix, so it is not counted twice."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+    def line(self) -> str:
+        return f"{MARKS[self.ok]} {self.name}: {self.detail}"
+
+
+class _Quiet:
+    """A log for the client that drops its retry warnings: the check's own line says it all."""
+
+    def info(self, msg: str) -> None:
+        pass
+
+    def warning(self, msg: str) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _silenced(logger: str) -> Iterator[None]:
+    """Mute a library logger for a block (the store's "locked; retrying" lines)."""
+    log = logging.getLogger(logger)
+    before = log.disabled
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = before
+
+
+# -- 1. configuration ---------------------------------------------------------------------------
+def check_settings(cwd: Path | None = None) -> Check:
+    """The settings validate, as every entry point reads them: say which `.env` was read and
+    whether runs use the sandbox or the real API. `SettingsError` never contains the token."""
+    env_file = (cwd or Path.cwd()) / ENV_FILE
+    source = f"read {env_file}" if env_file.is_file() else f"no {ENV_FILE} in {env_file.parent}"
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        where = f"in {env_file} or the environment" if env_file.is_file() else "in the environment"
+        return Check("configuration", False, f"{exc}. Fix it {where} ({source})")
+    if settings.token is None:
+        mode = "no DIGITALOCEAN_TOKEN, so runs use the built-in sandbox API (sample data)"
+    else:
+        mode = f"DIGITALOCEAN_TOKEN is set, so runs use the API at {_host(settings.api_url)}"
+    return Check("configuration", True, f"{source}; {mode}")
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[-1]
+
+
+# -- 2. the token -------------------------------------------------------------------------------
+def new_client(url: str, token: str) -> DigitalOceanClient:
+    """The pipeline's client, with one retry and a short timeout: a person is waiting."""
+    return DigitalOceanClient(
+        url, token, retry=RetryPolicy(attempts=2), timeout=API_TIMEOUT, log=_Quiet()
+    )
+
+
+def _api_failure(exc: ApiError, scope: str, host: str) -> str:
+    """What an API error means for the person running the check, and what to do about it."""
+    if isinstance(exc, AuthError) and exc.status == 401:
+        return (
+            "the token is not valid or was revoked (HTTP 401): create a new token with the "
+            f"billing:read and account:read scopes at {TOKENS_PAGE} and set DIGITALOCEAN_TOKEN"
+        )
+    if isinstance(exc, AuthError):
+        return (
+            f"the token lacks {scope} (HTTP {exc.status}): create a token that has it at "
+            f"{TOKENS_PAGE} and set DIGITALOCEAN_TOKEN"
+        )
+    if exc.status is not None:  # a 404 or another answer the API does not give
+        return f"{host} answered {exc}: check that DIGITALOCEAN_API_URL points at the API"
+    return f"cannot reach {host}: {exc}. Check DIGITALOCEAN_API_URL and the network"
+
+
+def _billing(client: DigitalOceanClient) -> tuple[Check, ApiError | None]:
+    try:
+        client.get_page(BALANCE_PATH, None, "billing:read")
+    except ApiError as exc:
+        failure = _api_failure(exc, "billing:read", client.host)
+        return Check("API, billing:read", False, failure), exc
+    return Check("API, billing:read", True, f"{client.host} answered GET {BALANCE_PATH}"), None
+
+
+def check_billing(client: DigitalOceanClient) -> Check:
+    """The API answers and the token reads billing: the call every billing asset depends on."""
+    return _billing(client)[0]
+
+
+def check_account(client: DigitalOceanClient) -> Check:
+    """The token reads the account (`daily_costs` needs its team); names the team, so a person
+    can tell which token this is without seeing it."""
+    try:
+        page = client.get_page(ACCOUNT_PATH, None, "account:read")
+    except ApiError as exc:
+        detail = _api_failure(exc, "account:read", client.host)
+        if isinstance(exc, AuthError) and exc.status == 403:
+            detail += "; only daily_costs needs it, the other assets load without it"
+        return Check("account:read", False, detail)
+    account = page.data.get("account")
+    team = account.get("team") if isinstance(account, dict) else None
+    if not isinstance(team, dict) or not team.get("uuid"):
+        return Check(
+            "account:read",
+            False,
+            f"GET {ACCOUNT_PATH} answered without account.team.uuid, which daily_costs needs",
+        )
+    return Check("account:read", True, f'team "{team.get("name")}" ({team["uuid"]})')
+
+
+def check_api(url: str, token: str) -> list[Check]:
+    """Billing, then the account; the account is only asked when the first call got through or
+    was refused for its scope alone, else its line would repeat the same problem."""
+    with new_client(url, token) as client:
+        billing, error = _billing(client)
+        if error is not None and not (isinstance(error, AuthError) and error.status == 403):
+            return [billing, Check("account:read", None, "not checked: see the line above")]
+        return [billing, check_account(client)]
+
+
+def check_token(settings: Settings) -> list[Check]:
+    """The token against the configured API, or, without one, the built-in sandbox for the
+    length of the check, so the path `make run` takes without a token is exercised too."""
+    if settings.token is not None:
+        return check_api(settings.api_url, settings.token.get_secret_value())
+    with SandboxServer() as sandbox:
+        note = Check(
+            "token",
+            True,
+            f"not set: checking the built-in sandbox API instead, started at "
+            f"{_host(sandbox.url)} for this check",
+        )
+        return [note, *check_api(sandbox.url, sandbox.token)]
+
+
+# -- 3. the warehouse file ----------------------------------------------------------------------
+def _folder_writable(folder: Path) -> str | None:
+    """Create the folder if missing and write a scratch file in it; the error, or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return f"its folder {folder} is not writable ({exc.strerror or exc})"
+    return None
+
+
+def check_warehouse(path: Path) -> Check:
+    """The folder is writable, the file is not locked by another process, and its schema is
+    this code's. Read-only: nothing is migrated, and a missing file is not created."""
+    name = f"warehouse {path}"
+    problem = _folder_writable(path.parent)
+    if problem:
+        return Check(name, False, f"{problem}: fix its permissions or set WAREHOUSE_PATH")
+    if not path.exists():
+        return Check(
+            name, True, "not created yet; its folder is writable (the first run creates it)"
+        )
+    try:
+        with _silenced("pipeline.warehouse.store"):
+            with Warehouse(path, lock_timeout=LOCK_TIMEOUT).connect() as con:
+                version = schema_version(con)
+    except WarehouseBusyError:
+        return Check(
+            name,
+            False,
+            "locked by another process (a run, or a session that has it open): close it",
+        )
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        return Check(name, False, f"cannot be opened as a DuckDB file: {first}")
+    if version > LATEST_VERSION:
+        return Check(
+            name,
+            False,
+            f"schema version {version} is newer than this code's {LATEST_VERSION}: update the "
+            "code before using this file",
+        )
+    if version < LATEST_VERSION:
+        behind = LATEST_VERSION - version
+        return Check(
+            name,
+            True,
+            f"schema version {version}, {behind} behind: run `make migrate` (every run also does)",
+        )
+    return Check(name, True, f"not locked, schema version {version} (current)")
+
+
+# -- 4. the Dagster instance --------------------------------------------------------------------
+def _runs_dir(config: Mapping[str, Any], home: Path) -> Path | str:
+    """Where the instance keeps its runs: a folder for SQLite storage, else the storage's name."""
+    storage = config.get("storage")
+    if isinstance(storage, Mapping) and storage:
+        kind, options = next(iter(storage.items()))
+        if kind != "sqlite":
+            return kind
+        base = options.get("base_dir") if isinstance(options, Mapping) else None
+        if isinstance(base, Mapping) and "env" in base:
+            base = os.environ.get(str(base["env"]))
+        return Path(base) if isinstance(base, str) else home
+    run_storage = config.get("run_storage")
+    if isinstance(run_storage, Mapping):
+        return f"run_storage {run_storage.get('class')}"
+    return home
+
+
+def _run_count(runs_dir: Path) -> int | None:
+    """How many runs the instance holds, read from its SQLite file without writing to it."""
+    db = runs_dir / "history" / "runs.db"
+    if not db.is_file():
+        return None
+    # A reader of a WAL database creates its -wal and -shm files when they are missing; they are
+    # missing when no one has the file open, and then reading it as immutable creates nothing.
+    in_use = all(db.with_name(db.name + suffix).exists() for suffix in ("-wal", "-shm"))
+    uri = f"{db.resolve().as_uri()}?mode=ro" + ("" if in_use else "&immutable=1")
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as con:
+            return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def check_dagster(env: Mapping[str, str] | None = None) -> Check:
+    """DAGSTER_HOME points at a folder whose dagster.yaml Dagster accepts (schedules, the
+    warehouse pool, storage under data/dagster); says where runs are kept. Reads only."""
+    env = os.environ if env is None else env
+    home_value = env.get("DAGSTER_HOME", "")
+    fix = "run `make doctor` (the Makefile sets it), or `export DAGSTER_HOME=$PWD` at the repo root"
+    if not home_value:
+        return Check("Dagster", False, f"DAGSTER_HOME is not set: {fix}")
+    home = Path(home_value)
+    if not home.is_absolute() or not home.is_dir():
+        return Check("Dagster", False, f"DAGSTER_HOME={home} is not an absolute folder: {fix}")
+    if not (home / "dagster.yaml").is_file():
+        return Check("Dagster", False, f"DAGSTER_HOME={home} has no dagster.yaml: {fix}")
+    # Dagster's own reader validates the file against the instance schema without creating the
+    # instance (which would create its databases). dagster is pinned, so this private module is.
+    from dagster._core.instance.config import dagster_instance_config
+
+    try:
+        config, _ = dagster_instance_config(str(home))
+    except (yaml.YAMLError, dg.DagsterInvalidConfigError) as exc:  # bad YAML, or not the schema
+        first = str(exc).strip().splitlines()
+        return Check("Dagster", False, f"{home / 'dagster.yaml'}: {' '.join(first[:2])}")
+    runs = _runs_dir(config, home)
+    if isinstance(runs, str):
+        return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs}")
+    count = _run_count(runs if runs.is_absolute() else Path.cwd() / runs)
+    held = "no runs yet" if count is None else f"{count} run{'s' if count != 1 else ''}"
+    return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs} ({held})")
+
+
+# -- all of it ----------------------------------------------------------------------------------
+def run_checks() -> list[Check]:
+    """Every check in order; those that need valid settings wait for them."""
+    checks = [check_settings()]
+    if checks[0].ok:
+        settings = get_settings()
+        checks += check_token(settings)
+        checks.append(check_warehouse(settings.warehouse_path))
+    else:
+        for name in ("API, billing:read", "warehouse"):
+            checks.append(Check(name, None, "not checked: fix the configuration first"))
+    checks.append(check_dagster())
+    return checks
+
+
+def report(checks: Sequence[Check], secret: str | None = None) -> str:
+    """The lines a person reads, and the verdict; the token, should it appear, is masked."""
+    problems = sum(1 for check in checks if check.ok is False)
+    lines = [check.line() for check in checks]
+    lines.append(
+        "all checks passed" if not problems else f"{problems} problem(s): fix the ✗ lines above"
+    )
+    text = "\n".join(lines)
+    return text.replace(secret, "***") if secret else text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m pipeline.doctor",
+        description="Check the settings, the token, the warehouse file and the Dagster instance.",
+    ).parse_args(argv)
+    checks = run_checks()
+    secret = None
+    with contextlib.suppress(SettingsError):
+        token = get_settings().token
+        secret = token.get_secret_value() if token is not None else None
+    print(report(checks, secret))
+    return 0 if all(check.ok is not False for check in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
