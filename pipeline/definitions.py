@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipeline.assets import ASSETS
 from pipeline.checks import CHECKS
+from pipeline.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
 from pipeline.resources import (
     TOKEN_ENV,
     BillingApiResource,
@@ -31,9 +32,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[invoices_job],
-    schedules=[closed_month_schedule, preview_refresh_schedule],
+    asset_checks=[*CHECKS, *FRESHNESS_CHECKS],
+    jobs=[invoices_job, freshness_job],
+    schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
     # Validated settings (environment, then .env) pick the real API or the sandbox.
     resources=resources_for(get_settings()),
     # One process per run: steps share the DuckDB file serially, with no per-step startup cost.

@@ -30,7 +30,11 @@ def expected(server, periods):
 def test_definitions_load():
     job = defs.resolve_job_def("invoices_job")
     assert job.partitions_def is not None
-    assert {s.name for s in defs.schedules} == {"closed_month_schedule", "preview_refresh_schedule"}
+    assert {s.name for s in defs.schedules} == {
+        "closed_month_schedule",
+        "preview_refresh_schedule",
+        "freshness_schedule",
+    }
     dg.Definitions.validate_loadable(defs)
 
 

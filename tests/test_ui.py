@@ -47,6 +47,7 @@ LOCATION = "pipeline.definitions"
 SCHEDULES = {
     "closed_month_schedule": ("0 6 4 * *", "At 06:00 AM UTC, on day 4 of the month"),
     "preview_refresh_schedule": ("0 7 * * *", "At 07:00 AM UTC"),
+    "freshness_schedule": ("0 9 * * *", "At 09:00 AM UTC"),
 }
 # Chromium as root in a machine without outside network: no sandbox, no background traffic.
 CHROMIUM_ARGS = [
