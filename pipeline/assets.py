@@ -100,4 +100,3 @@ def source_assets(source: Source) -> list[dg.AssetsDefinition]:
 
 
 ASSETS = [asset for source in SOURCES for asset in source_assets(source)]
-BY_NAME = {asset.node_def.name: asset for asset in ASSETS}

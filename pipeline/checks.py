@@ -4,7 +4,7 @@ import dagster as dg
 
 from pipeline.partitions import WAREHOUSE_POOL
 from pipeline.resources import WarehouseResource
-from pipeline.sources import SOURCES
+from pipeline.sources import SOURCES, Source
 from pipeline.sources.base import Check
 
 SHOWN_ROWS = 20
@@ -39,10 +39,10 @@ def asset_check(check: Check) -> dg.AssetChecksDefinition:
     return _check
 
 
-CHECKS = [asset_check(check) for source in SOURCES for check in source.checks]
+BY_SOURCE = {source.name: [asset_check(check) for check in source.checks] for source in SOURCES}
+CHECKS = [check for checks in BY_SOURCE.values() for check in checks]
 
 
-def source_checks(source) -> list[dg.AssetChecksDefinition]:
-    """The checks of one source (its position in CHECKS follows SOURCES)."""
-    names = {check.name for check in source.checks}
-    return [c for c in CHECKS if next(iter(c.check_keys)).name in names]
+def source_checks(source: Source) -> list[dg.AssetChecksDefinition]:
+    """The checks of one source."""
+    return BY_SOURCE[source.name]

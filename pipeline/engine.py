@@ -43,9 +43,11 @@ def fetch(
     requests_before = api.stats.requests
     parent = read_targets(source.parent, store, periods) if source.parent else None
     problems: list[str] = []
+    pages: list[tuple] = []
     index: Collection | None = None
     if source.index is not None:
         (index,) = api.fetch([source.index.request()])
+        pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
         problems += index.problems()
         api.log.info(
             f"{source.index.name.replace('_', ' ')}: {len(index.records)} {source.index.noun} "
@@ -57,7 +59,6 @@ def fetch(
             targets = source.targets(Targets(periods, index, parent))
         except InvalidPayloadError as exc:
             problems.append(str(exc))
-    collections: list[Collection] = []
     if not problems and source.endpoint is not None:
         endpoint = source.endpoint
         api.log.info(
@@ -69,14 +70,10 @@ def fetch(
             Progress(source.progress_name, source.target_noun),
         )
         problems += [problem for c in collections for problem in c.problems()]
-    pages: list[tuple] = []
-    if source.index is not None and index is not None:
-        pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
-    if source.endpoint is not None:
-        name = source.endpoint.name
-        for target, collection in zip(targets, collections, strict=False):
+        for target, collection in zip(targets, collections, strict=True):
             pages += [
-                (name, target.key, target.partition, p.page, p.body) for p in collection.pages
+                (endpoint.name, target.key, target.partition, p.page, p.body)
+                for p in collection.pages
             ]
     return RawBatch(
         fetch_id=uuid.uuid4().hex,

@@ -9,26 +9,18 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from pipeline.months import month_of
+from pipeline.months import first_day, month_of, next_month, previous_month
 
 WATCHED = dg.AssetKey("invoices")
 CLOSED_MONTH_DEADLINE_DAY = 4  # the closed_month_schedule loads it on the 4th at 06:00 UTC
 OPEN_MONTH_MAX_AGE = timedelta(hours=36)  # the preview is refreshed every morning
 
 
-def first_of(month: str) -> datetime:
-    return datetime(int(month[:4]), int(month[5:]), 1, tzinfo=UTC)
-
-
-def previous(month: str) -> str:
-    return month_of(first_of(month) - timedelta(days=1))
-
-
 def closed_month_due(now: datetime) -> str:
     """The closed month whose deadline has passed: last month from the 4th on, else the one
     before it."""
-    month = previous(month_of(now))
-    return month if now.day >= CLOSED_MONTH_DEADLINE_DAY else previous(month)
+    month = previous_month(month_of(now))
+    return month if now.day >= CLOSED_MONTH_DEADLINE_DAY else previous_month(month)
 
 
 def last_loaded(instance: dg.DagsterInstance, month: str) -> datetime | None:
@@ -40,8 +32,7 @@ def last_loaded(instance: dg.DagsterInstance, month: str) -> datetime | None:
 
 def closed_month_verdict(now: datetime, loaded: datetime | None, month: str) -> tuple[bool, str]:
     """Loaded after the month closed (so from its final invoice, not the preview)."""
-    closed_at = first_of(month) + timedelta(days=32)
-    closed_at = closed_at.replace(day=1)
+    closed_at = first_day(next_month(month))
     if loaded is not None and loaded >= closed_at:
         return True, f"{month} was loaded after it closed, at {loaded:%Y-%m-%d %H:%M} UTC"
     when = (

@@ -35,7 +35,7 @@ def fetch_metadata(batch: RawBatch, stats: ClientStats) -> dict[str, Any]:
         "fetch_id": batch.fetch_id,
         "targets": len(batch.targets),
         "pages": len(batch.pages),
-        "requests": stats.requests,
+        "requests": batch.requests,
         "retries": stats.retries,
         "rate_limited": stats.rate_limited,
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 MONTH_FORMAT = "%Y-%m"
 # A month as DigitalOcean writes `invoice_period`; RE2 (DuckDB) and Python read it alike.
@@ -23,3 +23,16 @@ def is_month(value: object) -> bool:
 
 def month_of(when: datetime) -> str:
     return when.strftime(MONTH_FORMAT)
+
+
+def first_day(month: str) -> datetime:
+    """Midnight UTC on the month's first day."""
+    return datetime(int(month[:4]), int(month[5:]), 1, tzinfo=UTC)
+
+
+def previous_month(month: str) -> str:
+    return month_of(first_day(month) - timedelta(days=1))
+
+
+def next_month(month: str) -> str:
+    return month_of(first_day(month) + timedelta(days=32))

@@ -1,10 +1,8 @@
 """The job and its two schedules: the month just closed, and the open month every day."""
 
-from datetime import timedelta
-
 import dagster as dg
 
-from pipeline.months import month_of
+from pipeline.months import month_of, previous_month
 from pipeline.partitions import monthly_partitions
 
 invoices_job = dg.define_asset_job(
@@ -22,7 +20,7 @@ invoices_job = dg.define_asset_job(
     description="On the 4th, once invoices are issued, load the month that just closed.",
 )
 def closed_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    closed = month_of(context.scheduled_execution_time.replace(day=1) - timedelta(days=1))
+    closed = previous_month(month_of(context.scheduled_execution_time))
     return dg.RunRequest(run_key=closed, partition_key=closed)
 
 

@@ -16,6 +16,7 @@ from pipeline.assets import source_assets
 from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
+from pipeline.sources.invoices import landed_invoices
 from pipeline.warehouse.store import Warehouse
 
 MONTHS = ["2024-02", "2024-03"]
@@ -114,15 +115,7 @@ def summary_amounts(raw: RawData, loaded_at: datetime) -> Normalized:
 
 
 def every_invoice_of_the_months(found: Targets) -> list[Target]:
-    return [
-        Target(key, period, status, path_key="preview" if status == "preview" else None)
-        for key, period, status in zip(
-            found.parent["target_key"],
-            found.parent["partition_key"],
-            found.parent["status"],
-            strict=True,
-        )
-    ]
+    return landed_invoices(found.parent)
 
 
 TOY = Source(

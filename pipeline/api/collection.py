@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.api.decoding import Page
@@ -21,7 +21,6 @@ class PageRequest:
     primary_key: str | None = None  # a row field that is unique within the collection
     missing: str = "answers 404"  # said when the server does not know the path
     scope: str = "billing:read"  # the token scope it needs, named when the server refuses
-    context: Any = field(default=None, compare=False)  # the caller's handle on this request
 
     @property
     def name(self) -> str:

@@ -56,7 +56,6 @@ class Endpoint:
             primary_key=self.primary_key,
             missing=missing,
             scope=self.scope,
-            context=target,
         )
 
 

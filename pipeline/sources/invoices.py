@@ -273,14 +273,8 @@ INVOICES_PATH = "/v2/customers/my/invoices"
 INVOICE_PATH = INVOICES_PATH + "/{key}"
 
 
-def invoice_target(entry: Any, status: str) -> Target:
-    """An invoice to load; the preview's items are served under the literal `preview`."""
-    uuid = entry.get("invoice_uuid") if isinstance(entry, dict) else None
-    period = entry.get("invoice_period") if isinstance(entry, dict) else None
-    if not isinstance(uuid, str) or not uuid or not isinstance(period, str):
-        raise InvalidPayloadError(
-            [f"invoice list entry lacks invoice_uuid or invoice_period: {json.dumps(entry)[:200]}"]
-        )
+def invoice_target(uuid: str, period: str, status: str, entry: Any = None) -> Target:
+    """An invoice to fetch for; the preview's pages are served under the literal `preview`."""
     return Target(
         key=uuid,
         partition=period,
@@ -291,6 +285,43 @@ def invoice_target(entry: Any, status: str) -> Target:
     )
 
 
+def listed_invoice(entry: Any, status: str) -> Target:
+    """An invoice-list entry (or the preview) as a target, refused without its uuid and period."""
+    uuid = entry.get("invoice_uuid") if isinstance(entry, dict) else None
+    period = entry.get("invoice_period") if isinstance(entry, dict) else None
+    if not isinstance(uuid, str) or not uuid or not isinstance(period, str):
+        raise InvalidPayloadError(
+            [f"invoice list entry lacks invoice_uuid or invoice_period: {json.dumps(entry)[:200]}"]
+        )
+    return invoice_target(uuid, period, status, entry)
+
+
+def landed_invoices(targets: pd.DataFrame) -> list[Target]:
+    """The invoices a landed invoice fetch set out to load (its raw targets), as targets again:
+    what a child source, such as the summaries, fetches for."""
+    return [
+        invoice_target(uuid, period, status)
+        for uuid, period, status in zip(
+            targets["target_key"], targets["partition_key"], targets["status"], strict=True
+        )
+    ]
+
+
+def invoice_pages(raw: RawData, endpoint: str) -> pd.DataFrame:
+    """An endpoint's landed pages with the invoice each belongs to and its status."""
+    pages = raw.pages_of(endpoint)
+    status = dict(zip(raw.targets["target_key"], raw.targets["status"], strict=True))
+    return pd.DataFrame(
+        {
+            "invoice_uuid": pages["request_key"].to_numpy(),
+            "invoice_period": pages["partition_key"].to_numpy(),
+            "status": pages["request_key"].map(status).to_numpy(),
+            "page": pages["page"].to_numpy(),
+            "body": pages["body"].to_numpy(),
+        }
+    )
+
+
 def month_invoices(found: Targets) -> list[Target]:
     """The invoices that make up each month: its final invoices, else the preview.
 
@@ -298,12 +329,12 @@ def month_invoices(found: Targets) -> list[Target]:
     """
     assert found.index is not None
     wanted = set(found.periods)
-    listed = [invoice_target(entry, "final") for entry in found.index.records]
+    listed = [listed_invoice(entry, "final") for entry in found.index.records]
     chosen = [target for target in listed if target.partition in wanted]
     closed = {target.partition for target in chosen}
     preview = found.index.pages[0].data.get("invoice_preview") if found.index.pages else None
     if preview:
-        target = invoice_target(preview, "preview")
+        target = listed_invoice(preview, "preview")
         if target.partition in wanted - closed:
             chosen.append(target)
     return chosen
@@ -313,7 +344,7 @@ def _first_page_totals(pages: pd.DataFrame) -> dict[str, int | None]:
     """`meta.total` of each invoice's first item page: the item count the API announced."""
     first = pages[pages["page"] == 1]
     totals: dict[str, int | None] = {}
-    for uuid, body in zip(first["request_key"], first["body"], strict=True):
+    for uuid, body in zip(first["invoice_uuid"], first["body"], strict=True):
         totals[uuid] = LINKS.total(Page.parse(INVOICE_PATH, 1, body))
     return totals
 
@@ -321,8 +352,8 @@ def _first_page_totals(pages: pd.DataFrame) -> dict[str, int | None]:
 def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     """The landed invoice entries and item pages → `invoices` and `invoice_items`."""
     targets = raw.targets
-    item_pages = raw.pages_of("invoice_items")
-    totals = _first_page_totals(item_pages)
+    pages = invoice_pages(raw, "invoice_items")
+    totals = _first_page_totals(pages)
     entries = pd.DataFrame(
         {
             "status": targets["status"].to_numpy(),
@@ -330,16 +361,6 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
                 [totals.get(key) for key in targets["target_key"]], dtype="Int64"
             ),
             "entry": targets["entry"].to_numpy(),
-        }
-    )
-    status = dict(zip(targets["target_key"], targets["status"], strict=True))
-    pages = pd.DataFrame(
-        {
-            "invoice_uuid": item_pages["request_key"].to_numpy(),
-            "invoice_period": item_pages["partition_key"].to_numpy(),
-            "status": item_pages["request_key"].map(status).to_numpy(),
-            "page": item_pages["page"].to_numpy(),
-            "body": item_pages["body"].to_numpy(),
         }
     )
     items, unknown = normalize_items(pages, loaded_at)

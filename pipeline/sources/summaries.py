@@ -23,7 +23,7 @@ from pipeline.sources.base import (
     Targets,
 )
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal, text, where
-from pipeline.sources.invoices import INVOICE_PATH, INVOICES
+from pipeline.sources.invoices import INVOICE_PATH, INVOICES, invoice_pages, landed_invoices
 
 SUMMARY_COLUMNS = [
     "invoice_uuid",
@@ -105,34 +105,11 @@ RECONCILIATION_PROBLEMS = """
 def invoices_of_the_months(found: Targets) -> list[Target]:
     """The invoices the latest good invoice fetch loaded for each month."""
     assert found.parent is not None
-    return [
-        Target(
-            key=key,
-            partition=period,
-            status=status,
-            path_key="preview" if status == "preview" else None,
-            label=f"invoice {key} ({period})",
-        )
-        for key, period, status in zip(
-            found.parent["target_key"],
-            found.parent["partition_key"],
-            found.parent["status"],
-            strict=True,
-        )
-    ]
+    return landed_invoices(found.parent)
 
 
 def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
-    pages = raw.pages_of("invoice_summary")
-    status = dict(zip(raw.targets["target_key"], raw.targets["status"], strict=True))
-    bodies = pd.DataFrame(
-        {
-            "invoice_uuid": pages["request_key"].to_numpy(),
-            "invoice_period": pages["partition_key"].to_numpy(),
-            "status": pages["request_key"].map(status).to_numpy(),
-            "body": pages["body"].to_numpy(),
-        }
-    )
+    bodies = invoice_pages(raw, "invoice_summary")
     return Normalized({"invoice_summaries": normalize_summaries(bodies, loaded_at)})
 
 

@@ -25,25 +25,27 @@ from pipeline.warehouse.migrate import migrate
 log = logging.getLogger(__name__)
 
 PERIODS = "CAST($periods AS VARCHAR[])"
-LATEST = "raw.latest_fetch($source, CAST($periods AS VARCHAR[]))"
-COVERED = f"SELECT partition_key, fetch_id FROM {LATEST}"  # noqa: S608 (constants only)
-RAW_TARGETS = f"""
+# The newest good fetch of a source for each wanted month; read once, then joined as `latest`.
+LATEST = """
+    SELECT partition_key, fetch_id
+    FROM raw.latest_fetch($source, CAST($periods AS VARCHAR[]))
+"""
+RAW_TARGETS = """
     SELECT t.target_key, t.partition_key, t.status, t.entry
-    FROM raw.targets AS t JOIN {LATEST} AS l USING (fetch_id, partition_key)
+    FROM raw.targets AS t JOIN latest USING (fetch_id, partition_key)
     ORDER BY t.partition_key, t.target_key
-"""  # noqa: S608
+"""
 # A month's own pages, and the pages that serve every month of their fetch (an index, a list
 # that spans months: partition_key NULL), read once per fetch.
-RAW_PAGES = f"""
-    WITH latest AS (SELECT * FROM {LATEST})
+RAW_PAGES = """
     SELECT p.fetch_id, p.endpoint, p.request_key, p.partition_key, p.page, p.body
-    FROM raw.pages AS p JOIN latest AS l USING (fetch_id, partition_key)
+    FROM raw.pages AS p JOIN latest USING (fetch_id, partition_key)
     UNION ALL
     SELECT p.fetch_id, p.endpoint, p.request_key, p.partition_key, p.page, p.body
     FROM raw.pages AS p
     WHERE p.partition_key IS NULL AND p.fetch_id IN (SELECT fetch_id FROM latest)
     ORDER BY endpoint, request_key, page
-"""  # noqa: S608
+"""
 INSERT_FETCH = """
     INSERT INTO raw.fetches (fetch_id, source, run_id, fetched_at, first_period, last_period,
                              api_host, status, error, requests)
@@ -189,11 +191,11 @@ class Warehouse:
     def read_raw(self, source: str, periods: Sequence[str], *, with_pages: bool = True) -> RawRead:
         """The latest good fetch of `source` for each month: which fetch, its targets, its pages
         (unless `with_pages` is false), and the months no good fetch covers."""
-        params = {"source": source, "periods": list(periods)}
         with self.connect() as con:
-            fetches = con.execute(COVERED, params).df()
-            targets = con.execute(RAW_TARGETS, params).df()
-            pages = con.execute(RAW_PAGES, params).df() if with_pages else None
+            fetches = con.execute(LATEST, {"source": source, "periods": list(periods)}).df()
+            con.register("latest", fetches)
+            targets = con.execute(RAW_TARGETS).df()
+            pages = con.execute(RAW_PAGES).df() if with_pages else None
         covered = set(fetches["partition_key"])
         return RawRead(fetches, targets, pages, [p for p in periods if p not in covered])
 
