@@ -1,4 +1,10 @@
-"""Asset checks generated from the sources' declared checks: one query each, failures listed."""
+"""Asset checks generated from the sources' declared checks: one query each, failures listed.
+
+A source's checks run together in one step (a multi-asset check): each keeps its own status,
+severity and blocking in the UI, and a run pays one step's start-up instead of one per check.
+"""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -6,13 +12,18 @@ from pipeline.partitions import WAREHOUSE_POOL
 from pipeline.resources import WarehouseResource
 from pipeline.sources import SOURCES, Source
 from pipeline.sources.base import Check
+from pipeline.warehouse.store import Warehouse
 
 SHOWN_ROWS = 20
 
 
-def check_result(warehouse: WarehouseResource, check: Check) -> dg.AssetCheckResult:
+def check_key(check: Check) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(dg.AssetKey(check.table), check.name)
+
+
+def check_result(store: Warehouse, check: Check) -> dg.AssetCheckResult:
     """Run the check's query: its rows are the failures, shown in the check's metadata."""
-    bad = warehouse.open().query(check.sql)
+    bad = store.query(check.sql)
     metadata: dict[str, object] = {"failing_rows": len(bad)}
     if len(bad):
         metadata["examples"] = dg.MetadataValue.md(
@@ -21,28 +32,50 @@ def check_result(warehouse: WarehouseResource, check: Check) -> dg.AssetCheckRes
     else:
         metadata["result"] = check.passed
     severity = dg.AssetCheckSeverity.WARN if check.warn_only else dg.AssetCheckSeverity.ERROR
-    return dg.AssetCheckResult(passed=bad.empty, severity=severity, metadata=metadata)
+    return dg.AssetCheckResult(
+        asset_key=check.table,
+        check_name=check.name,
+        passed=bad.empty,
+        severity=severity,
+        metadata=metadata,
+    )
 
 
-def asset_check(check: Check) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        name=check.name,
+def check_spec(check: Check) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        check.name,
         asset=check.table,
         description=check.description,
         blocking=check.blocking,
-        pool=WAREHOUSE_POOL,
         additional_deps=list(check.also_reads),
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        return check_result(warehouse, check)
-
-    return _check
 
 
-BY_SOURCE = {source.name: [asset_check(check) for check in source.checks] for source in SOURCES}
-CHECKS = [check for checks in BY_SOURCE.values() for check in checks]
+def checks_step(source: Source) -> dg.AssetChecksDefinition:
+    """Every check the source declares, in one step; a run may select any of them."""
+
+    @dg.multi_asset_check(
+        name=f"{source.name}_checks",
+        specs=[check_spec(check) for check in source.checks],
+        can_subset=True,
+        pool=WAREHOUSE_POOL,
+    )
+    def _checks(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        store = warehouse.open()
+        selected = context.selected_asset_check_keys
+        for check in source.checks:
+            if check_key(check) in selected:
+                yield check_result(store, check)
+
+    return _checks
+
+
+BY_SOURCE = {source.name: [checks_step(source)] for source in SOURCES if source.checks}
+CHECKS = [step for steps in BY_SOURCE.values() for step in steps]
 
 
 def source_checks(source: Source) -> list[dg.AssetChecksDefinition]:
-    """The checks of one source."""
-    return BY_SOURCE[source.name]
+    """The checks of one source (one step, or none when it declares no check)."""
+    return BY_SOURCE.get(source.name, [])

@@ -51,11 +51,10 @@ def test_the_checks_read_the_instance(sandbox, warehouse_path, pipeline_resource
             partition_key=month,
             instance=instance,
         ).success
-    context = dg.build_asset_check_context(instance=instance)
-    closed = closed_month_loaded_by_the_4th(context)
-    fresh = open_month_fresh(context)
+    closed = closed_month_loaded_by_the_4th(instance, now)
+    fresh = open_month_fresh(instance, now)
     assert closed.passed and closed.metadata["month"].value == months[0]
     assert fresh.passed and fresh.metadata["month"].value == months[1]
-    empty = dg.build_asset_check_context(instance=dg.DagsterInstance.ephemeral())
-    assert not closed_month_loaded_by_the_4th(empty).passed
-    assert not open_month_fresh(empty).passed
+    empty = dg.DagsterInstance.ephemeral()
+    assert not closed_month_loaded_by_the_4th(empty, now).passed
+    assert not open_month_fresh(empty, now).passed

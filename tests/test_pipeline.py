@@ -77,6 +77,39 @@ def test_range_of_months_loads_every_item_exactly(sandbox, warehouse_path, mater
     assert len(list_calls) == 1
 
 
+def test_a_sources_checks_run_in_one_step_each_with_its_own_result(
+    sandbox, warehouse_path, materialize, pipeline_resources
+):
+    result = materialize(sandbox, warehouse_path, "2024-05")
+    declared = {check.name for check in INVOICES.checks}
+    assert {c.check_name for c in result.get_asset_check_evaluations()} == declared
+    check_steps = [
+        e.step_key for e in result.all_events if e.is_step_start and "check" in e.step_key
+    ]
+    assert check_steps == ["invoices_checks"]
+    # One check alone, as the UI's "Execute" on a single check asks for it.
+    only = dg.AssetCheckKey(dg.AssetKey("invoice_items"), "unique_invoice_lines")
+    alone = dg.materialize(
+        [*source_assets(INVOICES), *source_checks(INVOICES)],
+        resources=pipeline_resources(sandbox, warehouse_path),
+        selection=dg.AssetSelection.checks(only),
+    )
+    assert [(c.asset_key, c.check_name) for c in alone.get_asset_check_evaluations()] == [
+        (only.asset_key, only.name)
+    ]
+
+
+def test_the_freshness_job_runs_both_checks_in_one_step():
+    result = defs.resolve_job_def("freshness_job").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()
+    )
+    evaluations = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    # Nothing was loaded into this instance: both say so, as warnings.
+    assert evaluations == {"closed_month_loaded_by_the_4th": False, "open_month_fresh": False}
+    assert result.success
+    assert [e.step_key for e in result.all_events if e.is_step_start] == ["freshness_checks"]
+
+
 def test_rerun_is_idempotent(sandbox, warehouse_path, materialize, rows):
     materialize(sandbox, warehouse_path, "2024-03", "2024-04")
     query = "SELECT * EXCLUDE (loaded_at) FROM invoice_items ORDER BY invoice_uuid, line_number"
