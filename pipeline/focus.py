@@ -68,6 +68,8 @@ def write_focus(
     csv: bool = False,
 ) -> list[Path]:
     """Write the FOCUS files for the billing periods `first`…`last` (default: all loaded)."""
+    if not warehouse.path.exists():
+        raise SettingsError(f"no warehouse at {warehouse.path}: load it first (make run)")
     with warehouse.connect(read_only=True) as con:
         periods = [p for (p,) in con.execute(PERIODS).fetchall()]
         first = validate_period(first, "--from") if first else (periods[0] if periods else None)
