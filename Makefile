@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export migrate doctor replay bench lint lock clean
+.PHONY: run test dev backfill export focus migrate doctor replay bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill 
 
 export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
 	$(BIN)/python -m pipeline.export $(if $(MONTHS),--months $(MONTHS))
+
+focus: $(VENV)/.runtime  ## FOCUS 1.2 Parquet under data/focus: make focus [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
+	$(BIN)/python -m pipeline.focus $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+		$(if $(filter-out 0,$(EACH_MONTH)),--each-month) $(if $(filter-out 0,$(CSV)),--csv)
 
 migrate: $(VENV)/.runtime  ## bring the warehouse's schema up to date (every run also does)
 	$(BIN)/python -m pipeline.warehouse.migrate

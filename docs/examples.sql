@@ -17,14 +17,14 @@ WHERE NOT is_partial
 GROUP BY ALL ORDER BY usd DESC LIMIT 10;
 
 -- 3. Credits used per year.
-SELECT left(invoice_period, 4) AS year, -sum(BilledCost) AS credits_usd
+SELECT left(x_InvoicePeriod, 4) AS year, -sum(BilledCost) AS credits_usd
 FROM focus_costs WHERE ChargeCategory = 'Credit'
 GROUP BY year ORDER BY year;
 
 -- 4. Taxes per month.
-SELECT invoice_period, sum(BilledCost) AS taxes_usd
+SELECT x_InvoicePeriod AS invoice_period, sum(BilledCost) AS taxes_usd
 FROM focus_costs WHERE ChargeCategory = 'Tax'
-GROUP BY invoice_period ORDER BY invoice_period;
+GROUP BY ALL ORDER BY invoice_period;
 
 -- 5. Spend per project per month.
 SELECT invoice_period, project_name, amount

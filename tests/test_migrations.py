@@ -25,7 +25,7 @@ from pipeline.warehouse.migrate import (
 )
 
 ROOT = Path(__file__).parents[1]
-VIEWS_SQL = ROOT / "pipeline" / "warehouse" / "views.sql"
+VIEW_FILES = [ROOT / "pipeline" / "warehouse" / name for name in ("views.sql", "focus.sql")]
 NORMALIZED = ["invoices", "invoice_items", "invoice_summaries"]
 OLD_RAW = ["invoice_list_pages", "invoices", "invoice_item_pages", "invoice_summaries"]
 FETCH_COLUMNS = (
@@ -316,7 +316,11 @@ def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path)
             "status",
             "entry",
         ]
-        views = set(re.findall(r"CREATE OR REPLACE VIEW (\w+)", VIEWS_SQL.read_text()))
+        views = {
+            view
+            for sql in VIEW_FILES
+            for view in re.findall(r"CREATE OR REPLACE VIEW (\w+)", sql.read_text())
+        }
         assert len(views) == 11
         stored = {
             v

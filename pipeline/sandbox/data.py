@@ -81,6 +81,25 @@ INSIGHT_SKUS = [
     ("1-CR-BASIC-0005", "Container Registry (basic)", "", 1),
 ]
 INSIGHT_REGIONS = ["nyc3", "fra1", "sgp1", "ams3", "sfo3", "lon1"]
+# Each SKU's product on the invoice, and the regions its points come from: one region for a
+# resource that lives in one (a Droplet, a cluster), every region for bandwidth and the registry.
+INSIGHT_SKU_PLACES: dict[str, tuple[str, list[str]]] = {
+    "1-DO-DROP-0109": ("Droplets", ["nyc3"]),
+    "1-DO-DROP-0042": ("Droplets", ["fra1"]),
+    "1-KS-K8SWN-00109": ("Kubernetes Clusters", ["sgp1"]),
+    "1-DB-PG-0204": ("Managed Databases", ["ams3"]),
+    "1-LB-SMALL-0001": ("Load Balancers", ["sfo3"]),
+    "1-VOL-GB-0100": ("Volumes", ["lon1"]),
+    "1-SPACES-0250": ("Spaces Subscription", ["nyc3"]),
+    "1-BKP-DROP-0109": ("Backups", ["nyc3"]),
+    "1-SNAP-GB-0001": ("Snapshots", ["fra1"]),
+    "1-APP-PRO-0012": ("App Platform", ["ams3"]),
+    "1-BW-OVER-0001": ("Bandwidth", INSIGHT_REGIONS),
+    "1-CR-BASIC-0005": ("Container Registry", INSIGHT_REGIONS),
+}
+# Share of a month's invoice lines (from INSIGHTS_START on) described as Billing Insights
+# describes their SKU, so FOCUS can tie them to the points; the others keep a generic text.
+INSIGHT_DESCRIBED_SHARE = 0.75
 
 # Billing history besides each invoice and its payment: (day of the month, type, description,
 # cents). Payments and credits are negative. "Promotion" is not in the spec's enum of types: the
@@ -304,12 +323,14 @@ def build_dataset(
                 _item(random.Random(f"{seed}:{period}:pad:{k}"), period, k, 28)[0]
                 for k in range(counts[period] - len(month_items))
             ]
+        _describe_as_insights(seed, period, month_items)
         invoice = _invoice(seed, period, month_items)
         items[invoice["invoice_uuid"]] = month_items
         summaries[invoice["invoice_uuid"]] = _summary(invoice, month_items)
         invoices.append(invoice)
     invoices.reverse()
     preview_items = _month_items(seed, current, max(1, today.day * 2))
+    _describe_as_insights(seed, current, preview_items)
     preview = _invoice(seed, current, preview_items)
     generated_at = f"{today.isoformat()}T06:31:50Z"
     preview["updated_at"] = generated_at
@@ -335,6 +356,23 @@ def build_dataset(
     )
 
 
+def _describe_as_insights(seed: int, period: str, items: list[dict[str, Any]]) -> None:
+    """From INSIGHTS_START on, give a share of the lines the description and group of one of
+    their product's Insights SKUs, as the real invoice and Insights describe one resource alike.
+    Own seed: amounts and every other field stay as generated."""
+    if period < INSIGHTS_START[:7]:
+        return
+    rng = random.Random(f"{seed}:{period}:described")
+    for item in items:
+        skus = [
+            (description, group)
+            for sku, description, group, _ in INSIGHT_SKUS
+            if INSIGHT_SKU_PLACES[sku][0] == item["product"]
+        ]
+        if skus and rng.random() < INSIGHT_DESCRIBED_SHARE:
+            item["description"], item["group_description"] = rng.choice(skus)
+
+
 def team_of(seed: int) -> dict[str, str]:
     return {"uuid": str(uuid.uuid5(NAMESPACE, f"{seed}:team")), "name": "Example Co"}
 
@@ -354,7 +392,12 @@ def _insight_month(
     """The month's points for its first `days` days, adding up to `target` cents."""
     rng = random.Random(f"{seed}:{period}:insights")
     low, high = (9, 11) if period == INSIGHTS_LARGE_MONTH else (3, 6)
-    combos = [(s, r) for s in range(len(INSIGHT_SKUS)) for r in range(len(INSIGHT_REGIONS))]
+    combos = [
+        (s, r)
+        for s, (sku, *_) in enumerate(INSIGHT_SKUS)
+        for r, region in enumerate(INSIGHT_REGIONS)
+        if region in INSIGHT_SKU_PLACES[sku][1]
+    ]
     points: list[dict[str, Any]] = []
     weights: list[float] = []
     for day in range(1, days + 1):

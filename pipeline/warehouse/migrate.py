@@ -25,6 +25,8 @@ import duckdb
 PACKAGE = resources.files("pipeline.warehouse")
 MIGRATIONS: Traversable = PACKAGE / "migrations"
 VIEWS: Traversable = PACKAGE / "views.sql"
+# The FOCUS view, in its own file (it reads the tables only), rebuilt right after views.sql.
+FOCUS_VIEW: Traversable = PACKAGE / "focus.sql"
 FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 
 CREATE_TABLE = """
@@ -164,6 +166,12 @@ def migrate(
         current = migration.version
         done.append(migration.version)
     _run(con, VIEWS.read_text(encoding="utf-8"), "rebuilding the views (views.sql)", record=None)
+    _run(
+        con,
+        FOCUS_VIEW.read_text(encoding="utf-8"),
+        "rebuilding focus_costs (focus.sql)",
+        record=None,
+    )
     return done
 
 
