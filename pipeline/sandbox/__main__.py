@@ -1,9 +1,13 @@
-"""`python -m pipeline.sandbox`: run the sandbox API in the foreground."""
+"""`python -m pipeline.sandbox`: run the sandbox API in the foreground.
+
+`--teams N` serves N sample teams, one token each: `--token` (with `--scopes`) for the first,
+`sandbox-token-2`, `sandbox-token-3`, … for the others; every token is printed with its team.
+"""
 
 import argparse
 import time
 
-from pipeline.sandbox import SandboxServer, build_dataset
+from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sandbox.data import PROFILES
 from pipeline.sandbox.server import DEFAULT_SCOPES
 
@@ -22,11 +26,24 @@ def main() -> None:
         help="comma-separated scopes the token has (default: %(default)s); "
         "a request needing another answers 403",
     )
+    parser.add_argument(
+        "--teams",
+        type=int,
+        default=1,
+        help="how many teams to serve, one token each (default: %(default)s)",
+    )
     args = parser.parse_args()
+    if args.teams < 1:
+        parser.error("--teams must be at least 1")
     scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
+    teams = build_teams(args.teams, args.profile)
+    (_, first), *others = teams.items()
+    if args.token in dict(others):
+        parser.error(f"--token {args.token!r} is another team's token; choose another")
     server = SandboxServer(
-        build_dataset(args.profile),
+        first,
         token=args.token,
+        teams=dict(others),
         host=args.host,
         port=args.port,
         latency=args.latency,
@@ -39,6 +56,9 @@ def main() -> None:
             f"scopes {','.join(sorted(scopes)) or 'none'})",
             flush=True,
         )
+        for token in server.tokens:
+            team = server.data_for(token).team
+            print(f"  token {token!r}: team {team['name']!r} ({team['uuid']})", flush=True)
         try:
             while True:
                 time.sleep(3600)

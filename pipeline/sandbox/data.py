@@ -7,6 +7,10 @@ Besides the invoices: the account's team (`GET /v2/account`), Billing Insights' 
 (from 2025-12-01, when the API's data starts; nightly estimates whose month sums differ from the
 invoices by a little, as the API warns), the billing history (invoices, payments, credits, and a
 type outside the spec's enum) and the balance.
+
+Each seed is its own team: its own team uuid and name, invoice uuids, resource uuids and ids, so
+several accounts can share one warehouse without a key in common. `build_teams(n)` gives n of
+them keyed by token, seeds 7, 8, 9, …; seed 7 is the default account, "Example Co".
 """
 
 from __future__ import annotations
@@ -44,6 +48,21 @@ PRODUCTS = [
     ("Bandwidth", "iaas"),
 ]
 PROJECTS = ["web", "data-platform", "Café ☕ 東京", "staging", "", None]
+
+# Team names by seed, from seed 7 (the default account) on; later rounds get a number.
+TEAM_NAMES = [
+    "Example Co",
+    "Équipe Données",
+    "Northwind Analytics",
+    "Blue Harbor Labs",
+    "Kōbe Robotics 株式会社",
+    "Sørensen & Dahl",
+    "Acme Research",
+    "Nova Logistics",
+]
+FIRST_TEAM_SEED = 7
+# Each seed's resource ids live in their own block of ten million, so teams never share one.
+RESOURCE_ID_BLOCK = 10_000_000
 
 # The account behind the token (`GET /v2/account`), less its team, which lives in `SandboxData`.
 ACCOUNT_USER = {
@@ -165,15 +184,20 @@ class SandboxData:
         return copy.deepcopy(self)
 
 
-def _item(rng: random.Random, period: str, n: int, days: int) -> tuple[dict[str, Any], int]:
+def _item(
+    rng: random.Random, period: str, n: int, days: int, seed: int
+) -> tuple[dict[str, Any], int]:
     product, category = PRODUCTS[rng.randrange(len(PRODUCTS))]
     start, end, _ = month_bounds(period)
     cents = rng.randint(1, 40_000)
     item: dict[str, Any] = {"product": product, "amount": cents_text(cents)}
     if rng.random() < 0.8:
-        item["resource_uuid"] = str(uuid.uuid5(NAMESPACE, f"{product}:{rng.randrange(60)}"))
+        # A team's resources are its own: the seed is in the name, so no two teams share one.
+        name = f"{seed}:{product}:{rng.randrange(60)}"
+        item["resource_uuid"] = str(uuid.uuid5(NAMESPACE, name))
     if rng.random() < 0.6:
-        item["resource_id"] = str(rng.randrange(1_000_000, 9_999_999))
+        block = seed * RESOURCE_ID_BLOCK
+        item["resource_id"] = str(block + rng.randrange(1_000_000, 9_999_999))
     if product in ("Kubernetes Clusters", "Managed Databases") or rng.random() < 0.2:
         item["group_description"] = rng.choice(["my-doks-cluster", "db-main", "", "prod-ü"])
     item["description"] = f"{product} {rng.choice(['s-1vcpu-1gb', 'nyc3', 'fra1', 'sgp1 東'])}"
@@ -195,7 +219,7 @@ def _month_items(seed: int, period: str, count: int) -> list[dict[str, Any]]:
     _, _, days = month_bounds(period)
     items, total = [], 0
     for n in range(count):
-        item, cents = _item(rng, period, n, days)
+        item, cents = _item(rng, period, n, days, seed)
         items.append(item)
         total += cents
     if count and rng.random() < 0.35:
@@ -220,7 +244,7 @@ def _cents(amount: str) -> int:
     return sign * (int(whole) * 100 + int((frac + "00")[:2]))
 
 
-def _summary(invoice: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(invoice: dict[str, Any], items: list[dict[str, Any]], company: str) -> dict[str, Any]:
     """Summary whose parts add up to the invoice amount, like the API's `/summary`."""
     taxes = sum(_cents(i["amount"]) for i in items if i["product"] == "Taxes")
     credits = sum(_cents(i["amount"]) for i in items if i["product"] == "Credits")
@@ -234,7 +258,7 @@ def _summary(invoice: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, 
         "billing_period": invoice["invoice_period"],
         "amount": invoice["amount"],
         "user_name": "Sammy Shark",
-        "user_company": "Example Co",
+        "user_company": company,
         "user_email": "billing@example.com",
         "user_billing_address": {
             "address_line1": "101 Shark Row",
@@ -313,6 +337,7 @@ def build_dataset(
         counts = dict(zip(months, bench_counts, strict=True))
     else:
         raise ValueError(f"unknown sandbox profile {profile!r} ({', '.join(PROFILES)})")
+    team = team_of(seed)
     items: dict[str, list[dict[str, Any]]] = {}
     invoices, summaries = [], {}
     for period in months:
@@ -320,13 +345,13 @@ def build_dataset(
         if profile != "default":
             month_items = month_items[: counts[period]]
             month_items += [
-                _item(random.Random(f"{seed}:{period}:pad:{k}"), period, k, 28)[0]
+                _item(random.Random(f"{seed}:{period}:pad:{k}"), period, k, 28, seed)[0]
                 for k in range(counts[period] - len(month_items))
             ]
         _describe_as_insights(seed, period, month_items)
         invoice = _invoice(seed, period, month_items)
         items[invoice["invoice_uuid"]] = month_items
-        summaries[invoice["invoice_uuid"]] = _summary(invoice, month_items)
+        summaries[invoice["invoice_uuid"]] = _summary(invoice, month_items, team["name"])
         invoices.append(invoice)
     invoices.reverse()
     preview_items = _month_items(seed, current, max(1, today.day * 2))
@@ -335,8 +360,7 @@ def build_dataset(
     generated_at = f"{today.isoformat()}T06:31:50Z"
     preview["updated_at"] = generated_at
     items[preview["invoice_uuid"]] = preview_items
-    summaries[preview["invoice_uuid"]] = _summary(preview, preview_items)
-    team = team_of(seed)
+    summaries[preview["invoice_uuid"]] = _summary(preview, preview_items, team["name"])
     history = _billing_history(seed, invoices, generated_at)
     account_balance = sum(_cents(entry["amount"]) for entry in history)
     return SandboxData(
@@ -374,7 +398,28 @@ def _describe_as_insights(seed: int, period: str, items: list[dict[str, Any]]) -
 
 
 def team_of(seed: int) -> dict[str, str]:
-    return {"uuid": str(uuid.uuid5(NAMESPACE, f"{seed}:team")), "name": "Example Co"}
+    """The seed's team: a uuid of its own and a name no other seed has."""
+    index = seed - FIRST_TEAM_SEED
+    name = TEAM_NAMES[index % len(TEAM_NAMES)]
+    if not 0 <= index < len(TEAM_NAMES):
+        name = f"{name} {seed}"
+    return {"uuid": str(uuid.uuid5(NAMESPACE, f"{seed}:team")), "name": name}
+
+
+def team_token(n: int) -> str:
+    """The n-th sample team's token (from 1): `sandbox-token`, `sandbox-token-2`, …"""
+    return "sandbox-token" if n == 1 else f"sandbox-token-{n}"
+
+
+def build_teams(
+    n: int, profile: str = "default", today: date | None = None
+) -> dict[str, SandboxData]:
+    """n distinct sample accounts by token, in order: `sandbox-token` (seed 7, "Example Co"),
+    `sandbox-token-2` (seed 8), …, for `SandboxServer.with_teams`."""
+    if n < 1:
+        raise ValueError("build_teams needs n >= 1")
+    today = today or datetime.now(UTC).date()
+    return {team_token(k + 1): build_dataset(profile, today, FIRST_TEAM_SEED + k) for k in range(n)}
 
 
 def _split(rng: random.Random, total: int, weights: list[float]) -> list[int]:

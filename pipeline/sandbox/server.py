@@ -10,6 +10,14 @@ history (paged like the invoice list, `meta.total` optional), the balance, `GET 
 current_page}` with no links or meta and, as the live API sends them, the counters as strings.
 A token's scopes decide what it may read: 403 `forbidden` without `billing:read` on the billing
 endpoints, or without `account:read` on `/v2/account`.
+
+Several teams: DigitalOcean bills each team apart and every token belongs to one team, so the
+sandbox serves one account per token. The first is `(token, data)`; `teams={token: data}` or
+`add_team()` adds more, and each token sees only its own account on every endpoint (another team's
+invoice is 404, another team's Insights URN too). Rate limits count per token, as the API's do;
+`revoke(token)` makes a token answer 401 like an unknown one. `build_teams(n)` gives n distinct
+sample accounts keyed `sandbox-token`, `sandbox-token-2`, …, ready for
+`SandboxServer.with_teams(build_teams(3), **options)`.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,6 +65,16 @@ SHAPES = ("none", "empty", "empty_pages")
 HOURLY_LIMIT = 5000
 
 
+@dataclass
+class _Account:
+    """One token and the team account it reads; `revoked` answers it 401 from then on."""
+
+    token: str
+    data: SandboxData
+    scopes: frozenset[str]
+    revoked: bool = False
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -82,11 +102,18 @@ class SandboxServer:
         scopes: frozenset[str] = DEFAULT_SCOPES,
         string_counters: bool = True,
         history_total: bool = True,
+        teams: Mapping[str, SandboxData] | None = None,
     ) -> None:
         if single_page_shape not in (*SHAPES, "rotate"):
             raise ValueError(f"single_page_shape must be one of {SHAPES} or 'rotate'")
-        self.data = data if data is not None else build_dataset()
-        self.token = token
+        self._lock = threading.Lock()
+        # One account per token, in the order added; the first is `token`/`data`/`scopes`.
+        self._accounts: dict[str, _Account] = {}
+        self._first = token
+        first = data if data is not None else build_dataset()
+        self._accounts[token] = _Account(token, first, frozenset(scopes))
+        for other, other_data in (teams or {}).items():
+            self.add_team(other, other_data)
         self.latency = latency
         self.per_minute = requests_per_minute
         # A server may answer fewer rows per page than asked: the API's cap is 200, and a lower
@@ -98,9 +125,6 @@ class SandboxServer:
         self.error_rate = error_rate
         self._random = random.Random(seed)
         self.single_page_shape = single_page_shape
-        # What the token may read: `billing:read` for every billing endpoint, `account:read` for
-        # `/v2/account`; a missing scope answers 403 `forbidden`.
-        self.scopes = frozenset(scopes)
         # Billing Insights' total_items/total_pages/current_page: strings, as the live API sends
         # them against its spec's integers; False sends integers.
         self.string_counters = string_counters
@@ -111,14 +135,97 @@ class SandboxServer:
         # Requests being answered right now, and the most seen at once: how concurrent a client was.
         self.in_flight = 0
         self.peak_in_flight = 0
-        self._lock = threading.Lock()
-        self._faults: list[tuple[re.Pattern[str], deque[Fault]]] = []
-        self._stamps: deque[float] = deque()
+        # The same per team (team uuid → count): whether a client ran two teams side by side.
+        self._in_flight_by_team: dict[str, int] = {}
+        self.peak_in_flight_by_team: dict[str, int] = {}
+        # (path pattern, token or None for every token, behaviours left)
+        self._faults: list[tuple[re.Pattern[str], str | None, deque[Fault]]] = []
+        # Each token's sliding window of request times (the API limits per token); requests
+        # without a valid token share the window under None.
+        self._stamps: dict[str | None, deque[float]] = {}
         self._httpd = _Server((host, port), _handler(self))
         # Links point at the real API, as the real API's do; None points them at this server,
         # for clients that follow `next` links (the peer in `make bench`).
         self.link_base = (link_base or self.url).rstrip("/")
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def with_teams(cls, teams: Mapping[str, SandboxData], **options: Any) -> SandboxServer:
+        """A server for `{token: data}` in order (e.g. `build_teams(3)`): the first pair is the
+        first account (`token`, `data`), the rest are added teams. `options` as for `__init__`."""
+        pairs = list(teams.items())
+        if not pairs:
+            raise ValueError("with_teams needs at least one team")
+        (token, data), rest = pairs[0], dict(pairs[1:])
+        return cls(data, token=token, teams=rest, **options)
+
+    # -- accounts ---------------------------------------------------------------------------
+    @property
+    def token(self) -> str:
+        """The first account's token."""
+        return self._first
+
+    @property
+    def tokens(self) -> list[str]:
+        """Every account's token in the order added, revoked ones too; the first is `token`."""
+        with self._lock:
+            return list(self._accounts)
+
+    @property
+    def data(self) -> SandboxData:
+        """The first account's data; assigning replaces what it serves from the next request."""
+        return self._accounts[self.token].data
+
+    @data.setter
+    def data(self, value: SandboxData) -> None:
+        with self._lock:
+            self._accounts[self.token].data = value
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What the first token may read: `billing:read` for every billing endpoint,
+        `account:read` for `/v2/account`; a missing scope answers 403 `forbidden`."""
+        return self._accounts[self.token].scopes
+
+    @scopes.setter
+    def scopes(self, value: frozenset[str]) -> None:
+        with self._lock:
+            self._accounts[self.token].scopes = frozenset(value)
+
+    def data_for(self, token: str) -> SandboxData:
+        """The data the account of `token` serves (revoked or not); KeyError for no account."""
+        with self._lock:
+            account = self._accounts.get(token)
+        if account is None:
+            raise KeyError(f"no sandbox account has the token {token!r}")
+        return account.data
+
+    def add_team(
+        self, token: str, data: SandboxData, scopes: frozenset[str] = DEFAULT_SCOPES
+    ) -> None:
+        """Serve another team's account to `token`, before or after `start()`."""
+        with self._lock:
+            if token in self._accounts:
+                raise ValueError(f"the token {token!r} already has an account")
+            self._accounts[token] = _Account(token, data, frozenset(scopes))
+
+    def revoke(self, token: str) -> None:
+        """From the next request on, `token` is answered 401 `unauthorized` as an unknown token
+        is: the API forgets a revoked token, it does not say it was revoked."""
+        with self._lock:
+            account = self._accounts.get(token)
+            if account is None:
+                raise KeyError(f"no sandbox account has the token {token!r}")
+            account.revoked = True
+
+    def _account(self, authorization: str) -> _Account | None:
+        """The live account an `Authorization` header names, or None (unknown or revoked)."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "Bearer":
+            return None
+        with self._lock:
+            account = self._accounts.get(token)
+        return None if account is None or account.revoked else account
 
     @property
     def url(self) -> str:
@@ -144,37 +251,46 @@ class SandboxServer:
         self.stop()
 
     # -- faults and bookkeeping -------------------------------------------------------------
-    def inject(self, path_regex: str, *actions: int | str | Fault, times: int = 1) -> None:
-        """Queue behaviours for the next requests whose path matches, one per request."""
+    def inject(
+        self,
+        path_regex: str,
+        *actions: int | str | Fault,
+        times: int = 1,
+        token: str | None = None,
+    ) -> None:
+        """Queue behaviours for the next requests whose path matches, one per request; with
+        `token`, only that token's requests (one team's 500 storm while the others load)."""
         queue = deque(Fault.of(a) for _ in range(times) for a in actions)
         with self._lock:
-            self._faults.append((re.compile(path_regex), queue))
+            self._faults.append((re.compile(path_regex), token, queue))
 
-    def _next_fault(self, path: str) -> Fault | None:
+    def _next_fault(self, path: str, token: str | None = None) -> Fault | None:
         with self._lock:
-            for pattern, queue in self._faults:
-                if queue and pattern.search(path):
+            for pattern, target, queue in self._faults:
+                if queue and (target is None or target == token) and pattern.search(path):
                     return queue.popleft()
             if self.error_rate and self._random.random() < self.error_rate:
                 return Fault(self._random.choice(["500", "502", "503", "reset"]))
         return None
 
-    def _admit(self) -> tuple[bool, int, int, int]:
-        """Sliding-window rate limit: (allowed, retry_after, remaining, reset_epoch)."""
+    def _admit(self, token: str | None = None) -> tuple[bool, int, int, int]:
+        """Sliding-window rate limit of one token (None: requests without a valid token):
+        (allowed, retry_after, remaining, reset_epoch)."""
         now = time.monotonic()
         with self._lock:
-            while self._stamps and self._stamps[0] <= now - 3600:
-                self._stamps.popleft()
-            in_minute = [s for s in self._stamps if s > now - self.minute]
+            stamps = self._stamps.setdefault(token, deque())
+            while stamps and stamps[0] <= now - 3600:
+                stamps.popleft()
+            in_minute = [s for s in stamps if s > now - self.minute]
             last_minute = len(in_minute) if self.per_minute else 0
             retry_after = 0
             if self.per_minute and last_minute >= self.per_minute:
                 oldest = in_minute[-self.per_minute]
                 retry_after = math.ceil(oldest + self.minute - now)
             if not retry_after:
-                self._stamps.append(now)
-            remaining = max(HOURLY_LIMIT - len(self._stamps), 0)
-            oldest_age = now - self._stamps[0] if self._stamps else 0
+                stamps.append(now)
+            remaining = max(HOURLY_LIMIT - len(stamps), 0)
+            oldest_age = now - stamps[0] if stamps else 0
             reset = int(time.time() + 3600 - oldest_age)
         return not retry_after, max(retry_after, 1), remaining, reset
 
@@ -197,22 +313,27 @@ class SandboxServer:
             pages["last"], pages["next"] = link(last), link(page + 1)
         return {"pages": pages}
 
-    def respond(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
-        """The API's answer to an authorized GET: (status, JSON body). An error's body is None
-        (the standard message for its status) or `{"id", "message"}`."""
+    def respond(
+        self, path: str, query: dict[str, list[str]], token: str | None = None
+    ) -> tuple[int, Any]:
+        """The API's answer to an authorized GET by `token` (default: the first account):
+        (status, JSON body). An error's body is None (the standard message for its status) or
+        `{"id", "message"}`."""
         try:
             per_page = min(max(int(query.get("per_page", ["20"])[0]), 1), self.max_per_page)
             page = max(int(query.get("page", ["1"])[0]), 1)
         except ValueError:
             return 400, None
-        data = self.data
+        with self._lock:
+            account = self._accounts[self.token if token is None else token]
+            data, scopes = account.data, account.scopes
         if ACCOUNT.match(path):
             scope = "account:read"
         elif path.startswith(("/v2/customers/my/", "/v2/billing/")):
             scope = "billing:read"
         else:
             return 404, None
-        if scope not in self.scopes:
+        if scope not in scopes:
             return 403, None
         if ACCOUNT.match(path):
             return 200, {"account": {**ACCOUNT_USER, "team": dict(data.team)}}
@@ -226,7 +347,7 @@ class SandboxServer:
             return 200, body
         match = INSIGHTS.match(path)
         if match:
-            return self._insights(*(unquote(g) for g in match.groups()), page, per_page)
+            return self._insights(data, *(unquote(g) for g in match.groups()), page, per_page)
         if LIST.match(path):
             body = self._paged(path, "invoices", data.invoices, page, per_page, "invoices")
             if data.preview:
@@ -247,10 +368,10 @@ class SandboxServer:
         return 404, None
 
     def _insights(
-        self, urn: str, start: str, end: str, page: int, per_page: int
+        self, data: SandboxData, urn: str, start: str, end: str, page: int, per_page: int
     ) -> tuple[int, Any]:
         """Billing Insights: the team's points with `start_date` in [start, end], by date."""
-        if urn != self.data.team_urn:
+        if urn != data.team_urn:
             return 404, None
         try:
             first, last = (date.fromisoformat(d) if DAY.match(d) else None for d in (start, end))
@@ -270,7 +391,7 @@ class SandboxServer:
         start, end = first.isoformat(), last.isoformat()
         rows = [
             p
-            for p in self.data.insights
+            for p in data.insights
             if start <= p["start_date"] <= end and p["usage_team_urn"] == urn
         ]
         counters = [len(rows), math.ceil(len(rows) / per_page), page]
@@ -309,50 +430,66 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802
             parts = urlsplit(self.path)
             path, query = parts.path, parse_qs(parts.query)
-            auth = self.headers.get("Authorization", "")
-            authorized = auth == f"Bearer {sandbox.token}"
+            started = time.monotonic()
+            account = sandbox._account(self.headers.get("Authorization", ""))
+            team = account.data.team["uuid"] if account is not None else None
             entry = {
                 "method": "GET",
                 "path": path,
                 "query": {k: v[0] for k, v in query.items()},
-                "authorized": authorized,
+                "authorized": account is not None,
+                "team": team,
                 "host": self.headers.get("Host"),
                 "status": None,
+                "started": started,
+                "ended": None,
             }
             with sandbox._lock:
                 sandbox.requests.append(entry)
                 sandbox.in_flight += 1
                 sandbox.peak_in_flight = max(sandbox.peak_in_flight, sandbox.in_flight)
+                if team is not None:
+                    now = sandbox._in_flight_by_team.get(team, 0) + 1
+                    sandbox._in_flight_by_team[team] = now
+                    peak = sandbox.peak_in_flight_by_team.get(team, 0)
+                    sandbox.peak_in_flight_by_team[team] = max(peak, now)
             try:
-                self._answer(entry, path, query, authorized)
+                self._answer(entry, path, query, account)
             finally:
+                if entry["ended"] is None:
+                    entry["ended"] = time.monotonic()
                 with sandbox._lock:
                     sandbox.in_flight -= 1
+                    if team is not None:
+                        sandbox._in_flight_by_team[team] -= 1
 
-        def _answer(self, entry: dict, path: str, query: dict, authorized: bool) -> None:
+        def _answer(self, entry: dict, path: str, query: dict, account: _Account | None) -> None:
             if sandbox.latency:
                 time.sleep(sandbox.latency)
-            allowed, retry_after, remaining, reset = sandbox._admit()
+            token = account.token if account is not None else None
+            allowed, retry_after, remaining, reset = sandbox._admit(token)
             self.rate_headers = {
                 "ratelimit-limit": str(HOURLY_LIMIT),
                 "ratelimit-remaining": str(remaining),
                 "ratelimit-reset": str(reset),
             }
-            if not authorized:
+            if account is None:
                 return self._error(entry, 401)
             if not allowed:
                 # A per-minute burst: `retry-after` says when to come back; the hourly budget
                 # (`ratelimit-remaining`) is not spent, as on the real API.
                 return self._error(entry, 429, {"retry-after": str(retry_after)})
-            fault = sandbox._next_fault(path)
-            if fault is not None and self._fault(entry, fault, path, query):
+            fault = sandbox._next_fault(path, token)
+            if fault is not None and self._fault(entry, fault, path, query, token):
                 return
-            status, body = sandbox.respond(path, query)
+            status, body = sandbox.respond(path, query, token)
             if status != 200:
                 return self._error(entry, status, body=body)
             self._json(entry, 200, body)
 
-        def _fault(self, entry: dict, fault: Fault, path: str, query: dict) -> bool:
+        def _fault(
+            self, entry: dict, fault: Fault, path: str, query: dict, token: str | None
+        ) -> bool:
             """Act out `fault`; False means carry on and serve the real answer."""
             kind = fault.kind
             if kind.isdigit():
@@ -372,7 +509,7 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(fault.seconds)
                 return False
             elif kind == "truncate":
-                body = json.dumps(sandbox.respond(path, query)[1]).encode()
+                body = json.dumps(sandbox.respond(path, query, token)[1]).encode()
                 self._send(entry, 200, body[: len(body) // 2], "application/json; charset=utf-8")
             elif kind == "notjson":
                 self._send(entry, 200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
@@ -423,6 +560,8 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             for name, value in {**getattr(self, "rate_headers", {}), **(headers or {})}.items():
                 self.send_header(name, value)
             self.end_headers()
+            # Stamped before the body goes out, so a client holding its answer sees it set.
+            entry["ended"] = time.monotonic()
             try:
                 self.wfile.write(payload)
             except OSError:
