@@ -5,8 +5,10 @@ reports the median of several runs. Results go to bench/results.md.
 """
 
 import argparse
+import contextlib
 import gc
 import json
+import logging
 import math
 import os
 import platform
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,10 +31,12 @@ from pipeline.api import DigitalOceanClient, Pacer
 from pipeline.api.client import DEFAULT_WORKERS
 from pipeline.sandbox import SandboxServer, build_dataset
 from pipeline.sources.invoices import INVOICES, normalize_items
+from pipeline.teams import Account, read_team
 from pipeline.warehouse.store import Warehouse
 
 HERE = Path(__file__).parent
 TOKEN = "bench-token"
+log = logging.getLogger("bench")
 
 
 def peak_mib() -> float:
@@ -66,13 +71,14 @@ def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[
     """What a run's assets do, minus Dagster: fetch → land raw → read back, normalize → load."""
     store.migrate()
     t0 = time.perf_counter()
-    batch = engine.fetch(INVOICES, api, store, periods)
+    team = read_team(Account(1, "DIGITALOCEAN_TOKEN", api)).uuid
+    batch = engine.fetch(INVOICES, api, store, periods, team)
     t1 = time.perf_counter()
     engine.land(store, batch)
     t2 = time.perf_counter()
-    normalized = engine.normalize(INVOICES, store, periods)
+    normalized = engine.normalize(INVOICES, store, periods, team)
     t3 = time.perf_counter()
-    engine.swap(INVOICES, store, periods, normalized)
+    engine.swap(INVOICES, store, periods, normalized, team)
     t4 = time.perf_counter()
     return {
         "wall": t4 - t0,
@@ -141,7 +147,8 @@ def scale(n_items: int, work: Path) -> dict:
     t0 = time.perf_counter()
     items, _ = normalize_items(pages, datetime.now(UTC))
     t1 = time.perf_counter()
-    store.replace_periods(["2024-05"], {"invoice_items": (items, "invoice_period")})
+    items = items.assign(team_uuid="bench-team")
+    store.replace_periods("bench-team", ["2024-05"], {"invoice_items": (items, "invoice_period")})
     t2 = time.perf_counter()
     return {
         "wall": t2 - t0,
@@ -153,30 +160,49 @@ def scale(n_items: int, work: Path) -> dict:
 
 
 def rate_limited(work: Path) -> dict:
-    """One backfill of 123 months (337 requests) against a sandbox enforcing 250 requests/minute.
+    """Three teams, each a backfill of 123 months (338 requests), against a sandbox enforcing
+    250 requests/minute per token, loaded side by side by the pipeline's own team fan-out.
 
-    Under a sliding one-minute window, request 251 cannot go out before 60 s have passed, so the
-    least time the limit allows is 60 s × (⌈n / 250⌉ − 1) plus the work after the last request
-    (raw landing, normalize, load) measured in the same run.
+    Limits are per token, so the teams' budgets do not add up: under a sliding one-minute window
+    a team's request 251 cannot go out before 60 s have passed, so the least time the limit
+    allows is 60 s × (⌈n / 250⌉ − 1) for the busiest team, plus the work after its last request.
     """
-    with sandbox(0.02, profile="bench-x3", requests_per_minute=250) as server:
+    teams = {f"bench-token-{n}": build_dataset("bench-x3", seed=7 + n) for n in range(1, 4)}
+    with SandboxServer.with_teams(
+        teams, latency=0.02, link_base=None, requests_per_minute=250
+    ) as server:
         periods = final_periods(server)
+        store = Warehouse(work / "w.duckdb")
+        store.migrate()
         start = time.perf_counter()
-        with DigitalOceanClient(server.url, TOKEN, pacer=Pacer(250, 5000)) as api:
-            result = load_with_pipeline(api, Warehouse(work / "w.duckdb"), periods)
-            waited = api.pacer.waited_seconds
+        with contextlib.ExitStack() as stack:
+            accounts = [
+                Account(
+                    n,
+                    f"token {n} of DIGITALOCEAN_TOKENS",
+                    stack.enter_context(
+                        DigitalOceanClient(server.url, token, pacer=Pacer(250, 5000))
+                    ),
+                )
+                for n, token in enumerate(server.tokens, start=1)
+            ]
+            outcome = engine.load_teams(INVOICES, accounts, store, periods, log)
+            paced = sum(a.client.pacer.waited_seconds for a in accounts) / len(accounts)
         wall = time.perf_counter() - start
+        outcome.raise_failures()
         statuses = [r["status"] for r in server.requests]
-    n = len(statuses)
-    after_fetch = result["raw"] + result["normalize"] + result["load"]
+        per_team = Counter(r["team"] for r in server.requests)
+    busiest = max(per_team.values())
     return {
         "wall": wall,
-        "requests": n,
+        "requests": len(statuses),
+        "busiest": busiest,
         "429s": statuses.count(429),
         "months": len(periods),
-        "minimum": (math.ceil(n / 250) - 1) * 60.0 + after_fetch,
-        "rows": result["rows"],
-        "paced_s": waited,
+        "teams": len(per_team),
+        "floor": (math.ceil(busiest / 250) - 1) * 60.0,
+        "rows": sum(len(load.result.tables["invoice_items"]) for load in outcome.results.values()),
+        "paced_s": paced,
     }
 
 
@@ -327,14 +353,13 @@ def main() -> int:
 
     data = build_dataset("bench")
     counts = [len(data.items[i["invoice_uuid"]]) for i in data.invoices]
-    minimum_requests = 1 + sum(max(1, math.ceil(c / 200)) for c in counts)
+    # The team (GET /v2/account), the invoice list, then every item page.
+    minimum_requests = 2 + sum(max(1, math.ceil(c / 200)) for c in counts)
     ours = measure("pipeline", args.runs)
     peer = measure("dlt", args.runs)
     workers = DEFAULT_WORKERS
-    critical = max(
-        1 + 1 + max(math.ceil(c / 200) for c in counts) - 1,
-        1 + math.ceil((minimum_requests - 1) / workers),
-    )
+    item_pages = minimum_requests - 2
+    critical = 2 + max(max(math.ceil(c / 200) for c in counts), math.ceil(item_pages / workers))
     bound = critical * args.latency + ours["raw"] + ours["normalize"] + ours["load"]
     lines = [
         f"# Benchmark results\n\nMachine: {platform.machine()}, {platform.system()} "
@@ -355,7 +380,7 @@ def main() -> int:
         f"- Speed-up over dlt: **{peer['wall'] / ours['wall']:.1f}×** (target ≥ 10×).",
         f"- Against the lower bound: **{ours['wall'] / bound:.2f}×** (target ≤ 2×). The bound is "
         f"{critical} requests on the critical path × {args.latency * 1000:.0f} ms "
-        f"(1 list page, then {minimum_requests - 1} item pages over {workers} workers) + raw "
+        f"(the team, 1 list page, then {item_pages} item pages over {workers} workers) + raw "
         f"landing {ours['raw']:.2f} s + read back and normalize {ours['normalize']:.2f} s + load "
         f"{ours['load']:.2f} s measured in the same runs.",
         f"- Requests: {ours['requests']:.0f}, minimum {minimum_requests} "
@@ -401,11 +426,14 @@ def main() -> int:
         r = measure("ratelimit", 1)
         lines += [
             "",
-            "## Rate limit: 250 requests/minute on the sandbox\n",
-            f"A backfill of {r['months']} months, {r['rows']:,.0f} items, {r['requests']} requests "
-            f"at 20 ms each: **{r['429s']} × 429**, "
-            f"{r['wall']:.1f} s against a minimum of {r['minimum']:.1f} s that the limit allows "
-            f"({r['wall'] / r['minimum']:.2f}×; target ≤ 1.10×).",
+            "## Rate limit: three teams, 250 requests/minute each\n",
+            f"{r['teams']:.0f} teams side by side, each a backfill of {r['months']:.0f} months "
+            f"({r['busiest']:.0f} requests for the busiest, {r['requests']:.0f} in all, "
+            f"{r['rows']:,.0f} items), 20 ms per request, against a sandbox enforcing 250 "
+            f"requests/minute per token: **{r['429s']:.0f} × 429**, {r['wall']:.1f} s against the "
+            f"{r['floor']:.0f} s the limit allows before a team's last request "
+            f"({r['wall'] / r['floor']:.2f}×, the rest is landing, normalizing and loading "
+            "the three teams' items).",
         ]
     text = "\n".join(lines) + "\n"
     (HERE / "results.md").write_text(text)

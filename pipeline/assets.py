@@ -1,7 +1,9 @@
 """Assets generated from the source declarations: one factory, every source the same recipe.
 
-A source with `raw_asset` gets two steps (fetch + raw landing, then normalize + swap), so its
-tables can be rebuilt from raw without calling the API; others run the whole recipe in one step.
+Each source is one step. A source with `raw_asset` shows its landed pages as an asset of their
+own and can run in part: the raw asset alone fetches and lands, its tables alone rebuild from raw
+without calling the API. Every team is loaded side by side, each team × month all or nothing; a
+failed team fails the step, named, after the other teams are committed.
 """
 
 from collections.abc import Iterator
@@ -9,10 +11,11 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipeline import engine
-from pipeline.metadata import fetch_metadata, load_summary, table_metadata
+from pipeline.metadata import fetch_metadata, load_summary, table_metadata, team_frames
 from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
-from pipeline.resources import BillingApiResource, WarehouseResource
+from pipeline.resources import BillingApiResource
 from pipeline.sources import SOURCES, Source
+from pipeline.teams import Outcome
 
 GROUP = "digitalocean_billing"
 PARTITIONED = dict(
@@ -31,72 +34,91 @@ def _upstream(source: Source) -> list[dg.AssetKey]:
     return [dg.AssetKey(parent.raw_asset or parent.tables[0].name)]
 
 
-def _tables_results(
-    context: dg.AssetExecutionContext, source: Source, result: engine.Normalized, periods: list
-) -> Iterator[dg.MaterializeResult]:
-    for warning in result.warnings:
-        context.log.warning(warning)
-    context.log.info(load_summary(source.tables, result.tables, periods))
-    for table in source.tables:
-        yield dg.MaterializeResult(
-            asset_key=table.name,
-            metadata=table_metadata(table, result.tables[table.name], periods),
+def _specs(source: Source) -> list[dg.AssetSpec]:
+    specs = []
+    deps = _upstream(source)
+    if source.raw_asset:
+        specs.append(
+            dg.AssetSpec(
+                source.raw_asset,
+                deps=deps,
+                kinds={"duckdb"},
+                description=f"Every page of {source.name} as the API returned it (schema raw).",
+            )
         )
-
-
-def raw_asset(source: Source) -> dg.AssetsDefinition:
-    """Fetch the months' pages and land them in `raw`, then fail if they did not add up."""
-
-    @dg.asset(
-        name=source.raw_asset,
-        deps=_upstream(source),
-        kinds={"duckdb"},
-        description=f"Every page of {source.name} as the API returned it (schema raw).",
-        **PARTITIONED,
-    )
-    def _raw(
-        context: dg.AssetExecutionContext,
-        digitalocean: BillingApiResource,
-        warehouse: WarehouseResource,
-    ) -> dg.MaterializeResult:
-        periods = run_periods(context)
-        store = warehouse.open()
-        with digitalocean.client(context.log) as api:
-            batch = engine.fetch(source, api, store, periods, context.run_id)
-            stats = api.stats
-        engine.land(store, batch)
-        return dg.MaterializeResult(metadata=fetch_metadata(batch, stats))
-
-    return _raw
-
-
-def tables_asset(source: Source) -> dg.AssetsDefinition:
-    """The source's tables: from its landed raw pages, or (without a raw asset) the whole
-    recipe in one step."""
-    deps = [dg.AssetKey(source.raw_asset)] if source.raw_asset else _upstream(source)
-    specs = [
+        deps = [dg.AssetKey(source.raw_asset)]
+    specs += [
         dg.AssetSpec(t.name, deps=deps, kinds=set(source.kinds), description=t.description)
         for t in source.tables
     ]
-    name = source.tables_step or source.tables[0].name
-    resources = {"warehouse"} | (set() if source.raw_asset else {"digitalocean"})
+    return specs
 
-    @dg.multi_asset(name=name, specs=specs, required_resource_keys=resources, **PARTITIONED)
-    def _tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+
+def _results(
+    context: dg.AssetExecutionContext,
+    source: Source,
+    outcome: Outcome[engine.TeamLoad],
+    periods: list[str],
+    fetched: bool,
+    tables: bool,
+) -> Iterator[dg.MaterializeResult]:
+    for team, load in outcome.results.items():
+        if load.result is not None:
+            for warning in load.result.warnings:
+                context.log.warning(f"{team.name}: {warning}")
+            context.log.info(load_summary(team, source.tables, load.result.tables, periods))
+    for who, error in outcome.failures:
+        context.log.error(f"{who} failed: {error}")
+    outcome.raise_failures()
+    if fetched and source.raw_asset:
+        yield dg.MaterializeResult(
+            asset_key=source.raw_asset, metadata=fetch_metadata(outcome.results)
+        )
+    if tables:
+        for table in source.tables:
+            frames = team_frames(outcome.results, table.name)
+            yield dg.MaterializeResult(
+                asset_key=table.name, metadata=table_metadata(table, frames, periods)
+            )
+
+
+def source_asset(source: Source) -> dg.AssetsDefinition:
+    """The source's step: fetch + raw landing, then normalize + swap, for every team."""
+
+    @dg.multi_asset(
+        name=source.tables_step or source.tables[0].name,
+        specs=_specs(source),
+        can_subset=source.raw_asset is not None,
+        required_resource_keys={"digitalocean", "warehouse"},
+        **PARTITIONED,
+    )
+    def _step(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         periods = run_periods(context)
         store = context.resources.warehouse.open()
-        if source.raw_asset:
-            result = engine.replay(source, store, periods)
+        selected = context.selected_asset_keys
+        tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
+        fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
+        if fetches:
+            api: BillingApiResource = context.resources.digitalocean
+            with api.accounts(context.log) as accounts:
+                outcome = engine.load_teams(
+                    source,
+                    accounts,
+                    store,
+                    periods,
+                    context.log,
+                    run_id=context.run_id,
+                    tables=tables,
+                )
         else:
-            with context.resources.digitalocean.client(context.log) as api:
-                _, result = engine.load(source, api, store, periods, context.run_id)
-        yield from _tables_results(context, source, result, periods)
+            outcome = engine.replay_teams(source, store, periods)
+        yield from _results(context, source, outcome, periods, fetches, tables)
 
-    return _tables
+    return _step
 
 
 def source_assets(source: Source) -> list[dg.AssetsDefinition]:
-    return ([raw_asset(source)] if source.raw_asset else []) + [tables_asset(source)]
+    return [source_asset(source)]
 
 
 ASSETS = [asset for source in SOURCES for asset in source_assets(source)]

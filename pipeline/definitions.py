@@ -7,24 +7,24 @@ import dagster as dg
 from pipeline.assets import ASSETS
 from pipeline.checks import CHECKS
 from pipeline.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
-from pipeline.resources import (
-    TOKEN_ENV,
-    BillingApiResource,
-    DigitalOceanResource,
-    WarehouseResource,
-)
+from pipeline.resources import BillingApiResource, DigitalOceanResource, WarehouseResource
 from pipeline.sandbox.resource import SandboxResource
 from pipeline.schedules import closed_month_schedule, invoices_job, preview_refresh_schedule
 from pipeline.settings import Settings, get_settings
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """The real API when a token is set, else the built-in sandbox; and the warehouse.
+    """The real API when tokens are set (one per team), else the built-in sandbox; and the
+    warehouse.
 
-    The token itself is read from the environment at launch (an EnvVar), never stored here."""
+    The tokens are read from the environment at launch (an EnvVar), never stored here."""
     api: BillingApiResource
-    if settings.token is not None:
-        api = DigitalOceanResource(token=dg.EnvVar(TOKEN_ENV), api_url=settings.api_url)
+    if settings.tokens:
+        api = DigitalOceanResource(
+            token=dg.EnvVar(settings.token_env),
+            token_env=settings.token_env,
+            api_url=settings.api_url,
+        )
     else:
         api = SandboxResource()
     return {"digitalocean": api, "warehouse": WarehouseResource(path=str(settings.warehouse_path))}

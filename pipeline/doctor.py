@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -29,7 +30,15 @@ import yaml
 
 from pipeline.api import ApiError, AuthError, DigitalOceanClient, RetryPolicy
 from pipeline.sandbox import SandboxServer
-from pipeline.settings import ENV_FILE, Settings, SettingsError, get_settings
+from pipeline.settings import (
+    ENV_FILE,
+    TOKEN_ENV,
+    TOKENS_ENV,
+    Settings,
+    SettingsError,
+    get_settings,
+    token_place,
+)
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
@@ -88,8 +97,14 @@ def check_settings(cwd: Path | None = None) -> Check:
     except SettingsError as exc:
         where = f"in {env_file} or the environment" if env_file.is_file() else "in the environment"
         return Check("configuration", False, f"{exc}. Fix it {where} ({source})")
-    if settings.token is None:
+    tokens = len(settings.tokens)
+    if not tokens:
         mode = "no DIGITALOCEAN_TOKEN, so runs use the built-in sandbox API (sample data)"
+    elif settings.token_env == TOKENS_ENV:
+        mode = (
+            f"{TOKENS_ENV} holds {tokens} token(s), so runs load {tokens} team(s) from the API "
+            f"at {_host(settings.api_url)}"
+        )
     else:
         mode = f"DIGITALOCEAN_TOKEN is set, so runs use the API at {_host(settings.api_url)}"
     return Check("configuration", True, f"{source}; {mode}")
@@ -100,24 +115,29 @@ def _host(url: str) -> str:
 
 
 # -- 2. the token -------------------------------------------------------------------------------
-def new_client(url: str, token: str) -> DigitalOceanClient:
+def new_client(url: str, token: str, place: str = TOKEN_ENV) -> DigitalOceanClient:
     """The pipeline's client, with one retry and a short timeout: a person is waiting."""
     return DigitalOceanClient(
-        url, token, retry=RetryPolicy(attempts=2), timeout=API_TIMEOUT, log=_Quiet()
+        url,
+        token,
+        retry=RetryPolicy(attempts=2),
+        timeout=API_TIMEOUT,
+        log=_Quiet(),
+        token_name=place,
     )
 
 
-def _api_failure(exc: ApiError, scope: str, host: str) -> str:
+def _api_failure(exc: ApiError, scope: str, host: str, place: str = TOKEN_ENV) -> str:
     """What an API error means for the person running the check, and what to do about it."""
     if isinstance(exc, AuthError) and exc.status == 401:
         return (
             "the token is not valid or was revoked (HTTP 401): create a new token with the "
-            f"billing:read and account:read scopes at {TOKENS_PAGE} and set DIGITALOCEAN_TOKEN"
+            f"billing:read and account:read scopes at {TOKENS_PAGE} and set {place} to it"
         )
     if isinstance(exc, AuthError):
         return (
             f"the token lacks {scope} (HTTP {exc.status}): create a token that has it at "
-            f"{TOKENS_PAGE} and set DIGITALOCEAN_TOKEN"
+            f"{TOKENS_PAGE} and set {place} to it"
         )
     if exc.status is not None:  # a 404 or another answer the API does not give
         return f"{host} answered {exc}: check that DIGITALOCEAN_API_URL points at the API"
@@ -128,7 +148,7 @@ def _billing(client: DigitalOceanClient) -> tuple[Check, ApiError | None]:
     try:
         client.get_page(BALANCE_PATH, None, "billing:read")
     except ApiError as exc:
-        failure = _api_failure(exc, "billing:read", client.host)
+        failure = _api_failure(exc, "billing:read", client.host, client.token_name)
         return Check("API, billing:read", False, failure), exc
     return Check("API, billing:read", True, f"{client.host} answered GET {BALANCE_PATH}"), None
 
@@ -138,42 +158,76 @@ def check_billing(client: DigitalOceanClient) -> Check:
     return _billing(client)[0]
 
 
-def check_account(client: DigitalOceanClient) -> Check:
-    """The token reads the account (`daily_costs` needs its team); names the team, so a person
-    can tell which token this is without seeing it."""
+def _account(client: DigitalOceanClient) -> tuple[Check, str | None]:
+    """The account check, and the team's uuid when it was read."""
     try:
         page = client.get_page(ACCOUNT_PATH, None, "account:read")
     except ApiError as exc:
-        detail = _api_failure(exc, "account:read", client.host)
+        detail = _api_failure(exc, "account:read", client.host, client.token_name)
         if isinstance(exc, AuthError) and exc.status == 403:
-            detail += "; only daily_costs needs it, the other assets load without it"
-        return Check("account:read", False, detail)
+            detail += "; every run reads the token's team with it"
+        return Check("account:read", False, detail), None
     account = page.data.get("account")
     team = account.get("team") if isinstance(account, dict) else None
     if not isinstance(team, dict) or not team.get("uuid"):
         return Check(
             "account:read",
             False,
-            f"GET {ACCOUNT_PATH} answered without account.team.uuid, which daily_costs needs",
-        )
-    return Check("account:read", True, f'team "{team.get("name")}" ({team["uuid"]})')
+            f"GET {ACCOUNT_PATH} answered without account.team.uuid, which names the team",
+        ), None
+    return Check("account:read", True, f'team "{team.get("name")}" ({team["uuid"]})'), team["uuid"]
 
 
-def check_api(url: str, token: str) -> list[Check]:
-    """Billing, then the account; the account is only asked when the first call got through or
-    was refused for its scope alone, else its line would repeat the same problem."""
-    with new_client(url, token) as client:
+def check_account(client: DigitalOceanClient) -> Check:
+    """The token reads the account (every run names the team with it); names the team, so a
+    person can tell which token this is without seeing it."""
+    return _account(client)[0]
+
+
+def _check_api(url: str, token: str, place: str) -> tuple[list[Check], str | None]:
+    with new_client(url, token, place) as client:
         billing, error = _billing(client)
         if error is not None and not (isinstance(error, AuthError) and error.status == 403):
-            return [billing, Check("account:read", None, "not checked: see the line above")]
-        return [billing, check_account(client)]
+            return [billing, Check("account:read", None, "not checked: see the line above")], None
+        account, team = _account(client)
+        return [billing, account], team
+
+
+def check_api(url: str, token: str, place: str = TOKEN_ENV) -> list[Check]:
+    """Billing, then the account; the account is only asked when the first call got through or
+    was refused for its scope alone, else its line would repeat the same problem."""
+    return _check_api(url, token, place)[0]
+
+
+def check_tokens(settings: Settings) -> list[Check]:
+    """Each token in turn, its lines named by its place when there are several; two tokens of
+    one team are a problem of their own."""
+    tokens = settings.tokens
+    checks: list[Check] = []
+    teams: dict[str, str] = {}
+    for position, token in enumerate(tokens, start=1):
+        place = token_place(position, settings.token_env)
+        found, team = _check_api(settings.api_url, token.get_secret_value(), place)
+        if len(tokens) > 1:
+            found = [dataclasses.replace(c, name=f"{place}: {c.name}") for c in found]
+        checks += found
+        if team is not None and team in teams:
+            checks.append(
+                Check(
+                    "teams",
+                    False,
+                    f"{teams[team]} and {place} belong to the same team ({team}): keep one",
+                )
+            )
+        teams.setdefault(team or f"unknown-{position}", place)
+    return checks
 
 
 def check_token(settings: Settings) -> list[Check]:
-    """The token against the configured API, or, without one, the built-in sandbox for the
+    """The tokens against the configured API, or, without one, the built-in sandbox for the
     length of the check, so the path `make run` takes without a token is exercised too."""
-    if settings.token is not None:
-        return check_api(settings.api_url, settings.token.get_secret_value())
+    if settings.tokens:
+        return check_tokens(settings)
     with SandboxServer() as sandbox:
         note = Check(
             "token",
@@ -316,15 +370,17 @@ def run_checks() -> list[Check]:
     return checks
 
 
-def report(checks: Sequence[Check], secret: str | None = None) -> str:
-    """The lines a person reads, and the verdict; the token, should it appear, is masked."""
+def report(checks: Sequence[Check], secrets: Sequence[str] = ()) -> str:
+    """The lines a person reads, and the verdict; a token, should one appear, is masked."""
     problems = sum(1 for check in checks if check.ok is False)
     lines = [check.line() for check in checks]
     lines.append(
         "all checks passed" if not problems else f"{problems} problem(s): fix the ✗ lines above"
     )
     text = "\n".join(lines)
-    return text.replace(secret, "***") if secret else text
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,11 +389,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check the settings, the token, the warehouse file and the Dagster instance.",
     ).parse_args(argv)
     checks = run_checks()
-    secret = None
+    secrets: list[str] = []
     with contextlib.suppress(SettingsError):
-        token = get_settings().token
-        secret = token.get_secret_value() if token is not None else None
-    print(report(checks, secret))
+        secrets = [token.get_secret_value() for token in get_settings().tokens]
+    print(report(checks, secrets))
     return 0 if all(check.ok is not False for check in checks) else 1
 
 

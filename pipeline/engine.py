@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
+from pipeline.api.retry import Log
+from pipeline.sources import SOURCES
 from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
+from pipeline.teams import Account, Outcome, Team, for_each_team, identify
 from pipeline.warehouse.store import RawBatch, Warehouse
 
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
@@ -32,16 +36,18 @@ def fetch(
     api: DigitalOceanClient,
     store: Warehouse,
     periods: Sequence[str],
+    team_uuid: str,
     run_id: str | None = None,
 ) -> RawBatch:
-    """Every page the source needs for these months, as received, ready to land.
+    """Every page the source needs for these months from one team's token, as received, ready
+    to land.
 
     Pages that do not add up are recorded in the batch (`status` incomplete) rather than raised
     here, so they are landed before the run fails.
     """
     periods = list(periods)
     requests_before = api.stats.requests
-    parent = read_targets(source.parent, store, periods) if source.parent else None
+    parent = read_targets(source.parent, store, periods, team_uuid) if source.parent else None
     problems: list[str] = []
     pages: list[tuple] = []
     index: Collection | None = None
@@ -78,6 +84,7 @@ def fetch(
     return RawBatch(
         fetch_id=uuid.uuid4().hex,
         source=source.name,
+        team_uuid=team_uuid,
         run_id=run_id,
         fetched_at=pd.Timestamp.now(tz="UTC"),
         first_period=min(periods),
@@ -114,10 +121,12 @@ def land(store: Warehouse, batch: RawBatch) -> None:
         )
 
 
-def read_targets(source: Source, store: Warehouse, periods: Sequence[str]) -> pd.DataFrame:
-    """The targets of the source's latest good fetch of each month."""
+def read_targets(
+    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
+) -> pd.DataFrame:
+    """The targets of the team's latest good fetch of the source for each month."""
     store.migrate()
-    found = store.read_raw(source.name, periods, with_pages=False)
+    found = store.read_raw(source.name, team_uuid, periods, with_pages=False)
     if found.missing:
         raise RawNotFetchedError(
             f"no successful {source.name} fetch covers {found.missing}: load {source.name} first"
@@ -125,10 +134,13 @@ def read_targets(source: Source, store: Warehouse, periods: Sequence[str]) -> pd
     return found.targets
 
 
-def normalize(source: Source, store: Warehouse, periods: Sequence[str]) -> Normalized:
-    """The latest good raw fetch of each month, normalized and checked before any write."""
+def normalize(
+    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
+) -> Normalized:
+    """The team's latest good raw fetch of each month, normalized and checked before any write;
+    every row is marked with the team."""
     store.migrate()
-    found = store.read_raw(source.name, periods)
+    found = store.read_raw(source.name, team_uuid, periods)
     if found.missing or found.pages is None:
         step = source.raw_asset or source.name
         raise RawNotFetchedError(
@@ -140,12 +152,16 @@ def normalize(source: Source, store: Warehouse, periods: Sequence[str]) -> Norma
     problems = source.invariants(raw, result.tables, periods)
     if problems:
         raise IncompleteFetchError("; ".join(problems) + ". Nothing was written.")
-    return result
+    tables = {name: frame.assign(team_uuid=team_uuid) for name, frame in result.tables.items()}
+    return Normalized(tables, result.warnings)
 
 
-def swap(source: Source, store: Warehouse, periods: Sequence[str], result: Normalized) -> None:
-    """Replace the months' rows of every table of the source in one transaction."""
+def swap(
+    source: Source, store: Warehouse, periods: Sequence[str], result: Normalized, team_uuid: str
+) -> None:
+    """Replace one team's rows of the months in every table of the source, in one transaction."""
     store.replace_periods(
+        team_uuid,
         periods,
         {
             t.name: (result.tables[t.name], t.partition_column)
@@ -153,17 +169,17 @@ def swap(source: Source, store: Warehouse, periods: Sequence[str], result: Norma
             if t.write == "months"
         },
         {
-            t.name: (result.tables[t.name], t.primary_key)
+            t.name: (result.tables[t.name], ("team_uuid", *t.primary_key))
             for t in source.tables
             if t.write == "merge"
         },
     )
 
 
-def replay(source: Source, store: Warehouse, periods: Sequence[str]) -> Normalized:
-    """Normalize and swap from raw alone: zero requests."""
-    result = normalize(source, store, periods)
-    swap(source, store, periods, result)
+def replay(source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str) -> Normalized:
+    """Normalize and swap one team's months from raw alone: zero requests."""
+    result = normalize(source, store, periods, team_uuid)
+    swap(source, store, periods, result, team_uuid)
     return result
 
 
@@ -172,9 +188,62 @@ def load(
     api: DigitalOceanClient,
     store: Warehouse,
     periods: Sequence[str],
+    team_uuid: str,
     run_id: str | None = None,
 ) -> tuple[RawBatch, Normalized]:
-    """The whole recipe for one source and a set of months."""
-    batch = fetch(source, api, store, periods, run_id)
+    """The whole recipe for one source, one team and a set of months."""
+    batch = fetch(source, api, store, periods, team_uuid, run_id)
     land(store, batch)
-    return batch, replay(source, store, periods)
+    return batch, replay(source, store, periods, team_uuid)
+
+
+# Every table that holds one row set per team: what a legacy (one-team) warehouse's rows are in.
+TEAM_TABLES = [table.name for source in SOURCES for table in source.tables]
+
+
+@dataclass(frozen=True)
+class TeamLoad:
+    """One team's part of a step: the fetch it landed (if it fetched) and the rows it swapped."""
+
+    batch: RawBatch | None
+    result: Normalized | None
+    retries: int = 0
+    rate_limited: int = 0
+
+
+def load_teams(
+    source: Source,
+    accounts: Sequence[Account],
+    store: Warehouse,
+    periods: Sequence[str],
+    log: Log,
+    *,
+    run_id: str | None = None,
+    tables: bool = True,
+) -> Outcome[TeamLoad]:
+    """Fetch and land every team's pages (and, with `tables`, swap its months), teams side by
+    side; each team all or nothing, the others unaffected by its failure."""
+    teams, failures = identify(accounts, store, TEAM_TABLES, log)
+
+    def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
+        batch = fetch(source, api, store, periods, team.uuid, run_id)
+        land(store, batch)
+        result = replay(source, store, periods, team.uuid) if tables else None
+        return TeamLoad(batch, result, api.stats.retries, api.stats.rate_limited)
+
+    return for_each_team(teams, work, failures)
+
+
+def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Outcome[TeamLoad]:
+    """Rebuild every team's months that raw holds, from raw alone: zero requests."""
+    store.migrate()
+    uuids = store.raw_teams(source.name, periods)
+    names = store.team_names(uuids)
+    teams = [Team(uuid, *names.get(uuid, (uuid, 0)), place="raw") for uuid in uuids]
+    outcome: Outcome[TeamLoad] = Outcome({}, [])
+    for team in teams:
+        try:
+            outcome.results[team] = TeamLoad(None, replay(source, store, periods, team.uuid))
+        except (RawNotFetchedError, InvalidPayloadError, IncompleteFetchError) as exc:
+            outcome.failures.append((str(team), exc))
+    return outcome

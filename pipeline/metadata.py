@@ -9,9 +9,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.api.client import ClientStats
+from pipeline.engine import TeamLoad
 from pipeline.sources.base import Table
-from pipeline.warehouse.store import RawBatch
+from pipeline.teams import Team
 
 BAR_WIDTH = 24
 SHOWN_MONTHS = 24
@@ -28,17 +28,47 @@ def bars(amounts: pd.Series, width: int = BAR_WIDTH) -> list[str]:
     return ["█" * int(width * v / top) if top and v > 0 else "" for v in values]
 
 
-def fetch_metadata(batch: RawBatch, stats: ClientStats) -> dict[str, Any]:
-    """Pages landed, what they covered, and what it took."""
+def fetch_metadata(loads: dict[Team, TeamLoad]) -> dict[str, Any]:
+    """Pages landed, what they covered and what it took: in all, and per team."""
+    batches = {team: load.batch for team, load in loads.items() if load.batch is not None}
+    per_team = pd.DataFrame(
+        [
+            (team.name, team.uuid, len(b.targets), len(b.pages), b.requests)
+            for team, b in batches.items()
+        ],
+        columns=["team", "team_uuid", "targets", "pages", "requests"],
+    )
     return {
-        "dagster/row_count": len(batch.pages),
-        "fetch_id": batch.fetch_id,
-        "targets": len(batch.targets),
-        "pages": len(batch.pages),
-        "requests": batch.requests,
-        "retries": stats.retries,
-        "rate_limited": stats.rate_limited,
+        "dagster/row_count": int(per_team["pages"].sum()),
+        "fetch_ids": ", ".join(b.fetch_id for b in batches.values()),
+        "teams": len(batches),
+        "targets": int(per_team["targets"].sum()),
+        "pages": int(per_team["pages"].sum()),
+        "requests": int(per_team["requests"].sum()),
+        "retries": sum(load.retries for load in loads.values()),
+        "rate_limited": sum(load.rate_limited for load in loads.values()),
+        "by_team": dg.MetadataValue.md(per_team.to_markdown(index=False)),
     }
+
+
+def team_frames(loads: dict[Team, TeamLoad], table: str) -> dict[Team, pd.DataFrame]:
+    return {team: load.result.tables[table] for team, load in loads.items() if load.result}
+
+
+def by_team(frames: dict[Team, pd.DataFrame]) -> str:
+    """Rows (and amount) per team: the materialization's per-team counts."""
+    rows = [
+        (
+            team.name,
+            team.uuid,
+            len(frame),
+            money(frame["amount"].sum() if len(frame) else 0) if "amount" in frame else "",
+        )
+        for team, frame in frames.items()
+    ]
+    return pd.DataFrame(rows, columns=["team", "team_uuid", "rows", "amount"]).to_markdown(
+        index=False
+    )
 
 
 def _per_month(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> pd.DataFrame:
@@ -73,9 +103,17 @@ def _spend_by(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
     return by.fillna(0).map(lambda v: f"{v:,.2f}").to_markdown()
 
 
-def table_metadata(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> dict[str, Any]:
-    """Row count, totals, and the plot, breakdown or sample the table declares."""
-    metadata: dict[str, Any] = {"dagster/row_count": len(frame), "months": len(periods)}
+def table_metadata(
+    table: Table, frames: dict[Team, pd.DataFrame], periods: Sequence[str]
+) -> dict[str, Any]:
+    """Row count, totals, rows per team, and the plot, breakdown or sample the table declares."""
+    frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
+    metadata: dict[str, Any] = {
+        "dagster/row_count": len(frame),
+        "months": len(periods),
+        "teams": len(frames),
+        "by_team": dg.MetadataValue.md(by_team(frames)),
+    }
     for column in ("amount", *table.totals):
         if column in frame:
             key = "total_amount" if column == "amount" else column
@@ -94,9 +132,14 @@ def table_metadata(table: Table, frame: pd.DataFrame, periods: Sequence[str]) ->
     return metadata
 
 
-def load_summary(tables: Sequence[Table], frames: dict[str, pd.DataFrame], periods: list) -> str:
-    """The run log's line: `loaded 3 month(s) 2024-01…2024-03: 3 invoices, 90 items, 1.00 USD`."""
+def load_summary(
+    team: Team, tables: Sequence[Table], frames: dict[str, pd.DataFrame], periods: list
+) -> str:
+    """The run log's line per team: `Example Co: loaded 3 month(s) 2024-01…2024-03: 3 invoices,
+    90 items, 1.00 USD`."""
     counts = ", ".join(f"{len(frames[t.name])} {t.noun or t.name}" for t in tables)
     first = frames[tables[0].name]
     total = f", {money(first['amount'].sum() if len(first) else 0)}" if "amount" in first else ""
-    return f"loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}{total}"
+    return (
+        f"{team.name}: loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}{total}"
+    )

@@ -1,7 +1,7 @@
 """`python -m pipeline.replay SOURCE FROM [TO]`: rebuild a source's tables from raw, zero requests.
 
-After a normalizer is fixed, this re-normalizes the latest good fetch of each month and swaps the
-months in one transaction, exactly as a run's last two steps do.
+After a normalizer is fixed, this re-normalizes each team's latest good fetch of each month and
+swaps the team's months in one transaction, exactly as a run's last two steps do.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import engine
-from pipeline.api import IncompleteFetchError
 from pipeline.partitions import monthly_partitions, validate_periods
 from pipeline.settings import get_settings
 from pipeline.sources import SOURCES
-from pipeline.sources.fields import InvalidPayloadError
 from pipeline.warehouse.store import Warehouse
 
 
@@ -31,14 +29,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
     store = Warehouse(get_settings().warehouse_path)
-    try:
-        result = engine.replay(source, store, periods)
-    except (engine.RawNotFetchedError, InvalidPayloadError, IncompleteFetchError) as exc:
-        print(f"replay of {source.name} failed, the tables keep their rows: {exc}", file=sys.stderr)
+    outcome = engine.replay_teams(source, store, periods)
+    for team, load in outcome.results.items():
+        tables = load.result.tables if load.result else {}
+        counts = ", ".join(f"{len(frame)} rows in {name}" for name, frame in tables.items())
+        print(f"replayed {source.name} of {team} for {periods[0]}…{periods[-1]} from raw: {counts}")
+    for who, error in outcome.failures:
+        print(
+            f"replay of {source.name} of {who} failed, its rows are as they were: {error}",
+            file=sys.stderr,
+        )
+    if not outcome.results and not outcome.failures:
+        print(
+            f"replay of {source.name} failed: no team has a good raw fetch of "
+            f"{periods[0]}…{periods[-1]}; load it first",
+            file=sys.stderr,
+        )
         return 1
-    counts = ", ".join(f"{len(frame)} rows in {name}" for name, frame in result.tables.items())
-    print(f"replayed {source.name} for {periods[0]}…{periods[-1]} from raw: {counts}")
-    return 0
+    return 1 if outcome.failures else 0
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ SUMMARY = """
     LEFT JOIN inv USING (month) LEFT JOIN daily USING (month) LEFT JOIN history USING (month)
     GROUP BY ALL ORDER BY year
 """
+BY_TEAM = """
+    SELECT coalesce(t.team_name, '(before teams)') AS team, i.team_uuid,
+           count(DISTINCT i.invoice_period) AS months, count(*) AS invoices,
+           CAST(sum(i.items_total) AS BIGINT) AS items, sum(i.amount) AS invoiced_usd
+    FROM invoices AS i LEFT JOIN teams AS t USING (team_uuid)
+    WHERE list_contains(CAST($periods AS VARCHAR[]), i.invoice_period)
+    GROUP BY ALL ORDER BY team
+"""
 OPEN_MONTH = """
     SELECT (SELECT sum(amount) FROM invoices WHERE status = 'preview') AS preview,
            (SELECT arg_max(month_to_date_usage, generated_at) FROM balance) AS usage,
@@ -73,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.partitions import monthly_partitions
 
     keys = monthly_partitions.get_partition_keys()
-    source = "your DigitalOcean bill" if settings.token else "the built-in SANDBOX API"
+    teams = len(settings.tokens)
+    source = (
+        f"the DigitalOcean API ({teams} team{'s' if teams > 1 else ''})"
+        if teams
+        else "the built-in SANDBOX API"
+    )
     print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
     started = time.monotonic()
     with instance() as dagster:
@@ -97,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warehouse = Warehouse(settings.warehouse_path)
     summary = warehouse.query(SUMMARY, {"periods": keys})
     (open_month,) = warehouse.query(OPEN_MONTH).itertuples(index=False)
+    by_team = warehouse.query(BY_TEAM, {"periods": keys})
     print()
     print(summary.to_string(index=False))
+    if len(by_team) > 1:
+        print()
+        print(by_team.to_string(index=False))
     if open_month.as_of is not None:
         print(
             f"\nOpen month {keys[-1]}: {open_month.preview} USD so far (invoice preview); "

@@ -30,6 +30,18 @@ DEFAULT_START_PERIOD = "2023-01"
 ENV_FILE = ".env"
 # Personal access tokens, OAuth access tokens and OAuth refresh tokens.
 TOKEN_PREFIXES = ("dop_v1_", "doo_v1_", "dor_v1_")
+TOKEN_ENV = "DIGITALOCEAN_TOKEN"  # one team
+TOKENS_ENV = "DIGITALOCEAN_TOKENS"  # several teams: tokens separated by commas
+
+
+def split_tokens(text: str) -> list[str]:
+    """`DIGITALOCEAN_TOKENS`' entries: separated by commas, spaces around them allowed."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def token_place(position: int, env: str = TOKENS_ENV) -> str:
+    """How a token is named where its value may not be: `token 2 of DIGITALOCEAN_TOKENS`."""
+    return TOKEN_ENV if env == TOKEN_ENV else f"token {position} of {TOKENS_ENV}"
 
 
 class SettingsError(ValueError):
@@ -71,20 +83,20 @@ def validate_api_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _check_token_shape(token: str, api_url: str) -> None:
+def _check_token_shape(token: str, api_url: str, name: str = TOKEN_ENV) -> None:
     """Catch a pasted token's stray whitespace or a wrong value before it is sent anywhere.
 
-    Messages name the variable, never the value."""
+    Messages name the variable (and the entry of a list), never the value."""
     if any(ch.isspace() or not ch.isprintable() for ch in token):
         raise SettingsError(
-            "DIGITALOCEAN_TOKEN contains whitespace or a control character "
+            f"{name} contains whitespace or a control character "
             "(a stray space or newline from copying it?)"
         )
     if not token.isascii():
-        raise SettingsError("DIGITALOCEAN_TOKEN contains characters that are not printable ASCII")
+        raise SettingsError(f"{name} contains characters that are not printable ASCII")
     if not token.startswith(TOKEN_PREFIXES) and not is_loopback(urlsplit(api_url).hostname):
         raise SettingsError(
-            "DIGITALOCEAN_TOKEN does not look like a DigitalOcean API token: it should start "
+            f"{name} does not look like a DigitalOcean API token: it should start "
             f"with {', '.join(TOKEN_PREFIXES[:-1])} or {TOKEN_PREFIXES[-1]}. Other tokens are "
             "accepted only when DIGITALOCEAN_API_URL is a loopback host (a local test server)."
         )
@@ -105,7 +117,8 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    token: SecretStr | None = Field(default=None, validation_alias="DIGITALOCEAN_TOKEN")
+    token: SecretStr | None = Field(default=None, validation_alias=TOKEN_ENV)
+    tokens_list: SecretStr | None = Field(default=None, validation_alias=TOKENS_ENV)
     api_url: str = Field(default=DEFAULT_API_URL, validation_alias="DIGITALOCEAN_API_URL")
     warehouse_path: Path = Field(
         default=Path(DEFAULT_WAREHOUSE_PATH), validation_alias="WAREHOUSE_PATH"
@@ -142,16 +155,46 @@ class Settings(BaseSettings):
         return validate_period(value, "INVOICE_START_PERIOD")
 
     @model_validator(mode="after")
-    def _token_fits_url(self) -> Settings:
-        if self.token is None:
+    def _tokens_fit_url(self) -> Settings:
+        if self.token is not None and self.tokens_list is not None:
+            raise SettingsError(
+                f"both {TOKEN_ENV} and {TOKENS_ENV} are set: set {TOKENS_ENV} alone (one token "
+                f"or several, separated by commas) or {TOKEN_ENV} alone (one token)"
+            )
+        tokens = self.tokens
+        if not tokens:
+            if self.tokens_list is not None:
+                raise SettingsError(f"{TOKENS_ENV} is set but holds no token")
             if self.api_url != DEFAULT_API_URL:
                 raise SettingsError(
-                    "DIGITALOCEAN_API_URL is set but DIGITALOCEAN_TOKEN is not: set the token "
-                    "(scope billing:read) or unset the URL to use the built-in sandbox"
+                    f"DIGITALOCEAN_API_URL is set but {TOKEN_ENV} is not: set the token "
+                    "(scopes billing:read, account:read) or unset the URL to use the built-in "
+                    "sandbox"
                 )
-        else:
-            _check_token_shape(self.token.get_secret_value(), self.api_url)
+            return self
+        seen: dict[str, int] = {}
+        for position, token in enumerate(tokens, start=1):
+            name = token_place(position, self.token_env)
+            value = token.get_secret_value()
+            _check_token_shape(value, self.api_url, name)
+            if value in seen:
+                raise SettingsError(
+                    f"{TOKENS_ENV}: entries {seen[value]} and {position} are the same token"
+                )
+            seen[value] = position
         return self
+
+    @property
+    def tokens(self) -> list[SecretStr]:
+        """Every configured token, in order: one per team. Empty: the built-in sandbox."""
+        if self.tokens_list is not None:
+            return [SecretStr(t) for t in split_tokens(self.tokens_list.get_secret_value())]
+        return [self.token] if self.token is not None else []
+
+    @property
+    def token_env(self) -> str:
+        """The variable the tokens are read from (what an `EnvVar` should name)."""
+        return TOKENS_ENV if self.tokens_list is not None else TOKEN_ENV
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -23,6 +23,7 @@ from pipeline.assets import source_assets
 from pipeline.checks import source_checks
 from pipeline.resources import DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
+from pipeline.sandbox.data import build_teams
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 
@@ -32,6 +33,13 @@ FAST_RETRY = RetryPolicy(attempts=4, backoff=0.01, backoff_max=0.05)
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
     with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def teams_sandbox() -> Iterator[SandboxServer]:
+    """A sandbox serving three teams, one token each (`sandbox.tokens`, in order)."""
+    with SandboxServer.with_teams(build_teams(3)) as server:
         yield server
 
 
@@ -59,10 +67,14 @@ def warehouse_path(tmp_path: Path) -> Path:
 
 
 def sandbox_resources(server: SandboxServer, warehouse_path: Path, **api_options) -> dict:
-    """The pipeline's resources pointed at a sandbox and a warehouse file."""
+    """The pipeline's resources pointed at a sandbox and a warehouse file: one token, or, for a
+    sandbox serving several teams, all of theirs as DIGITALOCEAN_TOKENS would list them."""
+    tokens = {"token": server.token}
+    if len(server.tokens) > 1:
+        tokens = {"token": ", ".join(server.tokens), "token_env": "DIGITALOCEAN_TOKENS"}
     return {
         "digitalocean": DigitalOceanResource(
-            token=server.token, api_url=server.url, timeout_seconds=2.0, **api_options
+            **tokens, api_url=server.url, timeout_seconds=2.0, **api_options
         ),
         "warehouse": WarehouseResource(path=str(warehouse_path), lock_timeout_seconds=10),
     }

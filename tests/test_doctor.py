@@ -28,6 +28,7 @@ from pipeline.warehouse.store import Warehouse
 
 SETTINGS_VARIABLES = (
     "DIGITALOCEAN_TOKEN",
+    "DIGITALOCEAN_TOKENS",
     "DIGITALOCEAN_API_URL",
     "WAREHOUSE_PATH",
     "INVOICE_START_PERIOD",
@@ -133,7 +134,7 @@ def test_a_token_without_account_read_is_named_lacking_it():
     assert billing.ok is True
     assert account.ok is False
     assert account.detail.startswith("the token lacks account:read (HTTP 403)")
-    assert "the other assets load without it" in account.detail
+    assert "every run reads the token's team with it" in account.detail
 
 
 def test_a_token_without_billing_read_is_named_lacking_it():
@@ -349,6 +350,34 @@ def test_main_fails_on_a_wrong_token_without_printing_it(sandbox, migrated, poin
     assert token not in out
 
 
+def test_main_checks_every_team_and_names_each_token_by_its_place(
+    teams_sandbox, migrated, doctor_env, run_doctor
+):
+    tokens = teams_sandbox.tokens
+    revoked = tokens[1]
+    teams_sandbox.revoke(revoked)
+    # The third entry is another token of the first team.
+    teams_sandbox.add_team("another-token-of-team-one", teams_sandbox.data_for(tokens[0]))
+    doctor_env.setenv("DIGITALOCEAN_API_URL", teams_sandbox.url)
+    doctor_env.setenv("DIGITALOCEAN_TOKENS", f"{tokens[0]}, {revoked} ,another-token-of-team-one")
+    doctor_env.setenv("WAREHOUSE_PATH", str(migrated))
+    code, out = run_doctor()
+    assert code == 1
+    assert "DIGITALOCEAN_TOKENS holds 3 token(s), so runs load 3 team(s)" in out
+    first = teams_sandbox.data_for(tokens[0]).team
+    assert f'✓ token 1 of DIGITALOCEAN_TOKENS: account:read: team "{first["name"]}"' in out
+    assert (
+        "✗ token 2 of DIGITALOCEAN_TOKENS: API, billing:read: the token is not valid or was "
+        "revoked (HTTP 401)" in out
+    )
+    assert (
+        "✗ teams: token 1 of DIGITALOCEAN_TOKENS and token 3 of DIGITALOCEAN_TOKENS belong to "
+        f"the same team ({first['uuid']})" in out
+    )
+    assert out.splitlines()[-1] == "2 problem(s): fix the ✗ lines above"
+    assert not any(token in out for token in [*tokens, "another-token-of-team-one"])
+
+
 def test_main_counts_every_problem(sandbox, old_warehouse, point_at, doctor_env, run_doctor):
     point_at(sandbox)
     doctor_env.setenv("WAREHOUSE_PATH", str(old_warehouse))
@@ -379,5 +408,5 @@ def test_main_with_a_bad_setting_checks_nothing_else_that_needs_it(doctor_env, r
 
 
 def test_the_report_masks_the_token_should_it_appear():
-    text = doctor.report([doctor.Check("x", False, "echo dop_v1_abc")], "dop_v1_abc")
+    text = doctor.report([doctor.Check("x", False, "echo dop_v1_abc")], ["dop_v1_abc"])
     assert text == "✗ x: echo ***\n1 problem(s): fix the ✗ lines above"

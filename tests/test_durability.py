@@ -36,7 +36,9 @@ for version in range(versions):
         "invoice_uuid": ["inv"], "invoice_period": ["{MONTH}"], "amount": [str(n) + ".00"],
         "status": ["final"], "items_total": [n], "loaded_at": [stamp],
     }}).reindex(columns=INVOICE_COLUMNS)
+    items["team_uuid"] = invoices["team_uuid"] = "team"
     store.replace_periods(
+        "team",
         ["{MONTH}"],
         {{"invoices": (invoices, "invoice_period"), "invoice_items": (items, "invoice_period")}},
     )

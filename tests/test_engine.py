@@ -26,6 +26,11 @@ def month_invoices(sandbox, months=MONTHS):
     return [i for i in sandbox.data.invoices if i["invoice_period"] in months]
 
 
+def team(server) -> str:
+    """The sandbox team's uuid: what the engine marks every row and fetch with."""
+    return server.data.team["uuid"]
+
+
 def table(path, sql):
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql).fetchall()
@@ -35,13 +40,15 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
     sandbox, client, warehouse_path
 ):
     store = Warehouse(warehouse_path)
-    engine.load(INVOICES, client, store, MONTHS)
+    engine.load(INVOICES, client, store, MONTHS, team(sandbox))
 
     def broken(raw: RawData, loaded_at: datetime) -> Normalized:
         raise InvalidPayloadError(["invoice x (2024-02), field 'amount': a bug in the normalizer"])
 
     with pytest.raises(InvalidPayloadError, match="a bug in the normalizer"):
-        engine.load(dataclasses.replace(SUMMARIES, normalize=broken), client, store, MONTHS)
+        engine.load(
+            dataclasses.replace(SUMMARIES, normalize=broken), client, store, MONTHS, team(sandbox)
+        )
     # Every summary fetched is in raw, verbatim, though none was normalized.
     expected = {
         i["invoice_uuid"]: sandbox.data.summaries[i["invoice_uuid"]]
@@ -55,7 +62,7 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
     assert table(warehouse_path, "SELECT count(*) FROM invoice_summaries") == [(0,)]
 
     requests_before = len(sandbox.requests)
-    engine.replay(SUMMARIES, store, MONTHS)
+    engine.replay(SUMMARIES, store, MONTHS, team(sandbox))
     assert len(sandbox.requests) == requests_before
     stored = table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_summaries")
     assert sorted(stored) == sorted(
@@ -65,11 +72,11 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
 
 def test_invoices_replay_from_raw_gives_the_same_rows(sandbox, client, warehouse_path):
     store = Warehouse(warehouse_path)
-    engine.load(INVOICES, client, store, MONTHS)
+    engine.load(INVOICES, client, store, MONTHS, team(sandbox))
     query = "SELECT * EXCLUDE (loaded_at) FROM invoice_items ORDER BY invoice_uuid, line_number"
     first = table(warehouse_path, query)
     requests_before = len(sandbox.requests)
-    engine.replay(INVOICES, store, MONTHS)
+    engine.replay(INVOICES, store, MONTHS, team(sandbox))
     assert len(sandbox.requests) == requests_before
     assert table(warehouse_path, query) == first
     assert len(first) == sum(
@@ -82,7 +89,7 @@ def test_a_server_that_caps_pages_at_25_still_loads_every_row(make_client, wareh
 
     with SandboxServer(max_per_page=25) as server, make_client(server) as api:
         store = Warehouse(warehouse_path)
-        batch, _ = engine.load(INVOICES, api, store, ["2025-01"])
+        batch, _ = engine.load(INVOICES, api, store, ["2025-01"], team(server))
         (invoice,) = month_invoices(server, ["2025-01"])
         items = server.data.items[invoice["invoice_uuid"]]
     assert batch.status == "ok"
@@ -95,7 +102,7 @@ def test_a_server_that_caps_pages_at_25_still_loads_every_row(make_client, wareh
 TOY_TABLE = """
     CREATE TABLE IF NOT EXISTS invoice_amounts (
         invoice_uuid VARCHAR NOT NULL, invoice_period VARCHAR NOT NULL,
-        amount DECIMAL(18, 2) NOT NULL
+        amount DECIMAL(18, 2) NOT NULL, team_uuid VARCHAR
     )
 """
 

@@ -121,11 +121,12 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 3
+    assert schema_version(con) == LATEST_VERSION == 4
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
         (3, "daily_costs_history_balance"),
+        (4, "teams"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -137,18 +138,24 @@ def test_upgrade_goes_from_version_0_to_latest(upgraded):
 @pytest.mark.parametrize("table", NORMALIZED)
 def test_upgrade_keeps_normalized_tables_row_for_row(upgraded, table):
     con, _ = upgraded
-    assert columns(con, f"main.{table}") == columns(con, f"main.{table}", "old")
+    # Every old column, unchanged, then team_uuid (migration 4): NULL until a run names the team.
+    assert columns(con, f"main.{table}") == [
+        *columns(con, f"main.{table}", "old"),
+        ("team_uuid", "VARCHAR", True),
+    ]
     old_rows = f"SELECT * FROM old.main.{table}"  # noqa: S608
+    new_rows = f"SELECT * EXCLUDE (team_uuid) FROM main.{table}"  # noqa: S608
     assert count(con, old_rows) > 0
-    assert difference(con, old_rows, f"SELECT * FROM main.{table}") == ([], [])  # noqa: S608
-    assert sorted(con.execute(f"SELECT * FROM {table}").fetchall(), key=repr) == sorted(  # noqa: S608
+    assert difference(con, old_rows, new_rows) == ([], [])
+    assert sorted(con.execute(new_rows).fetchall(), key=repr) == sorted(
         con.execute(old_rows).fetchall(), key=repr
     )
+    assert count(con, f"SELECT * FROM main.{table} WHERE team_uuid IS NOT NULL") == 0  # noqa: S608
 
 
 def test_upgrade_keeps_every_fetch_and_adds_one_per_summary_batch(upgraded):
     con, _ = upgraded
-    assert [c[0] for c in columns(con, "raw.fetches")][-1] == "source"
+    assert [c[0] for c in columns(con, "raw.fetches")][-2:] == ["source", "team_uuid"]
     assert difference(
         con,
         f"SELECT {FETCH_COLUMNS}, 'invoices' FROM old.raw.fetches",  # noqa: S608
@@ -440,6 +447,7 @@ def test_migrations_ship_with_the_package():
         (1, "initial"),
         (2, "one_raw_landing"),
         (3, "daily_costs_history_balance"),
+        (4, "teams"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][

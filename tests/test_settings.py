@@ -192,6 +192,44 @@ def test_a_token_without_a_digitalocean_prefix_is_accepted_for_a_loopback_server
     assert settings.api_url == url.rstrip("/")
 
 
+def test_several_tokens_one_per_team_are_read_in_order():
+    tokens = [a_token(), a_token("doo_v1_"), a_token()]
+    settings = Settings.from_env(
+        {"DIGITALOCEAN_TOKENS": f" {tokens[0]},{tokens[1]} , {tokens[2]},"}
+    )
+    assert [t.get_secret_value() for t in settings.tokens] == tokens
+    assert settings.token_env == "DIGITALOCEAN_TOKENS"
+    api = resources_for(settings)["digitalocean"]
+    assert isinstance(api, DigitalOceanResource)
+    assert api.token_env == "DIGITALOCEAN_TOKENS"
+    shown = repr(settings) + str(settings) + repr(resources_for(settings))
+    assert not any(token in shown for token in tokens)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"DIGITALOCEAN_TOKENS": "{t1}, {t1}"},
+            "DIGITALOCEAN_TOKENS: entries 1 and 2 are the same",
+        ),
+        ({"DIGITALOCEAN_TOKENS": "{t1}, oops {t2}"}, "token 2 of DIGITALOCEAN_TOKENS contains"),
+        ({"DIGITALOCEAN_TOKENS": "{t1}, abc"}, "token 2 of DIGITALOCEAN_TOKENS does not look like"),
+        ({"DIGITALOCEAN_TOKENS": " , ,"}, "DIGITALOCEAN_TOKENS is set but holds no token"),
+        (
+            {"DIGITALOCEAN_TOKENS": "{t1}", "DIGITALOCEAN_TOKEN": "{t2}"},
+            "both DIGITALOCEAN_TOKEN and DIGITALOCEAN_TOKENS are set",
+        ),
+    ],
+)
+def test_a_bad_token_list_is_named_by_entry_without_showing_a_token(env, says):
+    t1, t2 = a_token(), a_token()
+    given = {k: v.format(t1=t1, t2=t2) for k, v in env.items()}
+    with pytest.raises(SettingsError, match=says) as raised:
+        Settings.from_env(given)
+    assert t1 not in str(raised.value) and t2 not in str(raised.value)
+
+
 # -- which API the pipeline uses --------------------------------------------------------------
 
 

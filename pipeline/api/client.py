@@ -71,9 +71,12 @@ class DigitalOceanClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         log: Log | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        token_name: str = "DIGITALOCEAN_TOKEN",
     ) -> None:
+        # How messages name the token (never its value): `token 2 of DIGITALOCEAN_TOKENS`.
+        self.token_name = token_name
         if not token:
-            raise AuthError("DIGITALOCEAN_TOKEN is empty: set it to a token with billing:read")
+            raise AuthError(f"{token_name} is empty: set it to a token with billing:read")
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise ValueError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}")
         self.base_url = validate_api_url(base_url)
@@ -155,7 +158,7 @@ class DigitalOceanClient:
             self.pacer.observe(resp.headers)
             status = resp.status_code
             if status != 429:
-                return self._decode(path, page, where, status, body, scope)
+                return self._decode(path, page, where, status, body, scope, self.token_name)
             rate_waits += 1
             self._count("rate_limited")
             if rate_waits > self.retry.max_rate_limit_waits:
@@ -170,7 +173,9 @@ class DigitalOceanClient:
             self.pacer.pause_for(delay)
 
     @staticmethod
-    def _decode(path: str, page: int, where: str, status: int, body: str, scope: str) -> Page:
+    def _decode(
+        path: str, page: int, where: str, status: int, body: str, scope: str, token_name: str
+    ) -> Page:
         """A page from a 200, or the error the status means."""
         if status == 200:
             try:
@@ -182,7 +187,7 @@ class DigitalOceanClient:
         detail = error_summary(body)
         if status in (401, 403):
             raise AuthError(
-                f"{where}: HTTP {status} {detail}. Check DIGITALOCEAN_TOKEN: it must be a valid "
+                f"{where}: HTTP {status} {detail}. Check {token_name}: it must be a valid "
                 f"DigitalOcean API token with the {scope} scope"
                 + (f" (this token lacks {scope})." if status == 403 else "."),
                 path=path,

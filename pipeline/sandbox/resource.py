@@ -5,22 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pipeline.api import DigitalOceanClient
 from pipeline.api.client import Log
 from pipeline.resources import BillingApiResource
 from pipeline.sandbox.server import SandboxServer
+from pipeline.settings import TOKEN_ENV
+from pipeline.teams import Account
 
 
 class SandboxResource(BillingApiResource):
-    """The built-in sandbox API, serving generated sample accounts, in place of DigitalOcean."""
+    """The built-in sandbox API, serving a generated sample team, in place of DigitalOcean."""
 
     @contextmanager
-    def client(self, log: Log) -> Iterator[DigitalOceanClient]:
-        """A client for a sandbox started for this block and stopped after it."""
+    def accounts(self, log: Log) -> Iterator[list[Account]]:
+        """One sample team's token, on a sandbox started for this block and stopped after it."""
         with SandboxServer() as sandbox:
             log.warning(
-                f"DIGITALOCEAN_TOKEN is not set: using the built-in SANDBOX API at {sandbox.url}. "
+                f"{TOKEN_ENV} is not set: using the built-in SANDBOX API at {sandbox.url}. "
                 "The data is generated sample data, not your bill."
             )
-            with self._build_client(sandbox.url, sandbox.token, log) as api:
-                yield api
+            with self._accounts(sandbox.url, [sandbox.token], TOKEN_ENV, log) as accounts:
+                yield accounts

@@ -128,33 +128,37 @@ def invariants(raw: RawData, tables: dict[str, pd.DataFrame], periods: Sequence[
 
 INSIGHTS_TOTALS = """
     WITH announced AS (
-        SELECT p.partition_key AS usage_month,
+        SELECT f.team_uuid, p.partition_key AS usage_month,
                arg_max(TRY_CAST(json_extract_string(p.body, '$.total_items') AS BIGINT),
                        f.fetched_at) AS total_items
         FROM raw.pages AS p JOIN raw.fetches AS f USING (fetch_id)
         WHERE f.source = 'daily_costs' AND f.status = 'ok' AND p.endpoint = 'insights'
           AND p.page = 1
         GROUP BY ALL
-    ), loaded AS (SELECT usage_month, count(*) AS points FROM daily_costs GROUP BY ALL)
-    SELECT a.usage_month, a.total_items, coalesce(l.points, 0) AS loaded
-    FROM announced AS a LEFT JOIN loaded AS l USING (usage_month)
+    ), loaded AS (
+        SELECT team_uuid, usage_month, count(*) AS points FROM daily_costs GROUP BY ALL
+    )
+    SELECT a.team_uuid, a.usage_month, a.total_items, coalesce(l.points, 0) AS loaded
+    FROM announced AS a
+    LEFT JOIN loaded AS l
+      ON l.usage_month = a.usage_month AND l.team_uuid IS NOT DISTINCT FROM a.team_uuid
     WHERE coalesce(l.points, 0) <> a.total_items
-    ORDER BY a.usage_month
+    ORDER BY a.usage_month, a.team_uuid
 """
 MISSING_DAYS = """
-    SELECT usage_month, count(DISTINCT usage_date) AS days_present,
+    SELECT team_uuid, usage_month, count(DISTINCT usage_date) AS days_present,
            day(last_day(CAST(usage_month || '-01' AS DATE))) AS days_in_month
     FROM daily_costs
     WHERE usage_month < strftime(current_date, '%Y-%m')
     GROUP BY ALL
     HAVING days_present < days_in_month
-    ORDER BY usage_month
+    ORDER BY usage_month, team_uuid
 """
 ESTIMATES_DIFFER = """
-    SELECT month, insights_total, invoice_total, difference
+    SELECT team_name, month, insights_total, invoice_total, difference
     FROM estimate_vs_invoice
     WHERE NOT is_partial AND difference IS DISTINCT FROM 0
-    ORDER BY month
+    ORDER BY month, team_name
 """
 
 INSIGHTS = Source(

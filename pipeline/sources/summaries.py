@@ -93,8 +93,8 @@ def normalize_summaries(raw: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
 
 # -- the declaration ------------------------------------------------------------------------
 RECONCILIATION_PROBLEMS = """
-    SELECT invoice_uuid, invoice_period, status, invoice_amount, summary_amount, items_sum,
-           taxes, credits_and_adjustments, items_difference, problem
+    SELECT team_name, invoice_uuid, invoice_period, status, invoice_amount, summary_amount,
+           items_sum, taxes, credits_and_adjustments, items_difference, problem
     FROM invoice_reconciliation
     WHERE problem IS NOT NULL
       AND invoice_period IN (SELECT invoice_period FROM invoice_summaries)

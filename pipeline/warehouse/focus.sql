@@ -37,7 +37,8 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     -- The Insights tie: Billing Insights points of a month grouped by description and group.
     -- A line of that month's invoice with the same description and group gets the region and
     -- the SKU when all those points agree on one; else NULL (never a guess).
-    SELECT usage_month,
+    SELECT team_uuid,
+           usage_month,
            description,
            coalesce(group_description, '') AS group_key,
            CASE WHEN count(DISTINCT region) = 1 AND count(region) = count(*)
@@ -46,17 +47,19 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
                 THEN min(sku) END AS sku
     FROM daily_costs
     WHERE description IS NOT NULL
-    GROUP BY usage_month, description, coalesce(group_description, '')
+    GROUP BY team_uuid, usage_month, description, coalesce(group_description, '')
 ), accounts AS (
-    -- BILLING ACCOUNT: the one place BillingAccountId/Name come from. Today the invoice
-    -- summary's account fields; with several teams (team_uuid, teams.team_name) they become
-    -- the team's uuid and name.
-    SELECT invoice_uuid,
-           invoice_period,
-           coalesce(user_email, 'digitalocean') AS billing_account_id,
-           coalesce(user_company, user_name, user_email, 'DigitalOcean account')
-               AS billing_account_name
-    FROM invoice_summaries
+    -- BILLING ACCOUNT: the team. DigitalOcean bills each team separately; its uuid and name
+    -- come from GET /v2/account (the `teams` table). Rows loaded before teams were recorded
+    -- fall back to the invoice summary's account fields.
+    SELECT i.invoice_uuid,
+           i.invoice_period,
+           coalesce(i.team_uuid, s.user_email, 'digitalocean') AS billing_account_id,
+           coalesce(t.team_name, s.user_company, s.user_name, s.user_email,
+                    'DigitalOcean account') AS billing_account_name
+    FROM invoices AS i
+    LEFT JOIN teams AS t ON t.team_uuid = i.team_uuid
+    LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
 ), lines AS (
     SELECT it.*,
            inv.invoice_id,
@@ -86,6 +89,7 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     LEFT JOIN products AS p ON p.product = l.product
     LEFT JOIN insight_keys AS k
       ON k.usage_month = l.invoice_period
+     AND k.team_uuid IS NOT DISTINCT FROM l.team_uuid
      AND k.description = l.description
      AND k.group_key = coalesce(l.group_description, '')
     LEFT JOIN regions AS r ON r.region_id = k.region

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,10 +26,34 @@ from pipeline.warehouse.migrate import migrate
 log = logging.getLogger(__name__)
 
 PERIODS = "CAST($periods AS VARCHAR[])"
-# The newest good fetch of a source for each wanted month; read once, then joined as `latest`.
+# The newest good fetch of a source by one team for each wanted month; read once, then joined
+# as `latest`.
 LATEST = """
     SELECT partition_key, fetch_id
-    FROM raw.latest_fetch($source, CAST($periods AS VARCHAR[]))
+    FROM raw.latest_team_fetch($source, $team, CAST($periods AS VARCHAR[]))
+"""
+# The teams with a good fetch of a source that covers any of the months: what a replay rebuilds.
+RAW_TEAMS = """
+    SELECT DISTINCT team_uuid FROM raw.fetches
+    WHERE source = $source AND status = 'ok' AND team_uuid IS NOT NULL
+      AND EXISTS (SELECT 1 FROM unnest(CAST($periods AS VARCHAR[])) AS w(m)
+                  WHERE w.m BETWEEN first_period AND last_period)
+    ORDER BY team_uuid
+"""
+SEE_TEAM = """
+    MERGE INTO teams AS t
+    USING (SELECT $team AS team_uuid, $name AS team_name, $position AS token_position,
+                  $now AS seen_at) AS s
+    ON t.team_uuid = s.team_uuid
+    WHEN MATCHED THEN UPDATE SET team_name = s.team_name, token_position = s.token_position,
+                                 last_seen_at = s.seen_at
+    WHEN NOT MATCHED THEN INSERT (team_uuid, team_name, token_position, first_seen_at,
+                                  last_seen_at)
+        VALUES (s.team_uuid, s.team_name, s.token_position, s.seen_at, s.seen_at)
+"""
+LAST_SEEN_AT = """
+    SELECT team_uuid, team_name FROM teams
+    WHERE token_position = $position ORDER BY last_seen_at DESC LIMIT 1
 """
 RAW_TARGETS = """
     SELECT t.target_key, t.partition_key, t.status, t.entry
@@ -47,9 +72,9 @@ RAW_PAGES = """
     ORDER BY endpoint, request_key, page
 """
 INSERT_FETCH = """
-    INSERT INTO raw.fetches (fetch_id, source, run_id, fetched_at, first_period, last_period,
-                             api_host, status, error, requests)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO raw.fetches (fetch_id, source, team_uuid, run_id, fetched_at, first_period,
+                             last_period, api_host, status, error, requests)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # Table and column names come from source declarations, never from input; still, only plain
 # identifiers are ever interpolated into SQL.
@@ -76,6 +101,7 @@ class RawBatch:
 
     fetch_id: str
     source: str
+    team_uuid: str
     run_id: str | None
     fetched_at: pd.Timestamp
     first_period: str
@@ -108,6 +134,16 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
 
 # Files this process has brought up to date: once per process is enough.
 _MIGRATED: set[Path] = set()
+# Teams load side by side in threads of one process; each file is opened by one of them at a
+# time, so no two connections (or a read-only and a read-write one) meet inside DuckDB.
+_FILE_LOCKS: dict[Path, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.RLock:
+    key = path.resolve()
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
 
 
 class Warehouse:
@@ -122,6 +158,12 @@ class Warehouse:
         """Open the file, waiting (bounded) while another process holds the lock."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.path):
+            with self._open(read_only) as con:
+                yield con
+
+    @contextmanager
+    def _open(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.1
         while True:
@@ -175,6 +217,7 @@ class Warehouse:
                 [
                     batch.fetch_id,
                     batch.source,
+                    batch.team_uuid,
                     batch.run_id,
                     batch.fetched_at,
                     batch.first_period,
@@ -188,24 +231,87 @@ class Warehouse:
             _insert(con, "raw.targets", batch.targets.assign(fetch_id=batch.fetch_id))
             _insert(con, "raw.pages", batch.pages.assign(fetch_id=batch.fetch_id))
 
-    def read_raw(self, source: str, periods: Sequence[str], *, with_pages: bool = True) -> RawRead:
-        """The latest good fetch of `source` for each month: which fetch, its targets, its pages
-        (unless `with_pages` is false), and the months no good fetch covers."""
+    def read_raw(
+        self, source: str, team_uuid: str, periods: Sequence[str], *, with_pages: bool = True
+    ) -> RawRead:
+        """The team's latest good fetch of `source` for each month: which fetch, its targets, its
+        pages (unless `with_pages` is false), and the months no good fetch covers."""
+        params = {"source": source, "team": team_uuid, "periods": list(periods)}
         with self.connect() as con:
-            fetches = con.execute(LATEST, {"source": source, "periods": list(periods)}).df()
+            fetches = con.execute(LATEST, params).df()
             con.register("latest", fetches)
             targets = con.execute(RAW_TARGETS).df()
             pages = con.execute(RAW_PAGES).df() if with_pages else None
         covered = set(fetches["partition_key"])
         return RawRead(fetches, targets, pages, [p for p in periods if p not in covered])
 
+    def raw_teams(self, source: str, periods: Sequence[str]) -> list[str]:
+        """The teams whose good fetches of `source` cover any of the months."""
+        with self.connect() as con:
+            found = con.execute(RAW_TEAMS, {"source": source, "periods": list(periods)})
+            return [team for (team,) in found.fetchall()]
+
+    def see_team(self, team_uuid: str, name: str, position: int) -> None:
+        """Record a team as `GET /v2/account` named it, and where its token sits in the list."""
+        with self.transaction() as con:
+            con.execute(
+                SEE_TEAM,
+                {
+                    "team": team_uuid,
+                    "name": name,
+                    "position": position,
+                    "now": pd.Timestamp.now(tz="UTC"),
+                },
+            )
+
+    def team_names(self, uuids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """uuid → (name, token position) as last seen, for the given teams that are recorded."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT team_uuid, team_name, token_position FROM teams "
+                "WHERE list_contains(CAST($uuids AS VARCHAR[]), team_uuid)",
+                {"uuids": list(uuids)},
+            ).fetchall()
+        return {uuid: (name, position) for uuid, name, position in rows}
+
+    def team_last_seen_at(self, position: int) -> tuple[str, str] | None:
+        """(uuid, name) of the team whose token last sat at this place in the list, if any."""
+        if not self.path.exists():
+            return None
+        with self.connect() as con:
+            return con.execute(LAST_SEEN_AT, {"position": position}).fetchone()
+
+    def rows_before_teams(self, tables: Sequence[str]) -> int:
+        """Rows loaded before teams were recorded (team_uuid NULL), in these tables and raw."""
+        with self.connect() as con:
+            return sum(
+                con.execute(
+                    f"SELECT count(*) FROM {_identifier(t)} WHERE team_uuid IS NULL"  # noqa: S608
+                ).fetchone()[0]
+                for t in [*tables, "raw.fetches"]
+            )
+
+    def claim_rows_before_teams(self, tables: Sequence[str], team_uuid: str) -> int:
+        """Make every row loaded before teams this team's, in one transaction; rows changed."""
+        changed = 0
+        with self.transaction() as con:
+            for table in [*tables, "raw.fetches"]:
+                changed += con.execute(
+                    f"UPDATE {_identifier(table)} SET team_uuid = $team "  # noqa: S608
+                    "WHERE team_uuid IS NULL",
+                    {"team": team_uuid},
+                ).fetchone()[0]
+        return changed
+
     def replace_periods(
         self,
+        team_uuid: str,
         periods: Sequence[str],
         tables: dict[str, tuple[pd.DataFrame, str]],
         merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
     ) -> None:
-        """Swap these months' rows in every table at once: delete and insert in one transaction.
+        """Swap one team's rows of these months in every table at once: delete and insert in
+        one transaction. Other teams' rows are not touched.
 
         `tables` maps a table name to its new rows and the column that holds the month;
         `merges` maps a table that keeps history (snapshots) to rows replacing those with the
@@ -215,8 +321,8 @@ class Warehouse:
             for table, (frame, column) in tables.items():
                 con.execute(
                     f"DELETE FROM {_identifier(table)} "  # noqa: S608
-                    f"WHERE list_contains({PERIODS}, {_identifier(column)})",
-                    {"periods": list(periods)},
+                    f"WHERE team_uuid = $team AND list_contains({PERIODS}, {_identifier(column)})",
+                    {"periods": list(periods), "team": team_uuid},
                 )
                 _insert(con, table, frame)
             for table, (frame, key) in (merges or {}).items():

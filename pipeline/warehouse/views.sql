@@ -1,4 +1,6 @@
 -- Views for analysts, rebuilt on every write connection. Documented in docs/data-dictionary.md.
+-- Every view is per team: team_uuid, and the team's name as GET /v2/account last gave it
+-- (`(before teams)` for rows loaded before teams were recorded), are its last two columns.
 
 -- Spend per month and product; the open month (preview) is marked partial.
 CREATE OR REPLACE VIEW monthly_spend_by_product AS
@@ -6,9 +8,11 @@ SELECT invoice_period,
        coalesce(product, '(no product)') AS product,
        sum(amount) AS amount,
        count(*) AS items,
-       bool_or(status = 'preview') AS is_partial
-FROM invoice_items
-GROUP BY ALL;
+       bool_or(status = 'preview') AS is_partial,
+       team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM invoice_items LEFT JOIN teams AS n USING (team_uuid)
+GROUP BY invoice_period, coalesce(product, '(no product)'), team_uuid;
 
 -- Spend per month and DigitalOcean project.
 CREATE OR REPLACE VIEW monthly_spend_by_project AS
@@ -16,29 +20,36 @@ SELECT invoice_period,
        coalesce(project_name, '(no project)') AS project_name,
        sum(amount) AS amount,
        count(*) AS items,
-       bool_or(status = 'preview') AS is_partial
-FROM invoice_items
-GROUP BY ALL;
+       bool_or(status = 'preview') AS is_partial,
+       team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM invoice_items LEFT JOIN teams AS n USING (team_uuid)
+GROUP BY invoice_period, coalesce(project_name, '(no project)'), team_uuid;
 
 -- Spend per month and resource, named by the resource's most recent name.
 CREATE OR REPLACE VIEW monthly_spend_by_resource AS
 WITH latest_name AS (
-    SELECT resource_uuid,
+    SELECT team_uuid,
+           resource_uuid,
            arg_max(coalesce(group_description, description),
                    (invoice_period, coalesce(end_time, TIMESTAMPTZ '1970-01-01'))) AS resource_name
     FROM invoice_items
     WHERE resource_uuid IS NOT NULL
-    GROUP BY resource_uuid
+    GROUP BY team_uuid, resource_uuid
 )
 SELECT i.invoice_period,
        i.resource_uuid,
        n.resource_name,
        any_value(i.product) AS product,
        sum(i.amount) AS amount,
-       bool_or(i.status = 'preview') AS is_partial
+       bool_or(i.status = 'preview') AS is_partial,
+       i.team_uuid,
+       coalesce(any_value(t.team_name), '(before teams)') AS team_name
 FROM invoice_items AS i
-JOIN latest_name AS n USING (resource_uuid)
-GROUP BY i.invoice_period, i.resource_uuid, n.resource_name;
+JOIN latest_name AS n
+  ON n.resource_uuid = i.resource_uuid AND n.team_uuid IS NOT DISTINCT FROM i.team_uuid
+LEFT JOIN teams AS t ON t.team_uuid = i.team_uuid
+GROUP BY i.invoice_period, i.resource_uuid, n.resource_name, i.team_uuid;
 
 -- Month-over-month change by product over whole months only: the open month is listed
 -- (is_partial) but gets no change figures, and is never the "previous" month of another.
@@ -46,9 +57,11 @@ CREATE OR REPLACE VIEW product_month_over_month AS
 WITH closed AS (
     SELECT * FROM monthly_spend_by_product WHERE NOT is_partial
 ), months AS (
-    SELECT DISTINCT invoice_period FROM closed
+    SELECT DISTINCT team_uuid, invoice_period FROM closed
 ), numbered AS (
-    SELECT invoice_period, lag(invoice_period) OVER (ORDER BY invoice_period) AS previous_period
+    SELECT team_uuid, invoice_period,
+           lag(invoice_period) OVER (PARTITION BY team_uuid ORDER BY invoice_period)
+               AS previous_period
     FROM months
 )
 SELECT c.invoice_period,
@@ -58,12 +71,17 @@ SELECT c.invoice_period,
        coalesce(p.amount, 0) AS previous_amount,
        c.amount - coalesce(p.amount, 0) AS change,
        round(100 * (c.amount - p.amount) / nullif(p.amount, 0), 1) AS change_pct,
-       false AS is_partial
+       false AS is_partial,
+       c.team_uuid,
+       c.team_name
 FROM closed AS c
-JOIN numbered AS n USING (invoice_period)
-LEFT JOIN closed AS p ON p.invoice_period = n.previous_period AND p.product = c.product
+JOIN numbered AS n
+  ON n.invoice_period = c.invoice_period AND n.team_uuid IS NOT DISTINCT FROM c.team_uuid
+LEFT JOIN closed AS p
+  ON p.invoice_period = n.previous_period AND p.product = c.product
+ AND p.team_uuid IS NOT DISTINCT FROM c.team_uuid
 UNION ALL
-SELECT invoice_period, product, amount, NULL, NULL, NULL, NULL, true
+SELECT invoice_period, product, amount, NULL, NULL, NULL, NULL, true, team_uuid, team_name
 FROM monthly_spend_by_product
 WHERE is_partial;
 
@@ -72,10 +90,10 @@ WHERE is_partial;
 -- total times (days elapsed / days in last month); the view says so in its columns.
 CREATE OR REPLACE VIEW month_to_date AS
 WITH preview AS (
-    SELECT invoice_period, amount, coalesce(updated_at, loaded_at) AS as_of
+    SELECT team_uuid, invoice_period, amount, coalesce(updated_at, loaded_at) AS as_of
     FROM invoices WHERE status = 'preview'
 ), last_month AS (
-    SELECT invoice_period, sum(amount) AS amount FROM invoices WHERE status = 'final'
+    SELECT team_uuid, invoice_period, sum(amount) AS amount FROM invoices WHERE status = 'final'
     GROUP BY ALL
 )
 SELECT p.invoice_period,
@@ -86,10 +104,14 @@ SELECT p.invoice_period,
        day(p.as_of AT TIME ZONE 'UTC') AS days_elapsed,
        CAST(round(l.amount * day(p.as_of AT TIME ZONE 'UTC')
              / day(last_day(CAST(l.invoice_period || '-01' AS DATE))), 2) AS DECIMAL(18, 2))
-           AS last_month_same_day_prorated
+           AS last_month_same_day_prorated,
+       p.team_uuid,
+       coalesce(n.team_name, '(before teams)') AS team_name
 FROM preview AS p
 LEFT JOIN last_month AS l
-  ON l.invoice_period = strftime(CAST(p.invoice_period || '-01' AS DATE) - INTERVAL 1 MONTH, '%Y-%m');
+  ON l.invoice_period = strftime(CAST(p.invoice_period || '-01' AS DATE) - INTERVAL 1 MONTH, '%Y-%m')
+ AND l.team_uuid IS NOT DISTINCT FROM p.team_uuid
+LEFT JOIN teams AS n ON n.team_uuid = p.team_uuid;
 
 -- Per invoice: invoice amount vs summary amount vs the sum of items, with an explanation.
 CREATE OR REPLACE VIEW invoice_reconciliation AS
@@ -119,10 +141,13 @@ SELECT i.invoice_uuid,
            WHEN coalesce(it.items_sum, 0) + coalesce(s.taxes, 0)
                 + coalesce(s.credits_and_adjustments, 0) = i.amount
                THEN 'items plus the summary''s taxes and credits'
-       END AS reconciled_by
+       END AS reconciled_by,
+       i.team_uuid,
+       coalesce(n.team_name, '(before teams)') AS team_name
 FROM invoices AS i
 LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
-LEFT JOIN items AS it USING (invoice_uuid);
+LEFT JOIN items AS it USING (invoice_uuid)
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid;
 
 -- Daily spend by region, from Billing Insights (estimates; see estimate_vs_invoice).
 CREATE OR REPLACE VIEW daily_spend_by_region AS
@@ -130,9 +155,11 @@ SELECT usage_date,
        usage_month,
        coalesce(region, '(no region)') AS region,
        sum(amount) AS amount,
-       count(*) AS points
-FROM daily_costs
-GROUP BY ALL;
+       count(*) AS points,
+       team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM daily_costs LEFT JOIN teams AS n USING (team_uuid)
+GROUP BY usage_date, usage_month, coalesce(region, '(no region)'), team_uuid;
 
 -- Daily spend by SKU, with the SKU's description.
 CREATE OR REPLACE VIEW daily_spend_by_sku AS
@@ -141,19 +168,21 @@ SELECT usage_date,
        coalesce(sku, '(no sku)') AS sku,
        min(description) AS description,
        sum(amount) AS amount,
-       count(*) AS points
-FROM daily_costs
-GROUP BY usage_date, usage_month, coalesce(sku, '(no sku)');
+       count(*) AS points,
+       team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM daily_costs LEFT JOIN teams AS n USING (team_uuid)
+GROUP BY usage_date, usage_month, coalesce(sku, '(no sku)'), team_uuid;
 
 -- Per month with insights: their total (nightly estimates) against the invoices' total. The
 -- API warns the two may differ; the open month is partial on both sides.
 CREATE OR REPLACE VIEW estimate_vs_invoice AS
 WITH estimates AS (
-    SELECT usage_month AS month, sum(amount) AS insights_total, count(*) AS points
+    SELECT team_uuid, usage_month AS month, sum(amount) AS insights_total, count(*) AS points
     FROM daily_costs
     GROUP BY ALL
 ), invoiced AS (
-    SELECT invoice_period AS month, sum(amount) AS invoice_total,
+    SELECT team_uuid, invoice_period AS month, sum(amount) AS invoice_total,
            bool_or(status = 'preview') AS is_preview
     FROM invoices
     GROUP BY ALL
@@ -163,9 +192,12 @@ SELECT e.month,
        i.invoice_total,
        e.insights_total - i.invoice_total AS difference,
        e.points,
-       coalesce(i.is_preview, true) OR e.month >= strftime(current_date, '%Y-%m') AS is_partial
+       coalesce(i.is_preview, true) OR e.month >= strftime(current_date, '%Y-%m') AS is_partial,
+       e.team_uuid,
+       coalesce(n.team_name, '(before teams)') AS team_name
 FROM estimates AS e
-LEFT JOIN invoiced AS i USING (month);
+LEFT JOIN invoiced AS i ON i.month = e.month AND i.team_uuid IS NOT DISTINCT FROM e.team_uuid
+LEFT JOIN teams AS n ON n.team_uuid = e.team_uuid;
 
 -- Per invoice month: what was billed (final invoices) against what the billing history shows
 -- paid for those invoices (Payment entries, matched by invoice_uuid).
@@ -181,8 +213,11 @@ SELECT i.invoice_period,
        sum(i.amount) AS invoiced,
        coalesce(sum(p.paid), 0) AS paid,
        sum(i.amount) - coalesce(sum(p.paid), 0) AS outstanding,
-       count(p.invoice_uuid) AS invoices_with_payments
+       count(p.invoice_uuid) AS invoices_with_payments,
+       i.team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
 FROM invoices AS i
 LEFT JOIN paid AS p USING (invoice_uuid)
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
 WHERE i.status = 'final'
-GROUP BY i.invoice_period;
+GROUP BY i.invoice_period, i.team_uuid;

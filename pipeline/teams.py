@@ -1,0 +1,197 @@
+"""Several teams, one token each: whose team each token is, and each team's work beside the others'.
+
+DigitalOcean bills each team separately and every token belongs to one team, so a run loads every
+configured team: each with its own client (its own pacer: limits are per token), side by side.
+One team's failure does not touch the others' rows; the run fails at the end naming the team —
+by the name `GET /v2/account` gave, or, for a token that can no longer read its own team, as the
+team last seen at that place in `DIGITALOCEAN_TOKENS`. No message ever holds a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pipeline.api import ApiError, DigitalOceanClient
+from pipeline.api.retry import Log
+from pipeline.warehouse.store import Warehouse
+
+ACCOUNT_PATH = "/v2/account"
+T = TypeVar("T")
+Failure = tuple[str, BaseException]  # how the team is named, what went wrong
+
+
+@dataclass(frozen=True)
+class Account:
+    """A configured token, not yet identified: its place in the list and its client."""
+
+    position: int  # 1-based place in DIGITALOCEAN_TOKENS (1 for DIGITALOCEAN_TOKEN)
+    place: str  # how messages name the token: `token 2 of DIGITALOCEAN_TOKENS`
+    client: DigitalOceanClient
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team as the API names it; `place` says which token reads it."""
+
+    uuid: str
+    name: str
+    position: int
+    place: str
+
+    def __str__(self) -> str:
+        return f"team {self.name!r} ({self.uuid})"
+
+
+class TeamError(RuntimeError):
+    """A team's token could not be read or used; the message names the team, never the token."""
+
+
+class DuplicateTeamError(TeamError):
+    """Two tokens of the same team: the team would be loaded twice."""
+
+
+class TeamsBeforeTeamsError(TeamError):
+    """The warehouse holds rows loaded before teams were recorded, and several tokens are set."""
+
+
+class TeamsFailedError(RuntimeError):
+    """Some teams failed; the others' months are committed. Names each failed team."""
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What each team's work returned, and each failed team with why."""
+
+    results: dict[Team, T]
+    failures: list[Failure]
+
+    def raise_failures(self) -> None:
+        """Fail naming every failed team (the first error chained, for its traceback)."""
+        if not self.failures:
+            return
+        done = len(self.results)
+        lines = "; ".join(f"{who}: {error}" for who, error in self.failures)
+        raise TeamsFailedError(
+            f"{len(self.failures)} of {done + len(self.failures)} team(s) failed — {lines}. "
+            f"{'The other teams’ months are committed; ' if done else ''}"
+            "the failed teams keep their previous rows."
+        ) from self.failures[0][1]
+
+
+def read_team(account: Account) -> Team:
+    """`GET /v2/account`: the token's team (uuid, name); an account outside any team is its own."""
+    page = account.client.get_page(ACCOUNT_PATH, scope="account:read")
+    found = page.data.get("account") if isinstance(page.data, dict) else None
+    if not isinstance(found, dict):
+        raise ApiError(f"GET {ACCOUNT_PATH}: the answer has no `account` object", path=ACCOUNT_PATH)
+    team = found.get("team") if isinstance(found.get("team"), dict) else {}
+    uuid = team.get("uuid") or found.get("uuid")
+    name = team.get("name") or found.get("email") or uuid
+    if not isinstance(uuid, str) or not uuid.strip():
+        raise ApiError(
+            f"GET {ACCOUNT_PATH}: the answer names neither a team uuid nor an account uuid",
+            path=ACCOUNT_PATH,
+        )
+    return Team(uuid=uuid, name=str(name), position=account.position, place=account.place)
+
+
+def unreadable_team(account: Account, store: Warehouse) -> str:
+    """How to name a team whose token cannot read it: as last seen at that place, if ever."""
+    seen = store.team_last_seen_at(account.position)
+    if seen is None:
+        return f"the team of {account.place} (not seen before)"
+    uuid, name = seen
+    return f"team {name!r} ({uuid}), as last seen at {account.place}"
+
+
+def side_by_side(items: Sequence[T], work: Callable[[T], object]) -> list[BaseException | None]:
+    """Run `work` on every item at once, one thread each; each item's exception, or None."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="team") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        return [future.exception() for future in futures]
+
+
+def identify(
+    accounts: Sequence[Account], store: Warehouse, tables: Sequence[str], log: Log
+) -> tuple[list[tuple[Team, Account]], list[Failure]]:
+    """Every token's team, read at once; tokens that cannot read theirs are failures named as
+    last seen. Teams are recorded in the warehouse, and rows loaded before teams existed are
+    made the only team's (never guessed between several)."""
+    teams: list[Team | None] = [None] * len(accounts)
+
+    def read(index: int) -> None:
+        teams[index] = read_team(accounts[index])
+
+    errors = side_by_side(list(range(len(accounts))), read)
+    store.migrate()
+    found: list[tuple[Team, Account]] = []
+    failures: list[Failure] = []
+    for account, team, error in zip(accounts, teams, errors, strict=True):
+        if error is not None:
+            failures.append((unreadable_team(account, store), error))
+        elif team is not None:
+            found.append((team, account))
+    _refuse_duplicates([team for team, _ in found])
+    for team, _ in found:
+        store.see_team(team.uuid, team.name, team.position)
+    _claim_rows_before_teams(accounts, found, store, tables, log)
+    return found, failures
+
+
+def _refuse_duplicates(teams: Sequence[Team]) -> None:
+    by_uuid: dict[str, Team] = {}
+    for team in teams:
+        first = by_uuid.setdefault(team.uuid, team)
+        if first is not team:
+            raise DuplicateTeamError(
+                f"{first.place} and {team.place} both belong to {team}: each team needs exactly "
+                "one token. Remove one of them from DIGITALOCEAN_TOKENS."
+            )
+
+
+def _claim_rows_before_teams(
+    accounts: Sequence[Account],
+    found: Sequence[tuple[Team, Account]],
+    store: Warehouse,
+    tables: Sequence[str],
+    log: Log,
+) -> None:
+    waiting = store.rows_before_teams(tables)
+    if not waiting:
+        return
+    if len(accounts) != 1 or len(found) != 1:
+        raise TeamsBeforeTeamsError(
+            f"the warehouse holds {waiting} row(s) loaded before teams were recorded, and "
+            f"{len(accounts)} tokens are set: run once with only the token that loaded them "
+            "(DIGITALOCEAN_TOKEN), so they become its team's. Nothing was loaded."
+        )
+    team = found[0][0]
+    changed = store.claim_rows_before_teams(tables, team.uuid)
+    log.info(f"{changed} row(s) loaded before teams were recorded are now {team}'s")
+
+
+def for_each_team(
+    teams: Sequence[tuple[Team, Account]],
+    work: Callable[[Team, DigitalOceanClient], T],
+    failures: Sequence[Failure] = (),
+) -> Outcome[T]:
+    """`work(team, client)` for every team side by side; what each returned or why it failed."""
+    results: dict[Team, T] = {}
+
+    def one(pair: tuple[Team, Account]) -> None:
+        team, account = pair
+        results[team] = work(team, account.client)
+
+    errors = side_by_side(list(teams), one)
+    failed = list(failures) + [
+        (f"{team} ({account.place})", error)
+        for (team, account), error in zip(teams, errors, strict=True)
+        if error is not None
+    ]
+    ordered = {team: results[team] for team, _ in teams if team in results}
+    return Outcome(ordered, failed)
