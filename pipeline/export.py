@@ -4,7 +4,8 @@
 `<out>/<table>/<month column>=<YYYY-MM>/data.parquet` (`invoice_period` for the invoice tables,
 `usage_month` for daily_costs, …), so Spark, Trino, BigQuery or a bucket can read the warehouse
 when one DuckDB file is outgrown. Re-exporting a month replaces that month's folders only
-(written beside them, then swapped in).
+(written beside them, then swapped in). `<out>/teams/data.parquet`, the teams' names by
+`team_uuid`, is rewritten by every export.
 """
 
 import argparse
@@ -49,7 +50,22 @@ def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None)
                 shutil.rmtree(folder, ignore_errors=True)
                 staging.rename(folder)
                 written.append(folder / "data.parquet")
+        written.append(_write_teams(con, out))
     return written
+
+
+def _write_teams(con, out: Path) -> Path:
+    """The teams table (names for every `team_uuid`), written beside and swapped in."""
+    target = out / "teams" / "data.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_suffix(".tmp")
+    pq.write_table(
+        con.sql("SELECT * FROM teams ORDER BY team_uuid").to_arrow_table(),
+        staging,
+        compression="zstd",
+    )
+    staging.replace(target)
+    return target
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -459,8 +459,12 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, rows,
     months = {row[0] for row in rows(path, "SELECT invoice_period FROM invoices")}
     folders = {p.name for p in (out / "invoice_items").iterdir()}
     assert folders == {f"invoice_period={m}" for m in months}
-    assert len(files) == len(TABLES) * len(months)
+    assert len(files) == len(TABLES) * len(months) + 1  # and the teams
     assert {p.name for p in (out / "daily_costs").iterdir()} == {f"usage_month={m}" for m in months}
+    team = duckdb.execute(
+        "SELECT team_uuid, team_name FROM read_parquet(?)", [str(out / "teams" / "data.parquet")]
+    ).fetchall()
+    assert team == rows(path, "SELECT team_uuid, team_name FROM teams")
     exported = duckdb.execute(
         "SELECT count(*), sum(amount) FROM read_parquet(?, hive_partitioning = true)",
         [f"{out}/invoice_items/*/*.parquet"],
@@ -471,8 +475,9 @@ def test_export_writes_a_folder_per_month_and_reexport_touches_one(loaded, rows,
     month = sorted(months)[3]
     export(Warehouse(path), out, [month])
     changed = {p for p in out.rglob("*.parquet") if p.stat().st_mtime_ns != stamps.get(p)}
-    assert len(changed) == len(TABLES)
-    assert all(str(p.parent.name).endswith(f"={month}") for p in changed)
+    months_changed = {p for p in changed if p.parent.name != "teams"}
+    assert len(months_changed) == len(TABLES)
+    assert all(str(p.parent.name).endswith(f"={month}") for p in months_changed)
     assert set(out.rglob("*.parquet")) == set(stamps)
 
 
