@@ -235,6 +235,8 @@ def _dagster_materialize(
         "WAREHOUSE_PATH": str(warehouse),
         "DIGITALOCEAN_TOKEN": TOKEN,
         "DIGITALOCEAN_API_URL": server_url,
+        # This checkout's code, whatever the environment's installed copy points at.
+        "PYTHONPATH": str(HERE.parent),
     }
     command = [
         str(Path(sys.executable).with_name("dagster")),
