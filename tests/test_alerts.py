@@ -160,7 +160,7 @@ def test_a_run_raises_exactly_the_planted_alerts_once_each(
                 spike_plant.sku,
                 spike_plant.day,
                 Decimal(spike_plant.amount),
-                median_cents(window),
+                median(window),
                 team["name"],
             ),
         ]

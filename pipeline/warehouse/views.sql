@@ -271,7 +271,8 @@ WITH team_start AS (
     FROM points WHERE service IS NOT NULL GROUP BY team_uuid, service, usage_date
 ), windows AS (
     SELECT d.team_uuid, d.grain, d.subject, d.sku, d.service, d.usage_date, d.cost, d.region,
-           list(b.cost) FILTER (WHERE b.cost IS NOT NULL) AS costs
+           -- At four decimals, a median of cents (or of deviations from one) is exact.
+           list(CAST(b.cost AS DECIMAL(18, 4))) FILTER (WHERE b.cost IS NOT NULL) AS costs
     FROM days AS d
     LEFT JOIN days AS b
       ON b.team_uuid IS NOT DISTINCT FROM d.team_uuid AND b.grain = d.grain
@@ -311,13 +312,16 @@ SELECT s.usage_date,
        s.service,
        s.region,
        CAST(s.cost AS DECIMAL(18, 2)) AS cost,
-       CAST(s.baseline AS DECIMAL(18, 2)) AS baseline,
-       CAST(s.mad AS DECIMAL(18, 2)) AS mad,
-       CAST(s.cost - s.baseline AS DECIMAL(18, 2)) AS excess,
-       format('{} cost {} on {}, {} above its median of {} (MAD {}) over the {} of the last 14 days it cost',
+       CAST(s.baseline AS DECIMAL(18, 4)) AS baseline,
+       CAST(s.mad AS DECIMAL(18, 4)) AS mad,
+       CAST(s.cost - s.baseline AS DECIMAL(18, 4)) AS excess,
+       format('{} cost {} on {}, {} above its median of {} (MAD {}) over the {} of the last 14 '
+              || 'days it cost',
               CASE s.grain WHEN 'sku' THEN 'SKU ' || s.subject ELSE 'service ' || s.subject END,
-              s.cost, s.usage_date, s.cost - s.baseline, s.baseline, s.mad,
-              s.days_with_cost) AS why,
+              CAST(CAST(s.cost AS DECIMAL(18, 2)) AS VARCHAR), s.usage_date,
+              CAST(CAST(s.cost - s.baseline AS DECIMAL(18, 2)) AS VARCHAR),
+              CAST(CAST(s.baseline AS DECIMAL(18, 2)) AS VARCHAR),
+              CAST(CAST(s.mad AS DECIMAL(18, 2)) AS VARCHAR), s.days_with_cost) AS why,
        'spike:' || coalesce(s.team_uuid, '') || ':' || s.grain || ':' || s.subject || ':'
            || strftime(s.usage_date, '%Y-%m-%d') AS alert_key,
        s.team_uuid,
@@ -330,10 +334,11 @@ WHERE s.grain = 'sku'
                     AND k.team_uuid IS NOT DISTINCT FROM s.team_uuid)
 UNION ALL
 SELECT w.usage_date, 'new_sku', 'sku', w.sku, w.service, w.region,
-       CAST(w.cost AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 2)),
-       CAST(w.cost AS DECIMAL(18, 2)),
+       CAST(w.cost AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 4)), CAST(0 AS DECIMAL(18, 4)),
+       CAST(w.cost AS DECIMAL(18, 4)),
        format('new SKU {} (first cost on {}) cost {} on {}, at least {}',
-              w.sku, w.first_day, w.cost, w.usage_date, new_sku_min),
+              w.sku, w.first_day, CAST(CAST(w.cost AS DECIMAL(18, 2)) AS VARCHAR), w.usage_date,
+              CAST(CAST(new_sku_min AS DECIMAL(18, 2)) AS VARCHAR)),
        'new_sku:' || coalesce(w.team_uuid, '') || ':' || w.sku,
        w.team_uuid,
        coalesce(n.team_name, '(before teams)')
@@ -380,7 +385,10 @@ WITH insights AS (
            s.balance_to_date,
            s.balance_at,
            coalesce(s.balance_to_date, i.insights_to_date) AS month_to_date,
-           CAST(round(r.recent_cost / r.rate_days, 2) AS DECIMAL(18, 2)) AS run_rate,
+           -- The mean in whole cents, rounded half up, in integers: never through a float.
+           CAST(CAST((CAST(r.recent_cost * 100 AS BIGINT) * 2 + r.rate_days)
+                     // (2 * r.rate_days) AS DECIMAL(18, 0)) * 0.01 AS DECIMAL(18, 2))
+               AS run_rate,
            m.month < strftime(current_date, '%Y-%m') AS is_closed
     FROM months AS m
     LEFT JOIN insights AS i ON i.team_uuid IS NOT DISTINCT FROM m.team_uuid AND i.month = m.month
