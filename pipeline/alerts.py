@@ -14,7 +14,6 @@ Thresholds come from the settings at run time, so they are bound parameters of t
 queries rather than constants of a view.
 """
 
-
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
