@@ -143,8 +143,9 @@ def evaluate_budgets(store: Warehouse, settings: Settings) -> BudgetVerdict:
                     f"Team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
                     f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
                     f"({share} of the budget of {money(budget)}).",
-                    f"Run rate: {money(row.run_rate)} a day over the last loaded days "
-                    f"({row.days_loaded} of {row.days_in_month} days loaded).",
+                    f"Run rate: {money(row.run_rate)} a day over the last "
+                    f"{min(7, int(row.days_loaded))} loaded days ({row.days_loaded} of "
+                    f"{row.days_in_month} days loaded); the forecast adds it for each day left.",
                 ),
             )
         )
@@ -191,8 +192,8 @@ def anomaly_alert(row: pd.Series) -> Alert:
         subject = f"SKU {row['sku']}" if row["grain"] == "sku" else f"service {row['service']}"
         facts = (
             f"cost {money(cost)} on {day}, {money(Decimal(row['excess']))} above its baseline "
-            f"of {money(baseline)} a day (median of the last 14 days; MAD "
-            f"{money(Decimal(row['mad']))})."
+            f"of {money(baseline)} a day (its median over the days it cost in the 14 before; "
+            f"MAD {money(Decimal(row['mad']))})."
         )
         check = "cost_spikes"
     where = [f"Region: {row['region']}."]
@@ -222,7 +223,9 @@ ANOMALY_COLUMNS = ["usage_date", "team_name", "sku", "service", "region", "cost"
 
 
 def _table(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.head(SHOWN_ROWS).astype(str).to_markdown(index=False))
+    shown = frame.head(SHOWN_ROWS).astype(object)
+    shown = shown.where(shown.notna(), "")  # an absent service shows blank, not `nan`
+    return dg.MetadataValue.md(shown.astype(str).to_markdown(index=False))
 
 
 def _delivery_metadata(report: DeliveryReport, alerts: Sequence[Alert]) -> dict[str, object]:
