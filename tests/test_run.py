@@ -20,6 +20,8 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
         "DAGSTER_HOME": str(tmp_path),
         "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
         "INVOICE_START_PERIOD": "2026-06",
+        # This checkout's package, whichever checkout the virtualenv's editable install names.
+        "PYTHONPATH": str(REPO),
     }
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.run"],
