@@ -297,9 +297,13 @@ def alerts_checks(
     store = warehouse.open()
     selected = {key.name for key in context.selected_asset_check_keys}
     verdict = evaluate_budgets(store, settings) if "budget" in selected else None
-    anomalies = recent_anomalies(store, settings)
-    spikes = anomalies[anomalies["kind"] == "spike"] if "cost_spikes" in selected else None
-    news = anomalies[anomalies["kind"] == "new_sku"] if "new_skus" in selected else None
+    spikes = news = None
+    if selected & {"cost_spikes", "new_skus"}:
+        anomalies = recent_anomalies(store, settings)
+        if "cost_spikes" in selected:
+            spikes = anomalies[anomalies["kind"] == "spike"]
+        if "new_skus" in selected:
+            news = anomalies[anomalies["kind"] == "new_sku"]
     alerts = list(verdict.alerts) if verdict else []
     for found in (spikes, news):
         if found is not None:

@@ -253,6 +253,8 @@ def test_budgets_warn_and_fail_per_team_and_the_sample_data_has_no_anomaly(
         ]
         for body in receiver.bodies:
             assert "https://dagster.example.com/assets/balance?view=checks" in body["message"]
+            assert "sandbox-token" not in body["title"] + body["message"]
+            assert SECRET_PATH not in body["title"] + body["message"]
         warned = next(b for b in receiver.bodies if "warning" in b["title"])
         assert f"budget of ${warn_budget:,}.00" in warned["message"]
         assert f"forecast for the month: ${forecasts[first['uuid']]:,}" in warned["message"]
@@ -341,4 +343,66 @@ def test_an_unknown_url_kind_is_logged_by_its_place_and_not_retried(tmp_path):
         "alert spike:t:sku:X:2026-01-02 not delivered to entry 1 of ALERT_URLS (nosuchscheme) "
         "after 1 attempt(s): apprise does not know this kind of URL; it will be tried again on "
         "the next run"
+    ]
+
+
+def test_the_anomaly_rule_on_a_hand_made_account(tmp_path):
+    """Service spikes spread over SKUs, a SKU spike that silences its service's, a flat cost
+    a little higher, a sporadic SKU, and new SKUs before and after the team's first 30 days."""
+    start = date(2026, 1, 1)
+    days = [start + timedelta(days=n) for n in range(41)]  # through 2026-02-10
+    costs: list[tuple[str, str, date, str]] = []  # sku, description, day, amount
+
+    def every_day(sku: str, description: str, amount: str, changes: dict) -> None:
+        for day in days:
+            costs.append((sku, description, day, changes.get(day.isoformat(), amount)))
+
+    every_day("FLAT", "web-01", "10.00", {"2026-02-05": "12.00"})
+    every_day("A1", "db-a", "20.00", {"2026-02-08": "110.00"})
+    every_day("A2", "db-b", "20.00", {"2026-02-08": "110.00"})
+    every_day("B1", "vol-1", "5.00", {"2026-02-09": "900.00"})
+    costs += [("S", "sporadic", d, "30.00") for d in days[::3]] + [
+        ("S", "sporadic", date(2026, 2, 10), "900.00"),
+        ("N", "gpu", date(2026, 2, 3), "5.00"),
+        ("N", "gpu", date(2026, 2, 4), "25.00"),
+        ("EARLY", "early", date(2026, 1, 20), "80.00"),
+    ]
+    lines = [("web-01", "Droplets"), ("db-a", "Managed Databases"),
+             ("db-b", "Managed Databases"), ("vol-1", "Volumes")]  # fmt: skip
+    store = Warehouse(tmp_path / "w.duckdb")
+    store.migrate()
+    with store.transaction() as con:
+        con.execute("INSERT INTO teams VALUES ('t', 'Team T', 1, now(), now())")
+        for n, (sku, description, day, amount) in enumerate(costs):
+            con.execute(
+                "INSERT INTO daily_costs BY NAME SELECT 'do:team:t' AS team_urn, "
+                "strftime($day, '%Y-%m') AS usage_month, $n AS point_number, $day AS usage_date, "
+                "'nyc3' AS region, $sku AS sku, $description AS description, "
+                "CAST($amount AS DECIMAL(18, 2)) AS amount, now() AS loaded_at, 't' AS team_uuid",
+                {"day": day, "n": n, "sku": sku, "description": description, "amount": amount},
+            )
+        for n, (description, product) in enumerate(lines):
+            con.execute(
+                "INSERT INTO invoice_items BY NAME SELECT 'inv' AS invoice_uuid, "
+                "'2026-01' AS invoice_period, $n AS line_number, $product AS product, "
+                "$description AS description, 1.00 AS amount, 'final' AS status, "
+                "now() AS loaded_at, 't' AS team_uuid",
+                {"n": n, "product": product, "description": description},
+            )
+    with store.connect(read_only=True) as con:
+        found = con.execute(
+            "SELECT strftime(usage_date, '%Y-%m-%d') AS day, kind, grain, sku, service, cost, "
+            "baseline, mad, alert_key FROM cost_anomalies_at(6, 100, 5, 10) ORDER BY day"
+        ).fetchall()
+    assert found == [
+        ("2026-02-04", "new_sku", "sku", "N", None, Decimal("25.00"), 0, 0, "new_sku:t:N"),
+        ("2026-02-08", "spike", "service", None, "Managed Databases", Decimal("220.00"),
+         Decimal("40"), 0, "spike:t:service:Managed Databases:2026-02-08"),
+        ("2026-02-09", "spike", "sku", "B1", "Volumes", Decimal("900.00"), Decimal("5"), 0,
+         "spike:t:sku:B1:2026-02-09"),
+    ]  # fmt: skip
+    # At the defaults (ratio 10) the databases' 5.5-fold day is no anomaly; the rest stands.
+    assert store.query("SELECT alert_key FROM cost_anomalies")["alert_key"].tolist() == [
+        "new_sku:t:N",
+        "spike:t:sku:B1:2026-02-09",
     ]
