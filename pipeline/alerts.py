@@ -103,6 +103,7 @@ def evaluate_budgets(store: Warehouse, settings: Settings) -> BudgetVerdict:
         team_uuid, team_name = str(row.team_uuid), str(row.team_name)
         mtd = Decimal(row.month_to_date)
         forecast = None if pd.isna(row.forecast) else Decimal(row.forecast)
+        run_rate = None if pd.isna(row.run_rate) else Decimal(row.run_rate)
         budget = budget_of(settings, team_uuid, team_name)
         level = None
         if budget is not None:
@@ -143,9 +144,12 @@ def evaluate_budgets(store: Warehouse, settings: Settings) -> BudgetVerdict:
                     f"Team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
                     f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
                     f"({share} of the budget of {money(budget)}).",
-                    f"Run rate: {money(row.run_rate)} a day over the last "
+                    f"Run rate: {money(run_rate)} a day over the last "
                     f"{min(7, int(row.days_loaded))} loaded days ({row.days_loaded} of "
-                    f"{row.days_in_month} days loaded); the forecast adds it for each day left.",
+                    f"{row.days_in_month} days loaded); the forecast adds it for each day left."
+                    if run_rate is not None
+                    else "No Billing Insights day of the month is loaded yet: the forecast is "
+                    "the month to date.",
                 ),
             )
         )

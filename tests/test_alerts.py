@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from pipeline import notify
-from pipeline.alerts import ALERT_CHECKS, Alert, budget_level, budget_of
+from pipeline.alerts import ALERT_CHECKS, Alert, budget_level, budget_of, evaluate_budgets
 from pipeline.assets import source_assets
 from pipeline.months import month_of, previous_month
 from pipeline.notify import deliver, destination_of
@@ -406,3 +406,23 @@ def test_the_anomaly_rule_on_a_hand_made_account(tmp_path):
         "new_sku:t:N",
         "spike:t:sku:B1:2026-02-09",
     ]
+
+
+def test_a_month_with_a_balance_but_no_insights_yet_is_judged_on_its_balance(tmp_path):
+    """On the 1st, the open month has a balance snapshot but no Insights day: no run rate, and
+    the forecast is the month to date."""
+    store = Warehouse(tmp_path / "w.duckdb")
+    store.migrate()
+    with store.transaction() as con:
+        con.execute("INSERT INTO teams VALUES ('t', 'Team T', 1, now(), now())")
+        con.execute(
+            "INSERT INTO balance VALUES (now(), strftime(current_date, '%Y-%m'), 0, 0, 120.50, "
+            "now(), 't')"
+        )
+    verdict = evaluate_budgets(store, Settings.from_env({"BUDGETS": "t=100"}))
+    (alert,) = verdict.alerts
+    assert alert.key == f"budget:t:{TODAY:%Y-%m}:fail"
+    assert alert.lines[0] == f"Team Team T (t) is past its budget for {TODAY:%Y-%m}."
+    assert "Month to date: $120.50; forecast for the month: $120.50 (120.5 %" in alert.lines[1]
+    assert alert.lines[2].startswith("No Billing Insights day of the month is loaded yet")
+    assert verdict.rows["level"].tolist() == ["fail"]
