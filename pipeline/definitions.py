@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipeline.alerts import ALERT_CHECKS
 from pipeline.assets import ASSETS
 from pipeline.checks import CHECKS
 from pipeline.freshness import FRESHNESS_CHECKS, freshness_job, freshness_schedule
@@ -32,7 +33,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=[*CHECKS, *FRESHNESS_CHECKS],
+    asset_checks=[*CHECKS, *FRESHNESS_CHECKS, *ALERT_CHECKS],
     jobs=[invoices_job, freshness_job],
     schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
     # Validated settings (environment, then .env) pick the real API or the sandbox.

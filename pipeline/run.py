@@ -66,6 +66,21 @@ def instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
+def alerts_line(result: dg.ExecuteInProcessResult) -> str:
+    """One line on the budget and anomaly checks: what they found, or that all is quiet."""
+    from pipeline.alerts import CHECKS as ALERT_CHECK_NAMES
+
+    found = [
+        f"{c.check_name} {'warns' if c.severity == dg.AssetCheckSeverity.WARN else 'failed'}"
+        f" ({c.metadata['anomalies'].value if 'anomalies' in c.metadata else c.description})"
+        for c in result.get_asset_check_evaluations()
+        if c.check_name in ALERT_CHECK_NAMES and not c.passed
+    ]
+    if not found:
+        return "Alerts: none (budget, cost spikes, new SKUs)"
+    return "Alerts: " + "; ".join(found) + " — see the checks in `make dev`"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
@@ -121,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nOpen month {keys[-1]}: {open_month.preview} USD so far (invoice preview); "
             f"month-to-date usage {open_month.usage} USD (balance of {open_month.as_of:%Y-%m-%d})"
         )
+    print(alerts_line(result))
     print(
         f"Done in {time.monotonic() - started:.0f} s → {warehouse.path}; "
         "`make dev` shows the run, its months and checks."

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,15 @@ ENV_FILE = ".env"
 TOKEN_PREFIXES = ("dop_v1_", "doo_v1_", "dor_v1_")
 TOKEN_ENV = "DIGITALOCEAN_TOKEN"  # one team
 TOKENS_ENV = "DIGITALOCEAN_TOKENS"  # several teams: tokens separated by commas
+# Budget and anomaly alerts (pipeline/alerts.py); the defaults are also the cost_anomalies view's.
+DEFAULT_UI_URL = "http://localhost:3000"
+DEFAULT_WARN_SHARE = Decimal("0.8")
+DEFAULT_SPIKE_MADS = Decimal("6")
+DEFAULT_SPIKE_MIN_USD = Decimal("50")
+DEFAULT_SPIKE_MIN_RATIO = Decimal("10")
+DEFAULT_NEW_SKU_MIN_USD = Decimal("10")
+DEFAULT_LOOKBACK_DAYS = 7
+ALERT_URLS_ENV = "ALERT_URLS"
 
 
 def split_tokens(text: str) -> list[str]:
@@ -46,6 +57,42 @@ def token_place(position: int, env: str = TOKENS_ENV) -> str:
 
 class SettingsError(ValueError):
     """A setting or partition key is malformed; the message names which one."""
+
+
+def split_urls(text: str) -> list[str]:
+    """`ALERT_URLS`' entries: separated by commas and/or whitespace."""
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
+def usd(text: str, what: str) -> Decimal:
+    """A non-negative amount in dollars with at most two decimals, exactly (never a float)."""
+    try:
+        value = Decimal(text.strip().removeprefix("$").replace("_", ""))
+    except InvalidOperation:
+        raise SettingsError(f"{what} {text.strip()!r} is not an amount in dollars") from None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+        raise SettingsError(
+            f"{what} {text.strip()!r} must be a non-negative amount with at most two decimals"
+        )
+    return value.quantize(Decimal("0.01"))
+
+
+def parse_budgets(text: str) -> dict[str, Decimal]:
+    """`BUDGETS`: `Team A=5000, <team uuid>=1200`, keyed by team name or uuid."""
+    budgets: dict[str, Decimal] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        team, sep, amount = entry.rpartition("=")
+        if not sep or not team.strip():
+            raise SettingsError(
+                f"BUDGETS entry {entry!r} is not `team name or uuid=amount` (e.g. Team A=5000)"
+            )
+        key = team.strip()
+        if key in budgets:
+            raise SettingsError(f"BUDGETS names {key!r} twice")
+        budgets[key] = usd(amount, f"BUDGETS entry for {key!r}:")
+    return budgets
 
 
 def validate_period(value: str, what: str = "invoice period") -> str:
@@ -124,6 +171,27 @@ class Settings(BaseSettings):
         default=Path(DEFAULT_WAREHOUSE_PATH), validation_alias="WAREHOUSE_PATH"
     )
     start_period: str = Field(default=DEFAULT_START_PERIOD, validation_alias="INVOICE_START_PERIOD")
+    # Alerts. ALERT_URLS may hold webhook tokens: a secret, never shown, like the API tokens.
+    budget_usd: Decimal | None = Field(default=None, validation_alias="BUDGET_USD")
+    budgets_text: str | None = Field(default=None, validation_alias="BUDGETS")
+    budget_warn_share: Decimal = Field(
+        default=DEFAULT_WARN_SHARE, validation_alias="BUDGET_WARN_SHARE"
+    )
+    spike_mads: Decimal = Field(default=DEFAULT_SPIKE_MADS, validation_alias="ANOMALY_MADS")
+    spike_min_usd: Decimal = Field(
+        default=DEFAULT_SPIKE_MIN_USD, validation_alias="ANOMALY_MIN_USD"
+    )
+    spike_min_ratio: Decimal = Field(
+        default=DEFAULT_SPIKE_MIN_RATIO, validation_alias="ANOMALY_MIN_RATIO"
+    )
+    new_sku_min_usd: Decimal = Field(
+        default=DEFAULT_NEW_SKU_MIN_USD, validation_alias="NEW_SKU_MIN_USD"
+    )
+    alert_lookback_days: int = Field(
+        default=DEFAULT_LOOKBACK_DAYS, validation_alias="ALERT_LOOKBACK_DAYS"
+    )
+    alert_urls_text: SecretStr | None = Field(default=None, validation_alias=ALERT_URLS_ENV)
+    ui_url: str = Field(default=DEFAULT_UI_URL, validation_alias="DAGSTER_UI_URL")
 
     @model_validator(mode="before")
     @classmethod
@@ -153,6 +221,86 @@ class Settings(BaseSettings):
     @classmethod
     def _start_period(cls, value: str) -> str:
         return validate_period(value, "INVOICE_START_PERIOD")
+
+    @field_validator("budget_usd", "spike_min_usd", "new_sku_min_usd", mode="before")
+    @classmethod
+    def _amounts(cls, value: Any, info: Any) -> Any:
+        names = {
+            "budget_usd": "BUDGET_USD",
+            "spike_min_usd": "ANOMALY_MIN_USD",
+            "new_sku_min_usd": "NEW_SKU_MIN_USD",
+        }
+        return usd(str(value), names[info.field_name]) if value is not None else value
+
+    @field_validator("budgets_text")
+    @classmethod
+    def _budgets(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_budgets(value)
+        return value
+
+    @field_validator("budget_warn_share", mode="before")
+    @classmethod
+    def _warn_share(cls, value: Any) -> Decimal:
+        try:
+            share = Decimal(str(value).strip().removesuffix("%"))
+        except InvalidOperation:
+            raise SettingsError(f"BUDGET_WARN_SHARE {value!r} is not a number") from None
+        if str(value).strip().endswith("%"):
+            share /= 100
+        if not share.is_finite() or not 0 < share <= 1:
+            raise SettingsError(
+                f"BUDGET_WARN_SHARE {value!r} must be a share between 0 and 1 (e.g. 0.8 or 80%)"
+            )
+        return share
+
+    @field_validator("spike_mads", "spike_min_ratio", mode="before")
+    @classmethod
+    def _positive(cls, value: Any, info: Any) -> Decimal:
+        name = {"spike_mads": "ANOMALY_MADS", "spike_min_ratio": "ANOMALY_MIN_RATIO"}
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise SettingsError(f"{name[info.field_name]} {value!r} is not a number") from None
+        if not number.is_finite() or number <= 0:
+            raise SettingsError(f"{name[info.field_name]} {value!r} must be a positive number")
+        return number
+
+    @field_validator("alert_lookback_days", mode="before")
+    @classmethod
+    def _lookback(cls, value: Any) -> int:
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 366:
+            raise SettingsError(f"ALERT_LOOKBACK_DAYS {value!r} must be a whole number of days")
+        return int(text)
+
+    @field_validator("alert_urls_text")
+    @classmethod
+    def _alert_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        urls = split_urls(value.get_secret_value())
+        if not urls:
+            raise SettingsError(f"{ALERT_URLS_ENV} is set but holds no URL")
+        for position, url in enumerate(urls, start=1):
+            scheme, sep, rest = url.partition("://")
+            if not sep or not rest or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme.lower()):
+                # Never the URL itself: it may carry a webhook token.
+                raise SettingsError(
+                    f"entry {position} of {ALERT_URLS_ENV} is not an apprise URL "
+                    "(scheme://…, e.g. slack://…, msteams://…, mailtos://…, json://…)"
+                )
+        return value
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise SettingsError(f"DAGSTER_UI_URL {value!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise SettingsError("DAGSTER_UI_URL must not carry credentials")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _tokens_fit_url(self) -> Settings:
@@ -190,6 +338,18 @@ class Settings(BaseSettings):
         if self.tokens_list is not None:
             return [SecretStr(t) for t in split_tokens(self.tokens_list.get_secret_value())]
         return [self.token] if self.token is not None else []
+
+    @property
+    def budgets(self) -> dict[str, Decimal]:
+        """Per-team budget overrides, by team name or uuid."""
+        return parse_budgets(self.budgets_text) if self.budgets_text else {}
+
+    @property
+    def alert_urls(self) -> list[SecretStr]:
+        """Every apprise URL alerts go to, in order (each a secret: it may hold a token)."""
+        if self.alert_urls_text is None:
+            return []
+        return [SecretStr(url) for url in split_urls(self.alert_urls_text.get_secret_value())]
 
     @property
     def token_env(self) -> str:

@@ -6,9 +6,10 @@ computed here in Python with Decimal arithmetic from the data the sandbox serves
 
 import calendar
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from statistics import median
 
 import duckdb
 import pytest
@@ -18,6 +19,7 @@ from pipeline.checks import CHECKS
 from pipeline.export import TABLES, export
 from pipeline.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
+from pipeline.sandbox.data import INSIGHT_SKU_PLACES, build_dataset, plant_anomalies
 from pipeline.warehouse.store import Warehouse
 
 ALL_ASSETS = [*ASSETS, *CHECKS]  # every source's assets and checks
@@ -34,8 +36,12 @@ VIEWS = [
     "daily_spend_by_sku",
     "estimate_vs_invoice",
     "payments_vs_invoices",
+    "cost_anomalies",
+    "month_forecast",
 ]
 CENT = Decimal("0.01")
+TODAY = datetime.now(UTC).date()
+PLANT_DAYS = (TODAY - timedelta(days=2), TODAY - timedelta(days=3))  # the spike, the new SKU
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,8 @@ def loaded(tmp_path_factory, materialize):
     path = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"
     keys = monthly_partitions.get_partition_keys()
     with SandboxServer() as server:
+        # A spike and a new SKU, so cost_anomalies has rows to check (the sample data has none).
+        plant_anomalies(server.data, *PLANT_DAYS)
         result = materialize(server, path, keys[0], keys[-1], assets=ALL_ASSETS)
         yield server, path, result
 
@@ -540,3 +548,90 @@ def test_payments_vs_invoices_is_exact(loaded, rows):
     )
     assert {r[0]: r[1:] for r in stored} == expected
     assert sum(1 for _, got, _ in expected.values() if got) >= len(expected) - 2
+
+
+# -- cost anomalies and the month's forecast --------------------------------------------------
+def sku_days(server, sku: str) -> dict[str, tuple[Decimal, set[str]]]:
+    """Per day: the SKU's cost (all its points) and its regions."""
+    days: dict[str, tuple[Decimal, set[str]]] = {}
+    for p in server.data.insights:
+        if p["sku"] == sku:
+            cost, regions = days.get(p["start_date"], (Decimal(0), set()))
+            days[p["start_date"]] = (cost + Decimal(p["total_amount"]), regions | {p["region"]})
+    return days
+
+
+def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows):
+    """At the default thresholds the sample account has none; the planted spike and new SKU are
+    listed with the baseline (median) and MAD of the days the SKU cost in the 14 before."""
+    server, path, _ = loaded
+    spike, new = plant_anomalies(build_dataset(today=TODAY), *PLANT_DAYS)
+    team = server.data.team
+    days = sku_days(server, spike.sku)
+    before = [
+        days[d][0]
+        for n in range(1, 15)
+        if (d := (date.fromisoformat(spike.day) - timedelta(days=n)).isoformat()) in days
+    ]
+    baseline = median(before)
+    mad = median(abs(cost - baseline) for cost in before)
+    cost, regions = days[spike.day]
+    stored = rows(
+        path,
+        "SELECT strftime(usage_date, '%Y-%m-%d'), kind, grain, sku, service, region, cost, "
+        "baseline, mad, excess, alert_key, team_uuid, team_name FROM cost_anomalies",
+    )
+    assert stored == [
+        (new.day, "new_sku", "sku", new.sku, None, "tor1", Decimal("400.00"), 0, 0,
+         Decimal("400.00"), new.key, team["uuid"], team["name"]),
+        (spike.day, "spike", "sku", spike.sku, INSIGHT_SKU_PLACES[spike.sku][0],
+         ", ".join(sorted(regions)), cost, baseline, mad, cost - baseline, spike.key,
+         team["uuid"], team["name"]),
+    ]  # fmt: skip
+    assert cost == Decimal(spike.amount) and len(before) >= 7
+    (why,) = rows(path, "SELECT why FROM cost_anomalies WHERE kind = 'spike'")[0]
+    assert f"SKU {spike.sku} cost {cost} on {spike.day}" in why
+
+
+def test_month_forecast_is_linear_on_the_last_seven_days(loaded, rows):
+    server, path, _ = loaded
+    by_day: dict[str, Decimal] = {}
+    for p in server.data.insights:
+        by_day[p["start_date"]] = by_day.get(p["start_date"], Decimal(0)) + Decimal(
+            p["total_amount"]
+        )
+    balance = server.data.balance
+    balance_month = balance["generated_at"][:7]
+    expected = {}
+    for month in sorted({day[:7] for day in by_day} | {balance_month}):
+        days = sorted(d for d in by_day if d[:7] == month)
+        insights = sum((by_day[d] for d in days), Decimal(0)) if days else None
+        in_month = calendar.monthrange(int(month[:4]), int(month[5:]))[1]
+        loaded_days = int(days[-1][8:]) if days else 0
+        recent = days[-min(7, loaded_days) :] if days else []
+        rate = (
+            (sum(by_day[d] for d in recent) / len(recent)).quantize(CENT, "ROUND_HALF_UP")
+            if recent
+            else None
+        )
+        snapshot = Decimal(balance["month_to_date_usage"]) if month == balance_month else None
+        to_date = snapshot if snapshot is not None else insights
+        is_open = month == TODAY.strftime("%Y-%m")
+        forecast = to_date + (rate or 0) * (in_month - loaded_days) if is_open else to_date
+        expected[month] = (
+            to_date,
+            snapshot,
+            insights,
+            loaded_days,
+            in_month,
+            rate,
+            forecast,
+            is_open,
+        )
+    stored = rows(
+        path,
+        "SELECT month, month_to_date, balance_to_date, insights_to_date, days_loaded, "
+        "days_in_month, run_rate, forecast, is_open FROM month_forecast",
+    )
+    assert {r[0]: r[1:] for r in stored} == expected
+    assert sum(1 for r in stored if r[-1]) == 1

@@ -20,6 +20,8 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
         "DAGSTER_HOME": str(tmp_path),
         "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
         "INVOICE_START_PERIOD": "2026-06",
+        # This checkout's package, whichever checkout the virtualenv's editable install names.
+        "PYTHONPATH": str(REPO),
     }
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.run"],
@@ -38,6 +40,8 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
     assert lines[0].startswith("Loading 2026-06…") and "SANDBOX" in lines[0]
     assert any(line.split()[:3] == ["year", "months", "invoices"] for line in lines)
     assert lines[-1].startswith("Done in ") and str(tmp_path / "warehouse.duckdb") in lines[-1]
+    # The sample account trips no budget (none is set) and no anomaly check.
+    assert lines[-2] == "Alerts: none (budget, cost spikes, new SKUs)"
 
     os.environ["DAGSTER_HOME"], before = str(tmp_path), os.environ.get("DAGSTER_HOME")
     cwd = Path.cwd()
