@@ -238,6 +238,12 @@ def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Ou
     """Rebuild every team's months that raw holds, from raw alone: zero requests."""
     store.migrate()
     uuids = store.raw_teams(source.name, periods)
+    if not uuids:
+        step = source.raw_asset or source.name
+        raise RawNotFetchedError(
+            f"no team has a good raw fetch of {source.name} for {periods[0]}…{periods[-1]}: "
+            f"materialize {step} first"
+        )
     names = store.team_names(uuids)
     teams = [Team(uuid, *names.get(uuid, (uuid, 0)), place="raw") for uuid in uuids]
     outcome: Outcome[TeamLoad] = Outcome({}, [])

@@ -170,6 +170,25 @@ def test_raw_pages_replay_without_the_api(
     assert rows(warehouse_path, "SELECT count(*) FROM raw.fetches") == [(1,)]
 
 
+def test_tables_alone_without_raw_fail_saying_what_to_load(
+    sandbox, warehouse_path, pipeline_resources, failure_message
+):
+    tables = dg.AssetSelection.assets("invoices", "invoice_items")
+    result = dg.materialize(
+        ASSETS,
+        resources=pipeline_resources(sandbox, warehouse_path),
+        partition_key="2024-02",
+        selection=tables,
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert (
+        "no team has a good raw fetch of invoices for 2024-02…2024-02: materialize "
+        "raw_invoice_pages first" in failure_message(result)
+    )
+    assert sandbox.requests == []
+
+
 @pytest.mark.parametrize("key", ["2024-13", "../x", "2024-05'; DROP TABLE invoices; --"])
 def test_bad_partition_keys_fail_before_any_request(
     sandbox, warehouse_path, materialize, pipeline_resources, key
