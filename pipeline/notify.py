@@ -146,9 +146,11 @@ def deliver(
             except Exception as exc:  # noqa: BLE001
                 report.failed.append((alert.key, destination))
                 tries = 1 if isinstance(exc, UnusableUrlError) else ATTEMPTS
+                # A plugin's own error text may quote the URL (and its token): never show it.
+                detail = str(exc).replace(url, place_of(position, url))
                 log.warning(
                     f"alert {alert.key} not delivered to {place_of(position, url)} after "
-                    f"{tries} attempt(s): {exc}; it will be tried again on the next run"
+                    f"{tries} attempt(s): {detail}; it will be tried again on the next run"
                 )
                 continue
             record(store, alert, destination)
