@@ -39,11 +39,11 @@ from pipeline.settings import (
     get_settings,
     token_place,
 )
+from pipeline.teams import Account, TeamMissingError, read_team
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
 BALANCE_PATH = "/v2/customers/my/balance"
-ACCOUNT_PATH = "/v2/account"
 TOKENS_PAGE = "https://cloud.digitalocean.com/account/api/tokens"
 # Long enough for a slow network, short enough that a person waits for the answer.
 API_TIMEOUT = 10.0
@@ -159,23 +159,17 @@ def check_billing(client: DigitalOceanClient) -> Check:
 
 
 def _account(client: DigitalOceanClient) -> tuple[Check, str | None]:
-    """The account check, and the team's uuid when it was read."""
+    """The account check, and the team's uuid when it was read (`teams.read_team`, as runs do)."""
     try:
-        page = client.get_page(ACCOUNT_PATH, None, "account:read")
+        team = read_team(Account(1, client.token_name, client))
+    except TeamMissingError as exc:
+        return Check("account:read", False, str(exc)), None
     except ApiError as exc:
         detail = _api_failure(exc, "account:read", client.host, client.token_name)
         if isinstance(exc, AuthError) and exc.status == 403:
             detail += "; every run reads the token's team with it"
         return Check("account:read", False, detail), None
-    account = page.data.get("account")
-    team = account.get("team") if isinstance(account, dict) else None
-    if not isinstance(team, dict) or not team.get("uuid"):
-        return Check(
-            "account:read",
-            False,
-            f"GET {ACCOUNT_PATH} answered without account.team.uuid, which names the team",
-        ), None
-    return Check("account:read", True, f'team "{team.get("name")}" ({team["uuid"]})'), team["uuid"]
+    return Check("account:read", True, f'team "{team.name}" ({team.uuid})'), team.uuid
 
 
 def check_account(client: DigitalOceanClient) -> Check:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
 from pipeline.api.retry import Log
-from pipeline.sources import SOURCES
+from pipeline.sources import TABLES
 from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
 from pipeline.teams import Account, Outcome, Team, for_each_team, identify
@@ -62,7 +62,7 @@ def fetch(
     targets: list[Target] = []
     if not problems and source.targets is not None:
         try:
-            targets = source.targets(Targets(periods, index, parent))
+            targets = source.targets(Targets(periods, index, parent, team_uuid))
         except InvalidPayloadError as exc:
             problems.append(str(exc))
     if not problems and source.endpoint is not None:
@@ -197,10 +197,6 @@ def load(
     return batch, replay(source, store, periods, team_uuid)
 
 
-# Every table that holds one row set per team: what a legacy (one-team) warehouse's rows are in.
-TEAM_TABLES = [table.name for source in SOURCES for table in source.tables]
-
-
 @dataclass(frozen=True)
 class TeamLoad:
     """One team's part of a step: the fetch it landed (if it fetched) and the rows it swapped."""
@@ -223,7 +219,7 @@ def load_teams(
 ) -> Outcome[TeamLoad]:
     """Fetch and land every team's pages (and, with `tables`, swap its months), teams side by
     side; each team all or nothing, the others unaffected by its failure."""
-    teams, failures = identify(accounts, store, TEAM_TABLES, log)
+    teams, failures = identify(accounts, store, list(TABLES), log, run_id)
 
     def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
         batch = fetch(source, api, store, periods, team.uuid, run_id)

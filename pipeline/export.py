@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 
 from pipeline.partitions import validate_periods
 from pipeline.settings import get_settings
-from pipeline.sources import SOURCES
+from pipeline.sources import TABLES as SOURCE_TABLES
 from pipeline.warehouse.store import Warehouse
 
 # Every table the sources declare, with the column that holds its month.
-TABLES = {table.name: table.partition_column for source in SOURCES for table in source.tables}
+TABLES = {name: table.partition_column for name, table in SOURCE_TABLES.items()}
 # Constant queries per table (names from the declarations only); months are bound parameters.
 MONTH_ROWS = {
     table: f"SELECT * EXCLUDE ({column}) FROM {table} WHERE {column} = ?"  # noqa: S608

@@ -21,6 +21,9 @@ from pipeline.warehouse.store import Warehouse
 ACCOUNT_PATH = "/v2/account"
 T = TypeVar("T")
 Failure = tuple[str, BaseException]  # how the team is named, what went wrong
+# Teams read in this process, by (run id, place in the token list): one request per team and
+# run, not per step. Keyed by place, never by token.
+_READ_IN_RUN: dict[tuple[str | None, int], Team] = {}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Team:
 
     def __str__(self) -> str:
         return f"team {self.name!r} ({self.uuid})"
+
+
+class TeamMissingError(ApiError):
+    """`GET /v2/account` answered, but without the team's uuid."""
 
 
 class TeamError(RuntimeError):
@@ -82,19 +89,18 @@ class Outcome(Generic[T]):
 
 
 def read_team(account: Account) -> Team:
-    """`GET /v2/account`: the token's team (uuid, name); an account outside any team is its own."""
+    """`GET /v2/account`: the token's team (uuid, name). The one place this answer is read: the
+    steps name teams with it, Billing Insights asks for the team's URN, `make doctor` shows it."""
     page = account.client.get_page(ACCOUNT_PATH, scope="account:read")
     found = page.data.get("account") if isinstance(page.data, dict) else None
-    if not isinstance(found, dict):
-        raise ApiError(f"GET {ACCOUNT_PATH}: the answer has no `account` object", path=ACCOUNT_PATH)
-    team = found.get("team") if isinstance(found.get("team"), dict) else {}
-    uuid = team.get("uuid") or found.get("uuid")
-    name = team.get("name") or found.get("email") or uuid
+    team = found.get("team") if isinstance(found, dict) else None
+    uuid = team.get("uuid") if isinstance(team, dict) else None
     if not isinstance(uuid, str) or not uuid.strip():
-        raise ApiError(
-            f"GET {ACCOUNT_PATH}: the answer names neither a team uuid nor an account uuid",
+        raise TeamMissingError(
+            f"GET {ACCOUNT_PATH} answered without account.team.uuid, which names the team",
             path=ACCOUNT_PATH,
         )
+    name = team.get("name") or uuid
     return Team(uuid=uuid, name=str(name), position=account.position, place=account.place)
 
 
@@ -117,15 +123,27 @@ def side_by_side(items: Sequence[T], work: Callable[[T], object]) -> list[BaseEx
 
 
 def identify(
-    accounts: Sequence[Account], store: Warehouse, tables: Sequence[str], log: Log
+    accounts: Sequence[Account],
+    store: Warehouse,
+    tables: Sequence[str],
+    log: Log,
+    run_id: str | None = None,
 ) -> tuple[list[tuple[Team, Account]], list[Failure]]:
-    """Every token's team, read at once; tokens that cannot read theirs are failures named as
-    last seen. Teams are recorded in the warehouse, and rows loaded before teams existed are
-    made the only team's (never guessed between several)."""
+    """Every token's team, read at once (once per run: a run's later steps reuse what its first
+    step read); tokens that cannot read theirs are failures named as last seen. Teams are
+    recorded in the warehouse, and rows loaded before teams existed are made the only team's
+    (never guessed between several)."""
     teams: list[Team | None] = [None] * len(accounts)
 
     def read(index: int) -> None:
-        teams[index] = read_team(accounts[index])
+        account = accounts[index]
+        key = (run_id, account.position)
+        team = _READ_IN_RUN.get(key) if run_id else None
+        if team is None:
+            team = read_team(account)
+            if run_id:
+                _READ_IN_RUN[key] = team
+        teams[index] = team
 
     errors = side_by_side(list(range(len(accounts))), read)
     store.migrate()

@@ -84,9 +84,8 @@ def test_every_point_is_loaded_exactly_with_the_minimum_requests(
     assert Counter(stored) == Counter(as_row(p) for p in expected)
     ((total,),) = query(warehouse_path, "SELECT sum(amount) FROM daily_costs")
     assert total == sum(Decimal(p["total_amount"]) for p in expected)
-    # One window per month from 2025-12, ⌈points/200⌉ pages each, and the account twice: once
-    # to name the team (every step does), once as the source's index, landed with its pages.
-    assert len(account) == 2
+    # One window per month from 2025-12, ⌈points/200⌉ pages each, and the account once.
+    assert len(account) == 1
     assert len(requests) == sum(math.ceil(n / 200) for n in by_month.values())
     assert max(by_month.values()) > 200, "a month should need two pages"
     starts = {r["path"].split("/")[-2] for r in requests}

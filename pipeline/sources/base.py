@@ -66,6 +66,7 @@ class Targets:
     periods: Sequence[str]
     index: Collection | None = None  # the source's index pages (the invoice list), if any
     parent: pd.DataFrame | None = None  # the parent source's latest raw targets, if any
+    team_uuid: str | None = None  # the team whose token fetches (GET /v2/account, read once)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Billing Insights: day-by-day costs with region and SKU, one window per month.
 
-The account's team (`GET /v2/account`, scope account:read) names the window's URN. Pages carry
+The team the step read from `GET /v2/account` (once per step, for every source) names the
+window's URN. Pages carry
 their own counters (`total_items`, `total_pages`, `current_page`, strings on the live API), no
 links. Points have no id: two identical points on one day are two charges, and both are kept.
 """
@@ -13,7 +14,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from pipeline.api import COUNTERS, SINGLE
+from pipeline.api import COUNTERS
 from pipeline.sources.base import (
     Check,
     Endpoint,
@@ -53,15 +54,10 @@ COLUMNS = [
 
 
 def team_urn(found: Targets) -> str:
-    """`do:team:<uuid>` from the account the index fetched."""
-    assert found.index is not None
-    data = found.index.pages[0].data if found.index.pages else {}
-    account = data.get("account")
-    team = account.get("team") if isinstance(account, dict) else None
-    uuid = team.get("uuid") if isinstance(team, dict) else None
-    if not isinstance(uuid, str) or not uuid:
-        raise InvalidPayloadError(["GET /v2/account: account.team.uuid is missing"])
-    return f"do:team:{uuid}"
+    """`do:team:<uuid>` of the team whose token fetches (read once per step by the engine)."""
+    if not found.team_uuid:
+        raise InvalidPayloadError(["Billing Insights needs the team's uuid (GET /v2/account)"])
+    return f"do:team:{found.team_uuid}"
 
 
 def month_windows(found: Targets) -> list[Target]:
@@ -164,7 +160,6 @@ ESTIMATES_DIFFER = """
 INSIGHTS = Source(
     name="daily_costs",
     description="Day-by-day costs by SKU and region (Billing Insights), one window per month.",
-    index=Endpoint("account", "/v2/account", SINGLE, noun="account", scope="account:read"),
     endpoint=Endpoint(
         "insights",
         "/v2/billing/{urn}/insights/{start}/{end}",
