@@ -3,6 +3,7 @@
 import json
 import math
 import re
+import threading
 import time
 from decimal import Decimal
 
@@ -47,6 +48,23 @@ def test_pacing_stays_under_the_limit_with_zero_429s(make_client):
         assert 429 not in statuses
         needed = sum(len(f.pages) for f in fetches)
         assert elapsed >= math.ceil(needed / 10) - 1 - 0.2
+
+
+def test_a_request_counts_until_its_answer_arrives_and_a_window_after():
+    """The server counts a request some time before its answer: a slow answer cannot let a
+    request slip into a window the server sees as full."""
+    pacer = Pacer(per_minute=2, per_hour=None, minute_seconds=0.5, margin=0.0)
+    pacer.acquire()
+    pacer.acquire()  # both still unanswered
+    third = threading.Event()
+    worker = threading.Thread(target=lambda: (pacer.acquire(), third.set()))
+    worker.start()
+    assert not third.wait(0.8)  # sent more than a window ago, yet still in flight
+    released = time.monotonic()
+    pacer.release()
+    assert third.wait(2.0)
+    assert time.monotonic() - released >= 0.5
+    worker.join()
 
 
 @pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate", "notjson"])

@@ -155,6 +155,8 @@ class DigitalOceanClient:
                 raise TransientError(
                     where, f"{type(exc).__name__} (network error or no answer in time)"
                 ) from None
+            finally:
+                self.pacer.release()
             self.pacer.observe(resp.headers)
             status = resp.status_code
             if status != 429:

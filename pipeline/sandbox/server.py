@@ -273,6 +273,16 @@ class SandboxServer:
                 return Fault(self._random.choice(["500", "502", "503", "reset"]))
         return None
 
+    def _end(self, entry: dict) -> None:
+        """Stamp a request's end and take it out of the in-flight counts, once."""
+        with self._lock:
+            if entry["ended"] is not None:
+                return
+            entry["ended"] = time.monotonic()
+            self.in_flight -= 1
+            if entry["team"] is not None:
+                self._in_flight_by_team[entry["team"]] -= 1
+
     def _admit(self, token: str | None = None) -> tuple[bool, int, int, int]:
         """Sliding-window rate limit of one token (None: requests without a valid token):
         (allowed, retry_after, remaining, reset_epoch)."""
@@ -456,12 +466,7 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             try:
                 self._answer(entry, path, query, account)
             finally:
-                if entry["ended"] is None:
-                    entry["ended"] = time.monotonic()
-                with sandbox._lock:
-                    sandbox.in_flight -= 1
-                    if team is not None:
-                        sandbox._in_flight_by_team[team] -= 1
+                sandbox._end(entry)
 
         def _answer(self, entry: dict, path: str, query: dict, account: _Account | None) -> None:
             if sandbox.latency:
@@ -560,8 +565,8 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
             for name, value in {**getattr(self, "rate_headers", {}), **(headers or {})}.items():
                 self.send_header(name, value)
             self.end_headers()
-            # Stamped before the body goes out, so a client holding its answer sees it set.
-            entry["ended"] = time.monotonic()
+            # Ended before the body goes out, so a client holding its answer sees it ended.
+            sandbox._end(entry)
             try:
                 self.wfile.write(payload)
             except OSError:
