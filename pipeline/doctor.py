@@ -291,7 +291,12 @@ def _runs_dir(config: Mapping[str, Any], home: Path) -> Path | str:
     storage = config.get("storage")
     if isinstance(storage, Mapping) and storage:
         kind, options = next(iter(storage.items()))
-        if kind != "sqlite":
+        if kind == "custom" and isinstance(options, Mapping):
+            # Ours (pipeline.dagster_storage) is SQLite storage under its config's base_dir.
+            options = options.get("config") or {}
+            if "base_dir" not in options:
+                return str(storage["custom"].get("class", kind))
+        elif kind != "sqlite":
             return kind
         base = options.get("base_dir") if isinstance(options, Mapping) else None
         if isinstance(base, Mapping) and "env" in base:

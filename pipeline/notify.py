@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import apprise
 import pandas as pd
 from pydantic import SecretStr
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -36,7 +35,7 @@ RECORD = """
     INSERT INTO alerts_sent VALUES ($key, $destination, $team, $kind, $level, $title, $now)
     ON CONFLICT DO NOTHING
 """
-TYPES = {"warn": apprise.NotifyType.WARNING, "fail": apprise.NotifyType.FAILURE}
+TYPES = {"warn": "warning", "fail": "failure"}  # apprise.NotifyType values
 # apprise logs at DEBUG the URLs it posts to; keep its chatter (and any token) out of our logs.
 logging.getLogger("apprise").setLevel(logging.ERROR)
 
@@ -70,10 +69,14 @@ def place_of(position: int, url: str) -> str:
 
 def send(url: str, title: str, body: str, level: str) -> None:
     """One message to one URL; raises DeliveryError when it was not accepted."""
+    import apprise  # here, not at the top: 75 ms to import, and most runs send nothing
+
     destination = apprise.Apprise()
     if not destination.add(url):
         raise UnusableUrlError("apprise does not know this kind of URL")
-    if not destination.notify(title=title, body=body, notify_type=TYPES.get(level)):
+    if not destination.notify(
+        title=title, body=body, notify_type=apprise.NotifyType(TYPES.get(level, "info"))
+    ):
         raise DeliveryError("the destination did not accept the message")
 
 

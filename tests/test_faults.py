@@ -210,6 +210,23 @@ class RecordingLog:
         self.lines.append(("warning", msg))
 
 
+def test_a_spent_hourly_budget_is_said_when_the_pause_begins(sandbox, make_client):
+    """A pause of up to an hour must not look like a hang: it is logged as it starts."""
+    sandbox.inject(f"^{INVOICES_PATH}$", Fault("exhausted", seconds=2))
+    log = RecordingLog()
+    with make_client(sandbox, log=log, pacer=Pacer(None, None)) as api:
+        api.fetch([INVOICES.index.request()])
+        started = time.monotonic()
+        api.fetch([INVOICES.index.request()])
+        assert time.monotonic() - started >= 0.5
+    warnings = [m for level, m in log.lines if level == "warning"]
+    assert len(warnings) == 1 and re.fullmatch(
+        r"GET /v2/customers/my/invoices page 1: the token's hourly budget is spent "
+        r"\(ratelimit-remaining: 0\); pausing [12]s until ratelimit-reset",
+        warnings[0],
+    ), warnings
+
+
 def test_the_log_tells_progress_retries_and_rate_limit_waits(make_client, invoice_of):
     """What a person watching a backfill reads: pages out of the total, and every wait's why."""
     with SandboxServer() as server:

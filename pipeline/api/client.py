@@ -157,7 +157,12 @@ class DigitalOceanClient:
                 ) from None
             finally:
                 self.pacer.release()
-            self.pacer.observe(resp.headers)
+            paused = self.pacer.observe(resp.headers)
+            if paused is not None and paused >= 1.0:
+                self.log.warning(
+                    f"{where}: the token's hourly budget is spent (ratelimit-remaining: 0); "
+                    f"pausing {paused:.0f}s until ratelimit-reset"
+                )
             status = resp.status_code
             if status != 429:
                 return self._decode(path, page, where, status, body, scope, self.token_name)

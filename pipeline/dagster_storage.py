@@ -1,0 +1,129 @@
+"""The Dagster instance's storage: Dagster's SQLite storage, with its event log kept open.
+
+Dagster's `SqliteEventLogStorage` builds a new engine and connection for every write and closes
+it after. Closing the last connection to a WAL database checkpoints it, so each asset event
+costs four opens, commits and checkpoints (the run's file and the index). A range run of the
+core assets over 41 months writes about 290 events; that bookkeeping took longer than fetching,
+normalizing and loading the 18,000 items (see bench/results.md).
+
+`KeptOpenSqliteEventLogStorage` keeps one connection per database file for the life of the
+process (the files most recently used, at most `OPEN_FILES`) and commits with
+`synchronous=NORMAL`, SQLite's advice for WAL: a crash of the process loses nothing, a power
+loss may lose the last events but never corrupts the file. Everything else, the files, their
+layout and schema, is Dagster's own, so an instance moves between this and plain
+`storage: sqlite` either way.
+
+Dagster's webserver follows a run live by watching the run's `.db` file for changes; with the
+connection kept open, new events stay in the `-wal` file until a checkpoint, so each write to a
+run's file also touches it. dagster is pinned: this subclass replaces `_connect`, which is
+private, and tests/test_dagster_storage.py fails if that changes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes import ConfigurableClassData
+from dagster._utils import mkdir_p
+
+# A webserver reads many runs' files; keep this many open, least recently used closed first.
+OPEN_FILES = 8
+
+
+def _commit_without_waiting_for_the_disk(dbapi_connection: sqlite3.Connection, _: Any) -> None:
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
+    """Dagster's run-sharded SQLite event log, one open connection per file."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines: OrderedDict[str, sa.engine.Engine] = OrderedDict()
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> KeptOpenSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> sa.engine.Engine:
+        """The shard's engine, created (and its database initialized) on first use."""
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
+            return engine
+        engine = create_engine(
+            self.conn_string_for_shard(shard),
+            # One connection kept, used by one thread at a time (Dagster's `_db_lock`); setting
+            # up a new file opens a few more for a moment.
+            poolclass=sa.pool.QueuePool,
+            pool_size=1,
+            max_overflow=4,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        )
+        sa.event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        self._engines[shard] = engine
+        while len(self._engines) > OPEN_FILES:
+            self._engines.popitem(last=False)[1].dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[sa.Connection]:  # type: ignore[override]
+        with self._db_lock:
+            with self._engine(shard).connect() as conn:
+                dbapi = conn.connection.dbapi_connection
+                changes = dbapi.total_changes
+                with conn.begin():
+                    yield conn
+                wrote = dbapi.total_changes != changes
+            if wrote and shard != INDEX_SHARD_NAME:
+                # Tell watchers of the run's file (the webserver's live log) it has new events;
+                # only after writes, as a watcher reads the file when told.
+                os.utime(self.path_for_shard(shard))
+
+    def _close_all(self) -> None:
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        self._close_all()
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_all()
+        super().dispose()
+
+
+class SqliteStorage(DagsterSqliteStorage):
+    """`storage: sqlite` with the kept-open event log; same `base_dir`, same files."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        super().__init__(base_dir, inst_data)
+        self._event_log_storage = KeptOpenSqliteEventLogStorage(
+            os.path.join(base_dir, "history", "runs", "")
+        )
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> SqliteStorage:
+        mkdir_p(config_value["base_dir"])
+        return cls(inst_data=inst_data, **config_value)
