@@ -298,27 +298,27 @@ def alerts_checks(
     """Budgets and anomalies in one step; their alerts go out once each (never failing the
     step: a delivery that fails is logged and retried on the next run)."""
     settings = get_settings()
-    store = warehouse.open()
-    selected = {key.name for key in context.selected_asset_check_keys}
-    verdict = evaluate_budgets(store, settings) if "budget" in selected else None
-    spikes = news = None
-    if selected & {"cost_spikes", "new_skus"}:
-        anomalies = recent_anomalies(store, settings)
-        if "cost_spikes" in selected:
-            spikes = anomalies[anomalies["kind"] == "spike"]
-        if "new_skus" in selected:
-            news = anomalies[anomalies["kind"] == "new_sku"]
-    alerts = list(verdict.alerts) if verdict else []
-    for found in (spikes, news):
-        if found is not None:
-            alerts += [anomaly_alert(row) for _, row in found.iterrows()]
-    report = deliver(alerts, settings, store, context.log, run_id=context.run.run_id)
-    if verdict is not None:
-        yield budget_result(verdict, report)
-    if spikes is not None:
-        yield anomaly_result("cost_spikes", spikes, alerts, report)
-    if news is not None:
-        yield anomaly_result("new_skus", news, alerts, report)
+    with warehouse.session() as store:
+        selected = {key.name for key in context.selected_asset_check_keys}
+        verdict = evaluate_budgets(store, settings) if "budget" in selected else None
+        spikes = news = None
+        if selected & {"cost_spikes", "new_skus"}:
+            anomalies = recent_anomalies(store, settings)
+            if "cost_spikes" in selected:
+                spikes = anomalies[anomalies["kind"] == "spike"]
+            if "new_skus" in selected:
+                news = anomalies[anomalies["kind"] == "new_sku"]
+        alerts = list(verdict.alerts) if verdict else []
+        for found in (spikes, news):
+            if found is not None:
+                alerts += [anomaly_alert(row) for _, row in found.iterrows()]
+        report = deliver(alerts, settings, store, context.log, run_id=context.run.run_id)
+        if verdict is not None:
+            yield budget_result(verdict, report)
+        if spikes is not None:
+            yield anomaly_result("cost_spikes", spikes, alerts, report)
+        if news is not None:
+            yield anomaly_result("new_skus", news, alerts, report)
 
 
 ALERT_CHECKS = [alerts_checks]

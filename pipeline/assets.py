@@ -94,25 +94,25 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
     )
     def _step(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         periods = run_periods(context)
-        store = context.resources.warehouse.open()
         selected = context.selected_asset_keys
         tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
         fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
-        if fetches:
-            api: BillingApiResource = context.resources.digitalocean
-            with api.accounts(context.log) as accounts:
-                outcome = engine.load_teams(
-                    source,
-                    accounts,
-                    store,
-                    periods,
-                    context.log,
-                    run_id=context.run_id,
-                    tables=tables,
-                )
-        else:
-            outcome = engine.replay_teams(source, store, periods)
-        yield from _results(context, source, outcome, periods, fetches, tables)
+        with context.resources.warehouse.session() as store:
+            if fetches:
+                api: BillingApiResource = context.resources.digitalocean
+                with api.accounts(context.log) as accounts:
+                    outcome = engine.load_teams(
+                        source,
+                        accounts,
+                        store,
+                        periods,
+                        context.log,
+                        run_id=context.run_id,
+                        tables=tables,
+                    )
+            else:
+                outcome = engine.replay_teams(source, store, periods)
+            yield from _results(context, source, outcome, periods, fetches, tables)
 
     return _step
 

@@ -63,11 +63,11 @@ def checks_step(source: Source) -> dg.AssetChecksDefinition:
     def _checks(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.AssetCheckResult]:
-        store = warehouse.open()
         selected = context.selected_asset_check_keys
-        for check in source.checks:
-            if check_key(check) in selected:
-                yield check_result(store, check)
+        with warehouse.session() as store:
+            for check in source.checks:
+                if check_key(check) in selected:
+                    yield check_result(store, check)
 
     return _checks
 

@@ -113,3 +113,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def open(self) -> Warehouse:
         return Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
+
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        """The warehouse held open for one step (`Warehouse.session`)."""
+        with self.open().session() as store:
+            yield store

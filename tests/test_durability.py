@@ -166,3 +166,47 @@ def test_a_busy_warehouse_gives_a_clear_error_after_the_bounded_wait(tmp_path, r
     finally:
         holder.kill()
         holder.wait()
+
+
+OPEN_READ_ONLY = """
+import sys, duckdb
+try:
+    with duckdb.connect(sys.argv[1], read_only=True) as con:
+        print(sorted(r[0] for r in con.execute("SELECT team_name FROM teams").fetchall()))
+except duckdb.IOException as exc:
+    print("locked" if "lock" in str(exc).lower() else exc)
+"""
+
+
+def read_from_another_process(path: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_READ_ONLY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_a_session_keeps_each_unit_atomic_holds_the_file_then_lets_it_go(warehouse_path):
+    """A step holds the file open (one DuckDB instance for its dozen units of work); each unit
+    is still its own transaction, the team threads still get in, and the file is free after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.warehouse.store import Warehouse
+
+    store = Warehouse(warehouse_path)
+    store.migrate()
+    with store.session():
+        store.see_team("t1", "First", 1)
+        with pytest.raises(ZeroDivisionError):
+            with store.transaction() as con:
+                con.execute("UPDATE teams SET team_name = 'Renamed'")
+                con.execute("INSERT INTO teams SELECT 't2', 'Second', 2, now(), now()")
+                1 / 0  # noqa: B018
+        with ThreadPoolExecutor(3) as pool:
+            names = list(pool.map(lambda _: store.team_names(["t1", "t2"]), range(3)))
+        assert names == [{"t1": ("First", 1)}] * 3
+        assert read_from_another_process(warehouse_path) == "locked"
+    assert read_from_another_process(warehouse_path) == "['First']"

@@ -138,6 +138,8 @@ _MIGRATED: set[Path] = set()
 # time, so no two connections (or a read-only and a read-write one) meet inside DuckDB.
 _FILE_LOCKS: dict[Path, threading.RLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
+# Files held open by a `Warehouse.session()`: the open connection and how many sessions share it.
+_SESSIONS: dict[Path, list[Any]] = {}
 
 
 def _file_lock(path: Path) -> threading.RLock:
@@ -147,7 +149,8 @@ def _file_lock(path: Path) -> threading.RLock:
 
 
 class Warehouse:
-    """A DuckDB file, opened per unit of work and always closed, even on errors."""
+    """A DuckDB file, opened per unit of work (or held for a step's session) and always
+    closed, even on errors."""
 
     def __init__(self, path: str | Path, *, lock_timeout: float = 120.0) -> None:
         self.path = Path(path)
@@ -155,21 +158,53 @@ class Warehouse:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Open the file, waiting (bounded) while another process holds the lock."""
+        """Open the file, waiting (bounded) while another process holds the lock; inside a
+        session, a cursor of the session's connection."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         with _file_lock(self.path):
-            with self._open(read_only) as con:
+            held = _SESSIONS.get(self.path.resolve())
+            if held is not None:
+                with held[0].cursor() as con:
+                    yield con
+                return
+            con = self._open(read_only)
+            try:
                 yield con
+            finally:
+                con.close()
 
     @contextmanager
-    def _open(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def session(self) -> Iterator[Warehouse]:
+        """Keep the file open for the units of work inside (a step's), read-write.
+
+        Each open of a DuckDB file builds a database instance, about 30 ms of CPU, and each
+        close checkpoints it; a step has a dozen units of work. Inside a session `connect()`
+        hands out cursors of one connection instead: each unit is still its own transaction.
+        Other processes wait for the file until the session ends, as they wait for a write.
+        """
+        key = self.path.resolve()
+        with _file_lock(self.path):
+            held = _SESSIONS.get(key)
+            if held is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                held = _SESSIONS[key] = [self._open(read_only=False), 0]
+            held[1] += 1
+        try:
+            yield self
+        finally:
+            with _file_lock(self.path):
+                held[1] -= 1
+                if held[1] == 0:
+                    del _SESSIONS[key]
+                    held[0].close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.1
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as exc:
                 if not _is_lock_error(exc):
                     raise
@@ -182,10 +217,6 @@ class Warehouse:
                 log.warning("warehouse %s is locked; retrying in %.1fs", self.path, delay)
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 5.0)
-        try:
-            yield con
-        finally:
-            con.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
