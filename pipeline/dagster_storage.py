@@ -43,7 +43,7 @@ from dagster._utils import mkdir_p
 OPEN_FILES = 8
 
 
-def _commit_without_waiting_for_the_disk(dbapi_connection: sqlite3.Connection, _: Any) -> None:
+def _sync_at_checkpoints_only(dbapi_connection: sqlite3.Connection, _: Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
@@ -75,7 +75,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             max_overflow=4,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
-        sa.event.listen(engine, "connect", _commit_without_waiting_for_the_disk)
+        sa.event.listen(engine, "connect", _sync_at_checkpoints_only)
         if shard not in self._initialized_dbs:
             self._initdb(engine)
             self._initialized_dbs.add(shard)
