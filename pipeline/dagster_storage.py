@@ -52,6 +52,7 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, sa.engine.Engine] = OrderedDict()
+        self._tables_seen: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -97,6 +98,16 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
                 # Tell watchers of the run's file (the webserver's live log) it has new events;
                 # only after writes, as a watcher reads the file when told.
                 os.utime(self.path_for_shard(shard))
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks before every asset event, with a new engine each time; a table, once
+        there, stays (migrations only add)."""
+        if table_name in self._tables_seen:
+            return True
+        present = super().has_table(table_name)
+        if present:
+            self._tables_seen.add(table_name)
+        return present
 
     def _close_all(self) -> None:
         with self._db_lock:
