@@ -148,8 +148,8 @@ def test_lists_every_invoice_and_the_preview(sandbox, client):
 
 
 def test_invoice_list_pages_concurrently_when_small_pages(make_client):
-    """Page 1 tells the total; with 50 ms per answer, every other page is then asked at once."""
-    with SandboxServer(latency=0.05) as server, make_client(server, per_page=7) as api:
+    """Page 1 tells the total; with 200 ms per answer, every other page is then asked at once."""
+    with SandboxServer(latency=0.2) as server, make_client(server, per_page=7) as api:
         (listing,) = api.fetch([LIST])
     pages = math.ceil(len(server.data.invoices) / 7)
     assert len(listing.records) == len(server.data.invoices)
@@ -188,8 +188,8 @@ def test_a_list_that_changes_while_paging_is_told_apart_from_a_cap(sandbox, make
 
 
 def test_collections_are_fetched_concurrently_on_a_bounded_pool(make_client):
-    """With 50 ms per answer, 12 invoices' first pages overlap, never beyond the pool's size."""
-    with SandboxServer(latency=0.05) as server, make_client(server, max_workers=4) as api:
+    """With 200 ms per answer, 12 invoices' first pages overlap, never beyond the pool's size."""
+    with SandboxServer(latency=0.2) as server, make_client(server, max_workers=4) as api:
         uuids = [inv["invoice_uuid"] for inv in server.data.invoices[:12]]
         api.fetch([items_of(uuid) for uuid in uuids])
     assert server.peak_in_flight == 4
