@@ -138,8 +138,17 @@ _MIGRATED: set[Path] = set()
 # time, so no two connections (or a read-only and a read-write one) meet inside DuckDB.
 _FILE_LOCKS: dict[Path, threading.RLock] = {}
 _FILE_LOCKS_GUARD = threading.Lock()
-# Files held open by a `Warehouse.session()`: the open connection and how many sessions share it.
-_SESSIONS: dict[Path, list[Any]] = {}
+
+
+@dataclass
+class _Held:
+    """A file held open by `Warehouse.session()`: its connection, and how many sessions share it."""
+
+    con: duckdb.DuckDBPyConnection
+    sessions: int = 0
+
+
+_SESSIONS: dict[Path, _Held] = {}
 
 
 def _file_lock(path: Path) -> threading.RLock:
@@ -165,7 +174,7 @@ class Warehouse:
         with _file_lock(self.path):
             held = _SESSIONS.get(self.path.resolve())
             if held is not None:
-                with held[0].cursor() as con:
+                with held.con.cursor() as con:
                     yield con
                 return
             con = self._open(read_only)
@@ -188,16 +197,16 @@ class Warehouse:
             held = _SESSIONS.get(key)
             if held is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                held = _SESSIONS[key] = [self._open(read_only=False), 0]
-            held[1] += 1
+                held = _SESSIONS[key] = _Held(self._open(read_only=False))
+            held.sessions += 1
         try:
             yield self
         finally:
             with _file_lock(self.path):
-                held[1] -= 1
-                if held[1] == 0:
+                held.sessions -= 1
+                if held.sessions == 0:
                     del _SESSIONS[key]
-                    held[0].close()
+                    held.con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
