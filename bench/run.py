@@ -267,26 +267,22 @@ def whole_processes(runs: int, latency: float = 0.02) -> dict:
     for folder, storage in ((home, config["storage"]), (plain_home, PLAIN_STORAGE)):
         folder.mkdir()
         (folder / "dagster.yaml").write_text(yaml.safe_dump({**config, "storage": storage}))
-    ours, knob, plain, peers, rows = [], [], [], [], set()
+    # Each Dagster variant: its instance folder and extra environment.
+    variants = {"ours": (home, None), "plain": (plain_home, None), "knob": (home, PLANNED_SUBSET)}
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    peers, rows = [], set()
     with sandbox(latency) as server:
         periods = final_periods(server)
         cold, first_rows = _dagster_materialize(server.url, home, work / "cold.duckdb", periods)
         rows.add(first_rows)
         rows.add(_dagster_materialize(server.url, plain_home, work / "pcold.duckdb", periods)[1])
         for n in range(runs):
-            wall, loaded = _dagster_materialize(server.url, home, work / f"w{n}.duckdb", periods)
-            ours.append(wall)
-            rows.add(loaded)
-            wall, loaded = _dagster_materialize(
-                server.url, plain_home, work / f"p{n}.duckdb", periods
-            )
-            plain.append(wall)
-            rows.add(loaded)
-            wall, loaded = _dagster_materialize(
-                server.url, home, work / f"k{n}.duckdb", periods, PLANNED_SUBSET
-            )
-            knob.append(wall)
-            rows.add(loaded)
+            for name, (folder, extra_env) in variants.items():
+                wall, loaded = _dagster_materialize(
+                    server.url, folder, work / f"{name}{n}.duckdb", periods, extra_env
+                )
+                walls[name].append(wall)
+                rows.add(loaded)
             wall, out = _timed(
                 [
                     sys.executable,
@@ -305,13 +301,9 @@ def whole_processes(runs: int, latency: float = 0.02) -> dict:
     if len(rows) != 1:
         raise RuntimeError(f"the runs loaded different numbers of items: {sorted(rows)}")
     return {
-        "ours": statistics.median(ours),
-        "ours_runs": ours,
+        **{name: statistics.median(values) for name, values in walls.items()},
+        **{f"{name}_runs": values for name, values in walls.items()},
         "cold": cold,
-        "knob": statistics.median(knob),
-        "plain": statistics.median(plain),
-        "plain_runs": plain,
-        "knob_runs": knob,
         "dlt": statistics.median(peers),
         "dlt_runs": peers,
         "imports": imports,

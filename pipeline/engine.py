@@ -190,11 +190,14 @@ def load(
     periods: Sequence[str],
     team_uuid: str,
     run_id: str | None = None,
-) -> tuple[RawBatch, Normalized]:
-    """The whole recipe for one source, one team and a set of months."""
+    *,
+    tables: bool = True,
+) -> tuple[RawBatch, Normalized | None]:
+    """The whole recipe for one source, one team and a set of months; without `tables`, only
+    fetch and land (the raw asset selected alone)."""
     batch = fetch(source, api, store, periods, team_uuid, run_id)
     land(store, batch)
-    return batch, replay(source, store, periods, team_uuid)
+    return batch, replay(source, store, periods, team_uuid) if tables else None
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,7 @@ def load_teams(
     teams, failures = identify(accounts, store, list(TABLES), log, run_id)
 
     def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
-        batch = fetch(source, api, store, periods, team.uuid, run_id)
-        land(store, batch)
-        result = replay(source, store, periods, team.uuid) if tables else None
+        batch, result = load(source, api, store, periods, team.uuid, run_id, tables=tables)
         return TeamLoad(batch, result, api.stats.retries, api.stats.rate_limited)
 
     return for_each_team(teams, work, failures)
