@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export focus migrate doctor replay bench lint lock clean
+.PHONY: run test dev check-defs backfill export focus migrate doctor replay bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,37 +21,40 @@ $(VENV)/.test: requirements-test.lock $(VENV)/.runtime
 	touch $@
 
 run: $(VENV)/.runtime  ## load every month into the warehouse and print a summary (VERBOSE=1: the full Dagster log)
-	$(BIN)/python -m pipeline.run $(if $(filter-out 0,$(VERBOSE)),-v)
+	$(BIN)/python -m pipeline.cli.run $(if $(filter-out 0,$(VERBOSE)),-v)
 
 test: $(VENV)/.test  ## run the test suite
 	$(BIN)/python -m pytest -q
 
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
 	mkdir -p data/dagster
-	$(BIN)/dagster dev -m pipeline.definitions -h 127.0.0.1 -p $(DEV_PORT)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port $(DEV_PORT)
+
+check-defs: $(VENV)/.runtime  ## load and validate the Dagster definitions (`dg check defs`)
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
 backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill FROM=2024-01 TO=2024-12
 	@test -n "$(FROM)" || { echo "usage: make backfill FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
 	mkdir -p data/dagster
-	$(BIN)/dagster asset materialize -m pipeline.definitions --select '*' \
+	$(BIN)/dagster asset materialize -m pipeline.defs.definitions --select '*' \
 		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
 
 export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
-	$(BIN)/python -m pipeline.export $(if $(MONTHS),--months $(MONTHS))
+	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS))
 
 focus: $(VENV)/.runtime  ## FOCUS 1.2 Parquet under data/focus: make focus [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
-	$(BIN)/python -m pipeline.focus $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+	$(BIN)/python -m pipeline.cli.focus $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
 		$(if $(filter-out 0,$(EACH_MONTH)),--each-month) $(if $(filter-out 0,$(CSV)),--csv)
 
 migrate: $(VENV)/.runtime  ## bring the warehouse's schema up to date (every run also does)
 	$(BIN)/python -m pipeline.warehouse.migrate
 
 doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file and the Dagster instance
-	$(BIN)/python -m pipeline.doctor
+	$(BIN)/python -m pipeline.cli.doctor
 
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
 	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	$(BIN)/python -m pipeline.replay $(SOURCE) $(FROM) $(TO)
+	$(BIN)/python -m pipeline.cli.replay $(SOURCE) $(FROM) $(TO)
 
 $(VENV)/.bench: $(VENV)/.runtime
 	$(BIN)/pip install -q "dlt[duckdb]==1.31.0"

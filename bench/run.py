@@ -244,7 +244,7 @@ def _dagster_materialize(
     }
     command = [
         str(Path(sys.executable).with_name("dagster")),
-        *("asset", "materialize", "-m", "pipeline.definitions", "--select", CORE_ASSETS),
+        *("asset", "materialize", "-m", "pipeline.defs.definitions", "--select", CORE_ASSETS),
         *("--partition-range", f"{periods[0]}...{periods[-1]}"),
     ]
     # Run from the repository root, as `make backfill` does: dagster.yaml's storage paths
@@ -295,7 +295,7 @@ def whole_processes(runs: int, latency: float = 0.02) -> dict:
             peers.append(wall)
             rows.add(int(out.strip().splitlines()[-1]))
     imports = statistics.median(
-        _timed([sys.executable, "-c", "import pipeline.definitions"], HERE.parent, env)[0]
+        _timed([sys.executable, "-c", "import pipeline.defs.definitions"], HERE.parent, env)[0]
         for env in [dict(os.environ)] * runs
     )
     if len(rows) != 1:
@@ -411,7 +411,7 @@ def main() -> int:
     lines += [
         "",
         "## The whole process: `dagster asset materialize` against the dlt script\n",
-        f"`dagster asset materialize -m pipeline.definitions --select {CORE_ASSETS} "
+        f"`dagster asset materialize -m pipeline.defs.definitions --select {CORE_ASSETS} "
         f"--partition-range` over all {whole['months']} months, against a Python process running "
         "the dlt script above, on the same sandbox (20 ms per request), alternating, each "
         f"loading {whole['rows']:,} items into a new DuckDB file; median of "
@@ -430,7 +430,7 @@ def main() -> int:
         f"{whole['dlt'] / whole['knob']:.1f}× with Dagster's planned-events knob; "
         f"{whole['dlt'] / whole['plain']:.1f}× on Dagster's plain SQLite storage, whose event "
         "log opens, commits and checkpoints a database for each of the run's ~290 events.",
-        f"- Of ours, `import pipeline.definitions` takes {whole['imports']:.2f} s (Dagster, "
+        f"- Of ours, `import pipeline.defs.definitions` takes {whole['imports']:.2f} s (Dagster, "
         "pandas, DuckDB). The very first run on a new Dagster instance, which also creates the "
         f"instance's databases, took {whole['cold']:.2f} s.",
     ]

@@ -26,6 +26,7 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -138,3 +139,14 @@ class SqliteStorage(DagsterSqliteStorage):
     ) -> SqliteStorage:
         mkdir_p(config_value["base_dir"])
         return cls(inst_data=inst_data, **config_value)
+
+
+def instance_config(home: Path) -> Mapping[str, Any]:
+    """`home/dagster.yaml` read and validated against Dagster's instance schema, without
+    creating the instance (which would create its databases): what `make doctor` checks.
+    Raises `yaml.YAMLError` or `dagster.DagsterInvalidConfigError`. Here, beside the other use
+    of Dagster's internals, as dagster is pinned and its test fails if this changes."""
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(home))
+    return config

@@ -10,17 +10,24 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
-from pipeline.api.retry import Log
+from pipeline.api.log import Log
 from pipeline.sources import TABLES
 from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
-from pipeline.teams import Account, Outcome, Team, for_each_team, identify
+from pipeline.teams import (
+    DEFAULT_TEAM_WORKERS,
+    Account,
+    Outcome,
+    Team,
+    for_each_team,
+    identify,
+)
 from pipeline.warehouse.store import RawBatch, Warehouse
 
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
@@ -29,6 +36,116 @@ PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body"]
 
 class RawNotFetchedError(RuntimeError):
     """A month has no successful raw fetch to work from."""
+
+
+class InvariantError(RuntimeError):
+    """The normalized rows break one of the source's invariants (incomplete invoices,
+    duplicates, months out of range): nothing is written, the previous rows stay."""
+
+
+@dataclass
+class _Fetched:
+    """What a fetch gathered so far: pages as landed rows, and why it does not add up."""
+
+    pages: list[tuple] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def fetch_index(source: Source, api: DigitalOceanClient, got: _Fetched) -> Collection | None:
+    """The source's index (the invoice list), all its pages, once per run."""
+    if source.index is None:
+        return None
+    (index,) = api.fetch([source.index.request()])
+    got.pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
+    got.problems += index.problems()
+    api.log.info(
+        f"{source.index.name.replace('_', ' ')}: {len(index.records)} {source.index.noun} "
+        f"in {len(index.pages)} page(s)"
+    )
+    return index
+
+
+def choose_targets(
+    source: Source,
+    periods: list[str],
+    index: Collection | None,
+    parent: pd.DataFrame | None,
+    team_uuid: str,
+    got: _Fetched,
+) -> list[Target]:
+    """What to fetch for the months, chosen by the source from its index or its parent."""
+    if got.problems or source.targets is None:
+        return []
+    try:
+        return source.targets(Targets(periods, index, parent, team_uuid))
+    except InvalidPayloadError as exc:
+        got.problems.append(str(exc))
+        return []
+
+
+def fetch_pages(
+    source: Source,
+    api: DigitalOceanClient,
+    periods: list[str],
+    targets: list[Target],
+    got: _Fetched,
+) -> None:
+    """Every page of the source's endpoint for every target, all at once on the client's pool."""
+    endpoint = source.endpoint
+    if got.problems or endpoint is None:
+        return
+    api.log.info(
+        f"{len(targets)} {source.target_noun}(s) in {periods[0]}…{periods[-1]}; "
+        f"fetching their {endpoint.noun}"
+    )
+    collections = api.fetch(
+        [endpoint.request(target, source.missing) for target in targets],
+        Progress(source.progress_name, source.target_noun),
+    )
+    got.problems += [problem for c in collections for problem in c.problems()]
+    for target, collection in zip(targets, collections, strict=True):
+        got.pages += [
+            (endpoint.name, target.key, target.partition, p.page, p.body) for p in collection.pages
+        ]
+
+
+def raw_batch(
+    source: Source,
+    api: DigitalOceanClient,
+    periods: list[str],
+    team_uuid: str,
+    run_id: str | None,
+    targets: list[Target],
+    got: _Fetched,
+    requests: int,
+) -> RawBatch:
+    """The fetch as rows for `raw`, with its verdict."""
+    return RawBatch(
+        fetch_id=uuid.uuid4().hex,
+        source=source.name,
+        team_uuid=team_uuid,
+        run_id=run_id,
+        fetched_at=pd.Timestamp.now(tz="UTC"),
+        first_period=min(periods),
+        last_period=max(periods),
+        api_host=api.host,
+        status="incomplete" if got.problems else "ok",
+        error="\n".join(got.problems) or None,
+        requests=requests,
+        targets=pd.DataFrame(
+            [
+                (
+                    t.key,
+                    t.partition,
+                    t.status,
+                    json.dumps(t.entry, ensure_ascii=False) if t.entry is not None else None,
+                )
+                for t in targets
+            ],
+            columns=TARGET_COLUMNS,
+        ),
+        pages=pd.DataFrame(got.pages, columns=PAGE_COLUMNS).astype({"page": "int32"}),
+    )
 
 
 def fetch(
@@ -48,70 +165,16 @@ def fetch(
     periods = list(periods)
     requests_before = api.stats.requests
     parent = read_targets(source.parent, store, periods, team_uuid) if source.parent else None
-    problems: list[str] = []
-    pages: list[tuple] = []
-    index: Collection | None = None
-    if source.index is not None:
-        (index,) = api.fetch([source.index.request()])
-        pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
-        problems += index.problems()
-        api.log.info(
-            f"{source.index.name.replace('_', ' ')}: {len(index.records)} {source.index.noun} "
-            f"in {len(index.pages)} page(s)"
-        )
-    targets: list[Target] = []
-    if not problems and source.targets is not None:
-        try:
-            targets = source.targets(Targets(periods, index, parent, team_uuid))
-        except InvalidPayloadError as exc:
-            problems.append(str(exc))
-    if not problems and source.endpoint is not None:
-        endpoint = source.endpoint
-        api.log.info(
-            f"{len(targets)} {source.target_noun}(s) in {periods[0]}…{periods[-1]}; "
-            f"fetching their {endpoint.noun}"
-        )
-        collections = api.fetch(
-            [endpoint.request(target, source.missing) for target in targets],
-            Progress(source.progress_name, source.target_noun),
-        )
-        problems += [problem for c in collections for problem in c.problems()]
-        for target, collection in zip(targets, collections, strict=True):
-            pages += [
-                (endpoint.name, target.key, target.partition, p.page, p.body)
-                for p in collection.pages
-            ]
-    return RawBatch(
-        fetch_id=uuid.uuid4().hex,
-        source=source.name,
-        team_uuid=team_uuid,
-        run_id=run_id,
-        fetched_at=pd.Timestamp.now(tz="UTC"),
-        first_period=min(periods),
-        last_period=max(periods),
-        api_host=api.host,
-        status="incomplete" if problems else "ok",
-        error="\n".join(problems) or None,
-        requests=api.stats.requests - requests_before,
-        targets=pd.DataFrame(
-            [
-                (
-                    t.key,
-                    t.partition,
-                    t.status,
-                    json.dumps(t.entry, ensure_ascii=False) if t.entry is not None else None,
-                )
-                for t in targets
-            ],
-            columns=TARGET_COLUMNS,
-        ),
-        pages=pd.DataFrame(pages, columns=PAGE_COLUMNS).astype({"page": "int32"}),
-    )
+    got = _Fetched()
+    index = fetch_index(source, api, got)
+    targets = choose_targets(source, periods, index, parent, team_uuid, got)
+    fetch_pages(source, api, periods, targets, got)
+    requests = api.stats.requests - requests_before
+    return raw_batch(source, api, periods, team_uuid, run_id, targets, got, requests)
 
 
 def land(store: Warehouse, batch: RawBatch) -> None:
     """Land the batch in its own transaction, then fail if it did not add up."""
-    store.migrate()
     store.land_raw(batch)
     if batch.error:
         raise IncompleteFetchError(
@@ -125,7 +188,6 @@ def read_targets(
     source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
 ) -> pd.DataFrame:
     """The targets of the team's latest good fetch of the source for each month."""
-    store.migrate()
     found = store.read_raw(source.name, team_uuid, periods, with_pages=False)
     if found.missing:
         raise RawNotFetchedError(
@@ -139,7 +201,6 @@ def normalize(
 ) -> Normalized:
     """The team's latest good raw fetch of each month, normalized and checked before any write;
     every row is marked with the team."""
-    store.migrate()
     found = store.read_raw(source.name, team_uuid, periods)
     if found.missing or found.pages is None:
         step = source.raw_asset or source.name
@@ -151,7 +212,7 @@ def normalize(
     result = source.normalize(raw, datetime.now(UTC))
     problems = source.invariants(raw, result.tables, periods)
     if problems:
-        raise IncompleteFetchError("; ".join(problems) + ". Nothing was written.")
+        raise InvariantError("; ".join(problems) + ". Nothing was written.")
     tables = {name: frame.assign(team_uuid=team_uuid) for name, frame in result.tables.items()}
     return Normalized(tables, result.warnings)
 
@@ -219,21 +280,23 @@ def load_teams(
     *,
     run_id: str | None = None,
     tables: bool = True,
+    known: dict[int, Team] | None = None,
+    workers: int = DEFAULT_TEAM_WORKERS,
 ) -> Outcome[TeamLoad]:
-    """Fetch and land every team's pages (and, with `tables`, swap its months), teams side by
-    side; each team all or nothing, the others unaffected by its failure."""
-    teams, failures = identify(accounts, store, list(TABLES), log, run_id)
+    """Fetch and land every team's pages (and, with `tables`, swap its months), `workers` teams
+    at a time; each team all or nothing, the others unaffected by its failure. `known`: the
+    teams this run already read (`teams.identify`)."""
+    teams, failures = identify(accounts, store, list(TABLES), log, known, workers)
 
     def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
         batch, result = load(source, api, store, periods, team.uuid, run_id, tables=tables)
         return TeamLoad(batch, result, api.stats.retries, api.stats.rate_limited)
 
-    return for_each_team(teams, work, failures)
+    return for_each_team(teams, work, failures, workers)
 
 
 def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Outcome[TeamLoad]:
     """Rebuild every team's months that raw holds, from raw alone: zero requests."""
-    store.migrate()
     uuids = store.raw_teams(source.name, periods)
     if not uuids:
         step = source.raw_asset or source.name
@@ -247,6 +310,6 @@ def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Ou
     for team in teams:
         try:
             outcome.results[team] = TeamLoad(None, replay(source, store, periods, team.uuid))
-        except (RawNotFetchedError, InvalidPayloadError, IncompleteFetchError) as exc:
+        except (RawNotFetchedError, InvalidPayloadError, InvariantError) as exc:
             outcome.failures.append((str(team), exc))
     return outcome

@@ -42,6 +42,8 @@ DEFAULT_SPIKE_MIN_USD = Decimal("50")
 DEFAULT_SPIKE_MIN_RATIO = Decimal("10")
 DEFAULT_NEW_SKU_MIN_USD = Decimal("10")
 DEFAULT_LOOKBACK_DAYS = 7
+DEFAULT_TEAM_WORKERS = 8  # teams fetched at once (each with its own client pool)
+MAX_TEAM_WORKERS = 64
 ALERT_URLS_ENV = "ALERT_URLS"
 
 
@@ -192,6 +194,7 @@ class Settings(BaseSettings):
     )
     alert_urls_text: SecretStr | None = Field(default=None, validation_alias=ALERT_URLS_ENV)
     ui_url: str = Field(default=DEFAULT_UI_URL, validation_alias="DAGSTER_UI_URL")
+    team_workers: int = Field(default=DEFAULT_TEAM_WORKERS, validation_alias="TEAM_WORKERS")
 
     @model_validator(mode="before")
     @classmethod
@@ -272,6 +275,16 @@ class Settings(BaseSettings):
         text = str(value).strip()
         if not text.isdigit() or not 1 <= int(text) <= 366:
             raise SettingsError(f"ALERT_LOOKBACK_DAYS {value!r} must be a whole number of days")
+        return int(text)
+
+    @field_validator("team_workers", mode="before")
+    @classmethod
+    def _team_workers(cls, value: Any) -> int:
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= MAX_TEAM_WORKERS:
+            raise SettingsError(
+                f"TEAM_WORKERS {value!r} must be a whole number from 1 to {MAX_TEAM_WORKERS}"
+            )
         return int(text)
 
     @field_validator("alert_urls_text")

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from pipeline.api import ApiError, DigitalOceanClient
-from pipeline.api.retry import Log
+from pipeline.api.log import Log
+
+# Teams work a bounded number at a time: each is one thread with its own client pool, so
+# hundreds of teams must not mean hundreds of threads (TEAM_WORKERS).
+from pipeline.settings import DEFAULT_TEAM_WORKERS
 from pipeline.warehouse.store import Warehouse
 
 ACCOUNT_PATH = "/v2/account"
@@ -113,11 +117,14 @@ def unreadable_team(account: Account, store: Warehouse) -> str:
     return f"team {name!r} ({uuid}), as last seen at {account.place}"
 
 
-def side_by_side(items: Sequence[T], work: Callable[[T], object]) -> list[BaseException | None]:
-    """Run `work` on every item at once, one thread each; each item's exception, or None."""
+def side_by_side(
+    items: Sequence[T], work: Callable[[T], object], workers: int = DEFAULT_TEAM_WORKERS
+) -> list[BaseException | None]:
+    """Run `work` on every item, at most `workers` at once; each item's exception, or None."""
     if not items:
         return []
-    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="team") as pool:
+    size = max(1, min(workers, len(items)))
+    with ThreadPoolExecutor(max_workers=size, thread_name_prefix="team") as pool:
         futures = [pool.submit(work, item) for item in items]
         return [future.exception() for future in futures]
 
@@ -127,26 +134,25 @@ def identify(
     store: Warehouse,
     tables: Sequence[str],
     log: Log,
-    run_id: str | None = None,
+    known: dict[int, Team] | None = None,
+    workers: int = DEFAULT_TEAM_WORKERS,
 ) -> tuple[list[tuple[Team, Account]], list[Failure]]:
-    """Every token's team, read at once (once per run: a run's later steps reuse what its first
-    step read); tokens that cannot read theirs are failures named as last seen. Teams are
-    recorded in the warehouse, and rows loaded before teams existed are made the only team's
-    (never guessed between several)."""
+    """Every token's team, read side by side; tokens that cannot read theirs are failures named
+    as last seen. `known` holds the teams already read in this run, by place in the token list
+    (the API resource keeps it), so later steps of a run do not ask again. Teams are recorded in
+    the warehouse, and rows loaded before teams existed are made the only team's (never guessed
+    between several)."""
     teams: list[Team | None] = [None] * len(accounts)
+    known = {} if known is None else known
 
     def read(index: int) -> None:
         account = accounts[index]
-        key = (run_id, account.position)
-        team = _READ_IN_RUN.get(key) if run_id else None
+        team = known.get(account.position)
         if team is None:
-            team = read_team(account)
-            if run_id:
-                _READ_IN_RUN[key] = team
+            team = known[account.position] = read_team(account)
         teams[index] = team
 
-    errors = side_by_side(list(range(len(accounts))), read)
-    store.migrate()
+    errors = side_by_side(list(range(len(accounts))), read, workers)
     found: list[tuple[Team, Account]] = []
     failures: list[Failure] = []
     for account, team, error in zip(accounts, teams, errors, strict=True):
@@ -197,15 +203,17 @@ def for_each_team(
     teams: Sequence[tuple[Team, Account]],
     work: Callable[[Team, DigitalOceanClient], T],
     failures: Sequence[Failure] = (),
+    workers: int = DEFAULT_TEAM_WORKERS,
 ) -> Outcome[T]:
-    """`work(team, client)` for every team side by side; what each returned or why it failed."""
+    """`work(team, client)` for every team, `workers` at a time; what each returned or why it
+    failed."""
     results: dict[Team, T] = {}
 
     def one(pair: tuple[Team, Account]) -> None:
         team, account = pair
         results[team] = work(team, account.client)
 
-    errors = side_by_side(list(teams), one)
+    errors = side_by_side(list(teams), one, workers)
     failed = list(failures) + [
         (f"{team} ({account.place})", error)
         for (team, account), error in zip(teams, errors, strict=True)

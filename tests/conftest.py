@@ -19,11 +19,11 @@ import pytest
 import requests
 
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
-from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.definitions import source_defs
+from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import build_teams
+from pipeline.settings import get_settings
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 
@@ -77,6 +77,8 @@ def sandbox_resources(server: SandboxServer, warehouse_path: Path, **api_options
             **tokens, api_url=server.url, timeout_seconds=2.0, **api_options
         ),
         "warehouse": WarehouseResource(path=str(warehouse_path), lock_timeout_seconds=10),
+        # The alert settings of the moment (a test sets them in the environment first).
+        "alerts": AlertsResource.from_settings(get_settings()),
     }
 
 
@@ -106,7 +108,7 @@ def materialize(
         **kw: Any,
     ) -> dg.ExecuteInProcessResult:
         if assets is None:
-            assets = [*source_assets(INVOICES), *source_checks(INVOICES)]
+            assets = source_defs(INVOICES)
         tags = {
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last or first,

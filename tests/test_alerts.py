@@ -13,18 +13,27 @@ import dagster as dg
 import pytest
 from pydantic import SecretStr
 
-from pipeline import notify
-from pipeline.alerts import ALERT_CHECKS, Alert, budget_level, budget_of, evaluate_budgets
-from pipeline.assets import source_assets
+from pipeline.alerts import delivery as notify
+from pipeline.alerts.delivery import deliver, destination_of
+from pipeline.alerts.rules import (
+    OPEN_MONTHS,
+    TEAMS,
+    Alert,
+    budget_level,
+    budget_of,
+    evaluate_budgets,
+)
+from pipeline.defs.alert_checks import alerts_checks
+from pipeline.defs.assets import source_asset
+from pipeline.defs.resources import AlertsResource
 from pipeline.months import month_of, previous_month
-from pipeline.notify import deliver, destination_of
 from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sandbox.data import plant_anomalies
 from pipeline.settings import Settings, SettingsError, get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
 
-ASSETS = [a for s in SOURCES for a in source_assets(s)]
+ASSETS = [source_asset(s) for s in SOURCES]
 SECRET_PATH = "hook/T0KEN-s3cr3t-webhook-path"
 TODAY = datetime.now(UTC).date()
 # Three months, so every planted day has a full baseline and the data starts 30 days before.
@@ -95,7 +104,7 @@ def planted_sandbox() -> tuple[SandboxServer, list]:
 
 
 def run(materialize, server, path, **kw):
-    return materialize(server, path, FIRST, LAST, assets=[*ASSETS, *ALERT_CHECKS], **kw)
+    return materialize(server, path, FIRST, LAST, assets=[*ASSETS, alerts_checks], **kw)
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -271,10 +280,12 @@ def test_the_budget_rule():
     assert budget_level(Decimal("100"), Decimal("1000.01"), Decimal("1000"), share) == "fail"
     assert budget_level(Decimal("1000.01"), None, Decimal("1000"), share) == "fail"
     settings = Settings.from_env({"BUDGET_USD": "100", "BUDGETS": "Team A=5000, u-1=1200.50"})
-    assert budget_of(settings, "u-1", "Team A") == Decimal("1200.50")  # the uuid wins
-    assert budget_of(settings, "u-2", "Team A") == Decimal("5000.00")
-    assert budget_of(settings, "u-3", "Team B") == Decimal("100.00")
-    assert budget_of(Settings.from_env({}), "u-3", "Team B") is None
+    thresholds = AlertsResource.from_settings(settings).thresholds()
+    assert budget_of(thresholds, "u-1", "Team A") == Decimal("1200.50")  # the uuid wins
+    assert budget_of(thresholds, "u-2", "Team A") == Decimal("5000.00")
+    assert budget_of(thresholds, "u-3", "Team B") == Decimal("100.00")
+    unset = AlertsResource.from_settings(Settings.from_env({})).thresholds()
+    assert budget_of(unset, "u-3", "Team B") is None
 
 
 @pytest.mark.parametrize(
@@ -317,9 +328,7 @@ def test_alert_settings_are_read_and_urls_kept_secret():
     assert destination.startswith("json:") and "127.0.0.1" not in destination
 
 
-def test_an_unknown_url_kind_is_logged_by_its_place_and_not_retried(tmp_path):
-    store = Warehouse(tmp_path / "w.duckdb")
-    store.migrate()
+def test_an_unknown_url_kind_is_logged_by_its_place_and_not_retried():
     alert = Alert("spike:t:sku:X:2026-01-02", "cost_spikes", "daily_costs", "spike", "warn",
                   "t", "Team", "Cost anomaly")  # fmt: skip
     messages: list[str] = []
@@ -332,11 +341,7 @@ def test_an_unknown_url_kind_is_logged_by_its_place_and_not_retried(tmp_path):
             messages.append(msg)
 
     report = deliver(
-        [alert],
-        Settings.from_env({}),
-        store,
-        Log(),
-        urls=[SecretStr(f"nosuchscheme://{SECRET_PATH}")],
+        [alert], [SecretStr(f"nosuchscheme://{SECRET_PATH}")], "http://localhost:3000", Log()
     )
     assert len(report.failed) == 1 and report.sent == []
     assert messages == [
@@ -419,7 +424,8 @@ def test_a_month_with_a_balance_but_no_insights_yet_is_judged_on_its_balance(tmp
             "INSERT INTO balance VALUES (now(), strftime(current_date, '%Y-%m'), 0, 0, 120.50, "
             "now(), 't')"
         )
-    verdict = evaluate_budgets(store, Settings.from_env({"BUDGETS": "t=100"}))
+    thresholds = AlertsResource.from_settings(Settings.from_env({"BUDGETS": "t=100"})).thresholds()
+    verdict = evaluate_budgets(store.query(OPEN_MONTHS), store.query(TEAMS), thresholds)
     (alert,) = verdict.alerts
     assert alert.key == f"budget:t:{TODAY:%Y-%m}:fail"
     assert alert.lines[0] == f"Team Team T (t) is past its budget for {TODAY:%Y-%m}."

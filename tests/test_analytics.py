@@ -14,15 +14,15 @@ from statistics import median
 import duckdb
 import pytest
 
-from pipeline.assets import ASSETS
-from pipeline.checks import CHECKS
-from pipeline.export import TABLES, export
-from pipeline.partitions import monthly_partitions
+from pipeline.cli.export import TABLES, export
+from pipeline.defs.assets import build_assets
+from pipeline.defs.checks import CHECKS
+from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import INSIGHT_SKU_PLACES, build_dataset, plant_anomalies
 from pipeline.warehouse.store import Warehouse
 
-ALL_ASSETS = [*ASSETS, *CHECKS]  # every source's assets and checks
+ALL_ASSETS = [*build_assets(monthly_partitions()), *CHECKS]  # every source's assets and checks
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples.sql"
 VIEWS = [
     "monthly_spend_by_product",
@@ -48,7 +48,7 @@ PLANT_DAYS = (TODAY - timedelta(days=2), TODAY - timedelta(days=3))  # the spike
 def loaded(tmp_path_factory, materialize):
     """Every month of every source of the sandbox account, loaded once for the tests below."""
     path = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"
-    keys = monthly_partitions.get_partition_keys()
+    keys = monthly_partitions().get_partition_keys()
     with SandboxServer() as server:
         # A spike and a new SKU, so cost_anomalies has rows to check (the sample data has none).
         plant_anomalies(server.data, *PLANT_DAYS)
@@ -134,7 +134,7 @@ def test_every_view_has_a_value_test(loaded, rows):
 
 def test_monthly_spend_by_product_is_exact(loaded, rows):
     server, path, _ = loaded
-    months = monthly_partitions.get_partition_keys()
+    months = monthly_partitions().get_partition_keys()
     stored = rows(
         path,
         "SELECT invoice_period, product, amount, items, is_partial FROM monthly_spend_by_product",
@@ -147,7 +147,7 @@ def test_monthly_spend_by_product_is_exact(loaded, rows):
 
 def test_monthly_spend_by_project_is_exact(loaded, rows):
     server, path, _ = loaded
-    months = monthly_partitions.get_partition_keys()
+    months = monthly_partitions().get_partition_keys()
     stored = rows(
         path,
         "SELECT invoice_period, project_name, amount, items, is_partial "
@@ -163,7 +163,7 @@ def test_monthly_spend_by_project_is_exact(loaded, rows):
 
 def test_monthly_spend_by_resource_is_exact(loaded, rows):
     server, path, _ = loaded
-    months = monthly_partitions.get_partition_keys()
+    months = monthly_partitions().get_partition_keys()
     amounts: dict[tuple[str, str], Decimal] = {}
     products: dict[tuple[str, str], set[str]] = {}
     partial: dict[tuple[str, str], bool] = {}
@@ -199,7 +199,7 @@ def test_monthly_spend_by_resource_is_exact(loaded, rows):
 
 def test_product_month_over_month_is_computed_from_whole_months(loaded, rows):
     server, path, _ = loaded
-    spend = spend_by(server, monthly_partitions.get_partition_keys(), "product", "(no product)")
+    spend = spend_by(server, monthly_partitions().get_partition_keys(), "product", "(no product)")
     closed = {key: amount for key, (amount, _, partial) in spend.items() if not partial}
     months = sorted({period for period, _ in closed})
     previous = dict(zip(months[1:], months[:-1], strict=True))
@@ -257,7 +257,7 @@ def test_month_to_date_prorates_last_month_to_the_same_day(loaded, rows):
 def test_invoice_reconciliation_shows_every_invoice_consistent(loaded, rows):
     server, path, _ = loaded
     expected = {}
-    for invoice, status in loaded_invoices(server, monthly_partitions.get_partition_keys()):
+    for invoice, status in loaded_invoices(server, monthly_partitions().get_partition_keys()):
         uuid = invoice["invoice_uuid"]
         summary = server.data.summaries[uuid]
         items_sum = sum((Decimal(it["amount"]) for it in server.data.items[uuid]), Decimal(0))
@@ -286,7 +286,7 @@ def test_invoice_reconciliation_shows_every_invoice_consistent(loaded, rows):
 def test_focus_costs_bill_each_invoice_its_amount(loaded, rows):
     server, path, _ = loaded
     by_category: dict[tuple[str, str], Decimal] = {}
-    for invoice, _, item in loaded_items(server, monthly_partitions.get_partition_keys()):
+    for invoice, _, item in loaded_items(server, monthly_partitions().get_partition_keys()):
         key = (invoice["invoice_id"] or invoice["invoice_uuid"], charge_category(item))
         by_category[key] = by_category.get(key, Decimal(0)) + Decimal(item["amount"])
     stored = rows(
@@ -296,7 +296,7 @@ def test_focus_costs_bill_each_invoice_its_amount(loaded, rows):
     billed = rows(path, "SELECT InvoiceId, sum(BilledCost) FROM focus_costs GROUP BY ALL")
     amounts = {
         invoice["invoice_id"] or invoice["invoice_uuid"]: Decimal(invoice["amount"])
-        for invoice, _ in loaded_invoices(server, monthly_partitions.get_partition_keys())
+        for invoice, _ in loaded_invoices(server, monthly_partitions().get_partition_keys())
         if server.data.items[invoice["invoice_uuid"]]
     }
     assert dict(billed) == amounts

@@ -82,7 +82,7 @@ def test_the_scan_sees_imports_of_every_kind():
     """The check above is only as good as the scan: plain, `from`, importorskip, indirect."""
     pipeline, tests = imported_modules("pipeline"), imported_modules("tests")
     assert {"pandas", "numpy", "pyarrow", "dagster", "tabulate"} <= set(pipeline)
-    assert "pipeline/metadata.py" in pipeline["tabulate"]
+    assert "pipeline/defs/metadata.py" in pipeline["tabulate"]
     assert {"hypothesis", "playwright", "requests"} <= set(tests)
     assert "pipeline" not in pipeline and "json" not in tests
     assert distributions("yaml") == {"pyyaml"} and distributions("dotenv") == {"python-dotenv"}

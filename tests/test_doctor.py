@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline import doctor
-from pipeline.doctor import (
+from pipeline.cli import doctor
+from pipeline.cli.doctor import (
     check_account,
     check_api,
     check_billing,

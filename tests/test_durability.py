@@ -121,7 +121,7 @@ def test_overlapping_runs_and_an_open_analyst_session_queue_instead_of_failing(t
                 "asset",
                 "materialize",
                 "-m",
-                "pipeline.definitions",
+                "pipeline.defs.definitions",
                 "--select",
                 "*",
                 "--partition-range",

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import engine
 from pipeline.api import SINGLE
-from pipeline.assets import source_assets
+from pipeline.defs.assets import source_asset
 from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
@@ -40,6 +40,7 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
     sandbox, client, warehouse_path
 ):
     store = Warehouse(warehouse_path)
+    store.migrate()
     engine.load(INVOICES, client, store, MONTHS, team(sandbox))
 
     def broken(raw: RawData, loaded_at: datetime) -> Normalized:
@@ -72,6 +73,7 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
 
 def test_invoices_replay_from_raw_gives_the_same_rows(sandbox, client, warehouse_path):
     store = Warehouse(warehouse_path)
+    store.migrate()
     engine.load(INVOICES, client, store, MONTHS, team(sandbox))
     query = "SELECT * EXCLUDE (loaded_at) FROM invoice_items ORDER BY invoice_uuid, line_number"
     first = table(warehouse_path, query)
@@ -89,6 +91,7 @@ def test_a_server_that_caps_pages_at_25_still_loads_every_row(make_client, wareh
 
     with SandboxServer(max_per_page=25) as server, make_client(server) as api:
         store = Warehouse(warehouse_path)
+        store.migrate()
         batch, _ = engine.load(INVOICES, api, store, ["2025-01"], team(server))
         (invoice,) = month_invoices(server, ["2025-01"])
         items = server.data.items[invoice["invoice_uuid"]]
@@ -142,8 +145,8 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
     with store.connect() as con:
         con.execute(TOY_TABLE)
     invoices = [
-        *source_assets(INVOICES),
-        *source_assets(TOY),
+        source_asset(INVOICES),
+        source_asset(TOY),
     ]
     result = dg.materialize(
         invoices,

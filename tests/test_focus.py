@@ -24,10 +24,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.assets import ASSETS
-from pipeline.checks import CHECKS
-from pipeline.focus import write_focus
-from pipeline.partitions import monthly_partitions
+from pipeline.cli.focus import write_focus
+from pipeline.defs.assets import build_assets
+from pipeline.defs.checks import CHECKS
+from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
 from pipeline.warehouse.store import Warehouse
 
@@ -137,9 +137,11 @@ def loaded(tmp_path_factory, materialize) -> Iterator[tuple[SandboxServer, Path,
     """The sandbox account loaded through the pipeline, and the Parquet `make focus` writes."""
     folder = tmp_path_factory.mktemp("focus")
     path = folder / "warehouse.duckdb"
-    keys = monthly_partitions.get_partition_keys()
+    keys = monthly_partitions().get_partition_keys()
     with SandboxServer() as server:
-        assert materialize(server, path, keys[0], keys[-1], assets=[*ASSETS, *CHECKS]).success
+        assert materialize(
+            server, path, keys[0], keys[-1], assets=[*build_assets(monthly_partitions()), *CHECKS]
+        ).success
         (parquet,) = write_focus(Warehouse(path), folder / "focus")
         yield server, path, parquet
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from pipeline.assets import source_assets
-from pipeline.freshness import (
+from pipeline.defs.assets import source_asset
+from pipeline.defs.freshness import (
     closed_month_due,
     closed_month_loaded_by_the_4th,
     closed_month_verdict,
@@ -46,7 +46,7 @@ def test_the_checks_read_the_instance(sandbox, warehouse_path, pipeline_resource
     months = [closed_month_due(now), month_of(now)]
     for month in months:
         assert dg.materialize(
-            source_assets(INVOICES),
+            [source_asset(INVOICES)],
             resources=pipeline_resources(sandbox, warehouse_path),
             partition_key=month,
             instance=instance,

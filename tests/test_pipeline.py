@@ -8,16 +8,15 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
-from pipeline.definitions import defs
-from pipeline.partitions import validate_periods
-from pipeline.schedules import closed_month_schedule, preview_refresh_schedule
+from pipeline.defs.definitions import defs as load_defs
+from pipeline.defs.definitions import source_defs
+from pipeline.defs.partitions import validate_periods
+from pipeline.defs.schedules import closed_month_schedule, preview_refresh_schedule
 from pipeline.settings import SettingsError
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 
-ASSETS = [*source_assets(INVOICES), *source_checks(INVOICES)]
+ASSETS = source_defs(INVOICES)
 
 
 def expected(server, periods):
@@ -27,6 +26,7 @@ def expected(server, periods):
 
 
 def test_definitions_load():
+    defs = load_defs()
     job = defs.resolve_job_def("invoices_job")
     assert job.partitions_def is not None
     assert {s.name for s in defs.schedules} == {
@@ -89,7 +89,7 @@ def test_a_sources_checks_run_in_one_step_each_with_its_own_result(
     # One check alone, as the UI's "Execute" on a single check asks for it.
     only = dg.AssetCheckKey(dg.AssetKey("invoice_items"), "unique_invoice_lines")
     alone = dg.materialize(
-        [*source_assets(INVOICES), *source_checks(INVOICES)],
+        source_defs(INVOICES),
         resources=pipeline_resources(sandbox, warehouse_path),
         selection=dg.AssetSelection.checks(only),
     )
@@ -99,8 +99,10 @@ def test_a_sources_checks_run_in_one_step_each_with_its_own_result(
 
 
 def test_the_freshness_job_runs_both_checks_in_one_step():
-    result = defs.resolve_job_def("freshness_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral()
+    result = (
+        load_defs()
+        .resolve_job_def("freshness_job")
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral())
     )
     evaluations = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     # Nothing was loaded into this instance: both say so, as warnings.

@@ -24,7 +24,7 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
         "PYTHONPATH": str(REPO),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.run"],
+        [sys.executable, "-m", "pipeline.cli.run"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

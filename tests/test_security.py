@@ -7,9 +7,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
-from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.definitions import source_defs
+from pipeline.defs.resources import DigitalOceanResource, WarehouseResource
 from pipeline.sandbox import SandboxServer
 from pipeline.sources import INVOICES
 
@@ -49,7 +48,7 @@ def test_token_appears_nowhere(tmp_path, monkeypatch, capfd, valid, failure_mess
             str(home), overrides={"telemetry": {"enabled": False}}
         ) as instance:
             result = dg.materialize(
-                [*source_assets(INVOICES), *source_checks(INVOICES)],
+                source_defs(INVOICES),
                 resources={
                     "digitalocean": DigitalOceanResource(
                         token=dg.EnvVar("DIGITALOCEAN_TOKEN"),

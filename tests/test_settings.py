@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 import requests
 
-from pipeline.definitions import resources_for
-from pipeline.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.definitions import resources_for
+from pipeline.defs.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.sandbox import SandboxResource
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.resource import SandboxResource
 from pipeline.settings import (
     DEFAULT_API_URL,
     DEFAULT_START_PERIOD,
@@ -142,6 +142,9 @@ BAD = [
         with_token(INVOICE_START_PERIOD="2024-5", WAREHOUSE_PATH="\x00"),
         ["INVOICE_START_PERIOD", "WAREHOUSE_PATH"],
     ),
+    (with_token(TEAM_WORKERS="0"), ["TEAM_WORKERS"]),
+    (with_token(TEAM_WORKERS="65"), ["TEAM_WORKERS"]),
+    (with_token(TEAM_WORKERS="four"), ["TEAM_WORKERS"]),
 ]
 
 
@@ -236,7 +239,7 @@ def test_a_bad_token_list_is_named_by_entry_without_showing_a_token(env, says):
 def test_without_a_token_the_pipeline_uses_the_sandbox():
     settings = Settings.from_env({"WAREHOUSE_PATH": "w/warehouse.duckdb"})
     resources = resources_for(settings)
-    assert sorted(resources) == ["digitalocean", "warehouse"]
+    assert sorted(resources) == ["alerts", "digitalocean", "warehouse"]
     assert isinstance(resources["digitalocean"], SandboxResource)
     assert not isinstance(resources["digitalocean"], DigitalOceanResource)
     assert isinstance(resources["warehouse"], WarehouseResource)
@@ -288,3 +291,9 @@ def test_the_api_resource_refuses_an_empty_token():
     with pytest.raises(SettingsError, match="DIGITALOCEAN_TOKEN"):
         with resource.client(logging.getLogger("t")):
             pass
+
+
+def test_team_workers_reach_the_api_resource():
+    assert Settings.from_env({}).team_workers == 8
+    settings = Settings.from_env({"TEAM_WORKERS": "3"})
+    assert resources_for(settings)["digitalocean"].team_workers == 3

@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from pipeline.partitions import monthly_partitions
+from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
 
 
 @pytest.mark.soak
 def test_years_of_backfill_with_faults_end_with_exact_totals(warehouse_path, materialize, rows):
-    keys = monthly_partitions.get_partition_keys()
+    keys = monthly_partitions().get_partition_keys()
     with SandboxServer(error_rate=0.05, seed=11, latency=0.005) as server:
         result = materialize(server, warehouse_path, keys[0], keys[-1])
         failures = [r for r in server.requests if r["status"] not in (200,)]

@@ -9,8 +9,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
+from pipeline.defs.definitions import source_defs
 from pipeline.sandbox import SandboxServer
 from pipeline.sources import BALANCE, HISTORY, INSIGHTS, INVOICES
 from pipeline.sources.insights import FIRST_DAY
@@ -25,7 +24,7 @@ INSIGHTS_PATH = "/v2/billing/"
 
 
 def load(server, path, resources, sources, months=MONTHS, **kwargs):
-    assets = [a for s in sources for a in (*source_assets(s), *source_checks(s))]
+    assets = [a for s in sources for a in source_defs(s)]
     return dg.materialize(
         assets,
         resources=resources(server, path),

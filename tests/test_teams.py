@@ -12,11 +12,11 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
-from pipeline.assets import source_assets
-from pipeline.checks import source_checks
+from pipeline.defs.definitions import source_defs
 from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sources import INVOICES, SOURCES
 from pipeline.sources.invoices import INVOICE_PATH
+from pipeline.teams import side_by_side
 
 FIRST, LAST = "2024-01", "2024-06"
 MONTHS = ["2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06"]
@@ -191,7 +191,7 @@ def test_two_tokens_of_one_team_are_refused_before_loading(
 
 
 def test_every_source_loads_every_team(teams_sandbox, warehouse_path, materialize, rows):
-    assets = [a for s in SOURCES for a in (*source_assets(s), *source_checks(s))]
+    assets = [a for s in SOURCES for a in source_defs(s)]
     result = materialize(teams_sandbox, warehouse_path, "2025-12", "2026-01", assets=assets)
     assert result.success
     assert all(
@@ -251,7 +251,7 @@ def test_three_teams_each_paced_to_its_own_limit_get_no_429(
         build_teams(3), requests_per_minute=25, minute_seconds=1.0
     ) as server:
         result = dg.materialize(
-            [*source_assets(INVOICES), *source_checks(INVOICES)],
+            source_defs(INVOICES),
             resources=pipeline_resources(
                 server, warehouse_path, requests_per_minute=25, minute_seconds=1.0
             ),
@@ -294,3 +294,24 @@ def test_three_teams_each_paced_to_its_own_limit_get_no_429(
             "SELECT count(*) FROM invoice_items WHERE team_uuid = ?",
             [data.team["uuid"]],
         ) == [(len(items),)]
+
+
+def test_teams_run_on_a_bounded_pool_and_side_by_side():
+    """20 teams on 4 workers: never more than 4 at once, and 4 do overlap (not one by one)."""
+    running, peak, threads = 0, 0, set()
+    guard = threading.Lock()
+
+    def work(_: int) -> None:
+        nonlocal running, peak
+        with guard:
+            running += 1
+            peak = max(peak, running)
+            threads.add(threading.get_ident())
+        time.sleep(0.3)
+        with guard:
+            running -= 1
+
+    errors = side_by_side(list(range(20)), work, workers=4)
+    assert errors == [None] * 20
+    assert peak == 4
+    assert len(threads) == 4

@@ -42,7 +42,7 @@ ITEM_CHECKS = [
     "items_sum_to_invoice_amount",
     "unique_invoice_lines",
 ]
-LOCATION = "pipeline.definitions"
+LOCATION = "do_billing"  # code_location_name in pyproject.toml ([tool.dg.project])
 # name → (cron, how the UI writes it)
 SCHEDULES = {
     "closed_month_schedule": ("0 6 4 * *", "At 06:00 AM UTC, on day 4 of the month"),
@@ -142,6 +142,8 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> It
     try:
         wait_for("the webserver", lambda: _get(f"{ui.url}/server_info"), 180, log)
         wait_for("the code location to load", lambda: _location_loaded(ui), 180, log)
+        # `make dev` is `dg dev`: Dagster's current CLI, with no supersession notice.
+        assert "SupersessionWarning" not in log.read_text()
         # Dagster greets a new instance with a newsletter dialog; a person would click it away.
         ui.graphql("mutation { setNuxSeen }")
         yield ui

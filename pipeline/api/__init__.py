@@ -10,6 +10,7 @@ from pipeline.api.errors import (
     NotFoundError,
     ResponseTooLargeError,
 )
+from pipeline.api.log import Log
 from pipeline.api.pacing import Pacer
 from pipeline.api.paging import COUNTERS, LINKS, SINGLE, Paginator
 from pipeline.api.retry import RetryPolicy
@@ -23,6 +24,7 @@ __all__ = [
     "Collection",
     "DigitalOceanClient",
     "IncompleteFetchError",
+    "Log",
     "NotFoundError",
     "Pacer",
     "Page",

@@ -21,9 +21,10 @@ from requests.adapters import HTTPAdapter
 from pipeline.api.collection import Collection, PageRequest
 from pipeline.api.decoding import MAX_RESPONSE_BYTES, Page, error_summary, read_bounded
 from pipeline.api.errors import ApiError, AuthError, NotFoundError
+from pipeline.api.log import Log
 from pipeline.api.pacing import Pacer
 from pipeline.api.paging import SinglePage
-from pipeline.api.retry import Log, RetryPolicy, TransientError
+from pipeline.api.retry import RetryPolicy, TransientError
 from pipeline.settings import validate_api_url
 
 MAX_PER_PAGE = 200

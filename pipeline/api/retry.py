@@ -9,16 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import tenacity
 
 from pipeline.api.errors import ApiError
-
-
-class Log(Protocol):
-    def info(self, msg: str) -> Any: ...
-    def warning(self, msg: str) -> Any: ...
+from pipeline.api.log import Log
 
 
 class TransientError(Exception):

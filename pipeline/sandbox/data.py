@@ -586,7 +586,7 @@ class PlantedAnomaly:
     day: str  # YYYY-MM-DD
     region: str
     amount: str  # the day's cost of the SKU, dollars as the API writes them
-    key: str  # the alert key (pipeline.alerts)
+    key: str  # the alert key (pipeline.defs.alert_checks)
 
 
 def _day_costs(data: SandboxData, sku: str) -> dict[str, int]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from pipeline.api import LINKS, Collection, PageRequest, Paginator
 
 MONTH_COLUMN = "invoice_period"
+Write = Literal["months", "merge"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Table:
     totals: tuple[str, ...] = ()  # other money columns to total
     # "months": a run replaces its months' rows; "merge": rows replace those with the same
     # primary key and the rest are kept (snapshots that accumulate, one per fetch).
-    write: str = "months"
+    write: Write = "months"
 
 
 @dataclass(frozen=True)

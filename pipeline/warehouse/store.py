@@ -132,14 +132,6 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
     con.unregister("incoming")
 
 
-# Files this process has brought up to date: once per process is enough.
-_MIGRATED: set[Path] = set()
-# Teams load side by side in threads of one process; each file is opened by one of them at a
-# time, so no two connections (or a read-only and a read-write one) meet inside DuckDB.
-_FILE_LOCKS: dict[Path, threading.RLock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
-
-
 @dataclass
 class _Held:
     """A file held open by `Warehouse.session()`: its connection, and how many sessions share it."""
@@ -148,22 +140,19 @@ class _Held:
     sessions: int = 0
 
 
-_SESSIONS: dict[Path, _Held] = {}
-
-
-def _file_lock(path: Path) -> threading.RLock:
-    key = path.resolve()
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(key, threading.RLock())
-
-
 class Warehouse:
     """A DuckDB file, opened per unit of work (or held for a step's session) and always
-    closed, even on errors."""
+    closed, even on errors.
+
+    Teams load side by side in threads of one process and share one `Warehouse`: its lock lets
+    one of them at a time use the file, so no two connections (or a read-only and a read-write
+    one) meet inside DuckDB."""
 
     def __init__(self, path: str | Path, *, lock_timeout: float = 120.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self._lock = threading.RLock()
+        self._held: _Held | None = None
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -171,10 +160,9 @@ class Warehouse:
         session, a cursor of the session's connection."""
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.path):
-            held = _SESSIONS.get(self.path.resolve())
-            if held is not None:
-                with held.con.cursor() as con:
+        with self._lock:
+            if self._held is not None:
+                with self._held.con.cursor() as con:
                     yield con
                 return
             con = self._open(read_only)
@@ -187,25 +175,24 @@ class Warehouse:
     def session(self) -> Iterator[Warehouse]:
         """Keep the file open for the units of work inside (a step's), read-write.
 
-        Each open of a DuckDB file builds a database instance, about 30 ms of CPU, and each
-        close checkpoints it; a step has a dozen units of work. Inside a session `connect()`
-        hands out cursors of one connection instead: each unit is still its own transaction.
-        Other processes wait for the file until the session ends, as they wait for a write.
+        Each open of a DuckDB file builds a database instance and each close checkpoints it,
+        so a step's dozen units of work share one connection: inside a session `connect()`
+        hands out cursors, each unit still its own transaction. Other processes wait for the
+        file until the session ends, as they wait for a write.
         """
-        key = self.path.resolve()
-        with _file_lock(self.path):
-            held = _SESSIONS.get(key)
-            if held is None:
+        with self._lock:
+            if self._held is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                held = _SESSIONS[key] = _Held(self._open(read_only=False))
+                self._held = _Held(self._open(read_only=False))
+            held = self._held
             held.sessions += 1
         try:
             yield self
         finally:
-            with _file_lock(self.path):
+            with self._lock:
                 held.sessions -= 1
                 if held.sessions == 0:
-                    del _SESSIONS[key]
+                    self._held = None
                     held.con.close()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -240,14 +227,10 @@ class Warehouse:
             con.commit()
 
     def migrate(self) -> list[int]:
-        """Bring the file's schema up to date (versioned, idempotent); the versions applied."""
-        key = self.path.resolve()
-        if key in _MIGRATED and self.path.exists():
-            return []
+        """Bring the file's schema up to date (versioned, idempotent); the versions applied.
+        The explicit step: the warehouse resource runs it once per run, `make migrate` by hand."""
         with self.connect() as con:
-            applied = migrate(con)
-        _MIGRATED.add(key)
-        return applied
+            return migrate(con)
 
     def land_raw(self, batch: RawBatch) -> None:
         """Keep every page as received, with the fetch's verdict, in one transaction."""

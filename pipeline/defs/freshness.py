@@ -11,8 +11,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from pipeline.months import first_day, month_of, next_month, previous_month
+from pipeline.sources import INVOICES
 
-WATCHED = dg.AssetKey("invoices")
+WATCHED = dg.AssetKey(INVOICES.tables[0].name)  # the table every month has
 CLOSED_MONTH_DEADLINE_DAY = 4  # the closed_month_schedule loads it on the 4th at 06:00 UTC
 OPEN_MONTH_MAX_AGE = timedelta(hours=36)  # the preview is refreshed every morning
 
@@ -104,10 +105,9 @@ def freshness_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.Asse
             yield check(context.instance, now)
 
 
-FRESHNESS_CHECKS = [freshness_checks]
 freshness_job = dg.define_asset_job(
     "freshness_job",
-    selection=dg.AssetSelection.checks(*FRESHNESS_CHECKS),
+    selection=dg.AssetSelection.checks(freshness_checks),
     description="Whether the closed month and the open month are as fresh as promised.",
 )
 freshness_schedule = dg.ScheduleDefinition(

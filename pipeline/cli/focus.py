@@ -1,6 +1,6 @@
 """Write the FOCUS 1.2 cost and usage dataset (`focus_costs`) as files FinOps tools read.
 
-`python -m pipeline.focus [--from YYYY-MM] [--to YYYY-MM] [--each-month] [--csv] [--out DIR]`
+`python -m pipeline.cli.focus [--from YYYY-MM] [--to YYYY-MM] [--each-month] [--csv] [--out DIR]`
 writes `<out>/focus_costs_<first>_<last>.parquet` for the range (default: every loaded billing
 period), or one `focus_costs_<YYYY-MM>.parquet` per billing period with `--each-month`; `--csv`
 adds a CSV beside each. The files are what the FinOps Foundation's `focus-validator` reads as

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from pipeline.partitions import WAREHOUSE_POOL
-from pipeline.resources import WarehouseResource
+from pipeline.defs.partitions import WAREHOUSE_POOL
+from pipeline.defs.resources import WarehouseResource
 from pipeline.sources import SOURCES, Source
 from pipeline.sources.base import Check
 from pipeline.warehouse.store import Warehouse
@@ -72,10 +72,4 @@ def checks_step(source: Source) -> dg.AssetChecksDefinition:
     return _checks
 
 
-BY_SOURCE = {source.name: [checks_step(source)] for source in SOURCES if source.checks}
-CHECKS = [step for steps in BY_SOURCE.values() for step in steps]
-
-
-def source_checks(source: Source) -> list[dg.AssetChecksDefinition]:
-    """The checks of one source (one step, or none when it declares no check)."""
-    return BY_SOURCE.get(source.name, [])
+CHECKS = [checks_step(source) for source in SOURCES if source.checks]

@@ -1,20 +1,26 @@
 """The job and its two schedules: the month just closed, and the open month every day."""
 
+from __future__ import annotations
+
 import dagster as dg
 
 from pipeline.months import month_of, previous_month
-from pipeline.partitions import monthly_partitions
 
-invoices_job = dg.define_asset_job(
-    "invoices_job",
-    selection=dg.AssetSelection.all(),
-    partitions_def=monthly_partitions,
-    description="Fetch, normalize and load the invoices and items of the selected months.",
-)
+INVOICES_JOB = "invoices_job"
+
+
+def invoices_job(partitions: dg.PartitionsDefinition):
+    """Every asset of the months selected: what the schedules, `make run` and backfills run."""
+    return dg.define_asset_job(
+        INVOICES_JOB,
+        selection=dg.AssetSelection.all(),
+        partitions_def=partitions,
+        description="Fetch, normalize and load the invoices and items of the selected months.",
+    )
 
 
 @dg.schedule(
-    job=invoices_job,
+    job_name=INVOICES_JOB,
     cron_schedule="0 6 4 * *",
     execution_timezone="UTC",
     description="On the 4th, once invoices are issued, load the month that just closed.",
@@ -25,7 +31,7 @@ def closed_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReques
 
 
 @dg.schedule(
-    job=invoices_job,
+    job_name=INVOICES_JOB,
     cron_schedule="0 7 * * *",
     execution_timezone="UTC",
     description="Every morning, refresh the open month from the invoice preview.",

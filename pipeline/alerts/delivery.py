@@ -7,7 +7,9 @@ and a digest of the URL, never the URL: it may hold a webhook token, so no messa
 or table ever shows it (a URL is named by its place, `entry 2 of ALERT_URLS (slack)`).
 
 Delivery never fails the step: each send is retried (tenacity, bounded), and what still fails
-is logged as a warning; the check's result reports the alert either way.
+is logged as a warning; the check's result reports the alert either way. Sending touches no
+warehouse: `already_sent` reads the ledger before, `record_sent` writes it after, each a short
+unit of work, so a webhook that never answers holds no file open.
 """
 
 from __future__ import annotations
@@ -16,18 +18,15 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from pydantic import SecretStr
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from pipeline.api.retry import Log
-from pipeline.settings import ALERT_URLS_ENV, Settings
+from pipeline.alerts.rules import Alert
+from pipeline.api.log import Log
+from pipeline.settings import ALERT_URLS_ENV
 from pipeline.warehouse.store import Warehouse
-
-if TYPE_CHECKING:
-    from pipeline.alerts import Alert
 
 ATTEMPTS = 3
 WAIT_SECONDS = 0.5  # then 1 s: a webhook that is down for longer gets the alert next run
@@ -95,6 +94,9 @@ def send_with_retries(url: str, alert: Alert, body: str) -> None:
 
 
 def already_sent(store: Warehouse, keys: Sequence[str]) -> set[tuple[str, str]]:
+    """(alert key, destination) pairs the ledger says were delivered."""
+    if not keys:
+        return set()
     found = store.query(
         "SELECT alert_key, destination FROM alerts_sent "
         "WHERE list_contains(CAST($keys AS VARCHAR[]), alert_key)",
@@ -103,40 +105,44 @@ def already_sent(store: Warehouse, keys: Sequence[str]) -> set[tuple[str, str]]:
     return set(zip(found["alert_key"], found["destination"], strict=True))
 
 
-def record(store: Warehouse, alert: Alert, destination: str) -> None:
+def record_sent(store: Warehouse, alerts: Sequence[Alert], report: DeliveryReport) -> None:
+    """Write what was delivered into the ledger, in one transaction."""
+    if not report.sent:
+        return
+    by_key = {alert.key: alert for alert in alerts}
+    now = pd.Timestamp.now(tz="UTC")
     with store.transaction() as con:
-        con.execute(
-            RECORD,
-            {
-                "key": alert.key,
-                "destination": destination,
-                "team": alert.team_uuid,
-                "kind": alert.kind,
-                "level": alert.level,
-                "title": alert.title,
-                "now": pd.Timestamp.now(tz="UTC"),
-            },
-        )
+        for key, destination in report.sent:
+            alert = by_key[key]
+            con.execute(
+                RECORD,
+                {
+                    "key": alert.key,
+                    "destination": destination,
+                    "team": alert.team_uuid,
+                    "kind": alert.kind,
+                    "level": alert.level,
+                    "title": alert.title,
+                    "now": now,
+                },
+            )
 
 
 def deliver(
     alerts: Sequence[Alert],
-    settings: Settings,
-    store: Warehouse,
+    urls: Sequence[SecretStr],
+    ui_url: str,
     log: Log,
     *,
     run_id: str | None = None,
-    urls: Sequence[SecretStr] | None = None,
+    done: set[tuple[str, str]] | None = None,
 ) -> DeliveryReport:
-    """Send every alert not yet sent to each URL; record each success at once. Never raises
-    for a delivery problem."""
+    """Send every alert not in `done` (pairs already delivered) to each URL. Never raises for a
+    delivery problem; the caller records `report.sent`."""
     report = DeliveryReport()
-    urls = settings.alert_urls if urls is None else urls
-    if not alerts or not urls:
-        return report
-    done = already_sent(store, [alert.key for alert in alerts])
+    done = set(done or ())
     for alert in alerts:
-        body = alert.body(settings.ui_url, run_id)
+        body = alert.body(ui_url, run_id)
         for position, secret in enumerate(urls, start=1):
             url = secret.get_secret_value()
             destination = destination_of(url)
@@ -156,7 +162,6 @@ def deliver(
                     f"{tries} attempt(s): {detail}; it will be tried again on the next run"
                 )
                 continue
-            record(store, alert, destination)
             done.add((alert.key, destination))
             report.sent.append((alert.key, destination))
             log.info(f"alert {alert.key} sent to {place_of(position, url)}")

@@ -11,19 +11,13 @@ from collections.abc import Iterator
 import dagster as dg
 
 from pipeline import engine
-from pipeline.metadata import fetch_metadata, load_summary, table_metadata, team_frames
-from pipeline.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
-from pipeline.resources import BillingApiResource
+from pipeline.defs.metadata import fetch_metadata, load_summary, table_metadata, team_frames
+from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
+from pipeline.defs.resources import BillingApiResource, WarehouseResource
 from pipeline.sources import SOURCES, Source
 from pipeline.teams import Outcome
 
 GROUP = "digitalocean_billing"
-PARTITIONED = dict(
-    partitions_def=monthly_partitions,
-    backfill_policy=single_run,
-    pool=WAREHOUSE_POOL,
-    group_name=GROUP,
-)
 
 
 def _upstream(source: Source) -> list[dg.AssetKey]:
@@ -82,25 +76,32 @@ def _results(
             )
 
 
-def source_asset(source: Source) -> dg.AssetsDefinition:
+def source_asset(
+    source: Source, partitions: dg.PartitionsDefinition | None = None
+) -> dg.AssetsDefinition:
     """The source's step: fetch + raw landing, then normalize + swap, for every team."""
 
     @dg.multi_asset(
         name=source.tables_step or source.tables[0].name,
         specs=_specs(source),
         can_subset=source.raw_asset is not None,
-        required_resource_keys={"digitalocean", "warehouse"},
-        **PARTITIONED,
+        partitions_def=partitions or monthly_partitions(),
+        backfill_policy=single_run,
+        pool=WAREHOUSE_POOL,
+        group_name=GROUP,
     )
-    def _step(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+    def _step(
+        context: dg.AssetExecutionContext,
+        digitalocean: BillingApiResource,
+        warehouse: WarehouseResource,
+    ) -> Iterator[dg.MaterializeResult]:
         periods = run_periods(context)
         selected = context.selected_asset_keys
         tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
         fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
-        with context.resources.warehouse.session() as store:
+        with warehouse.session() as store:
             if fetches:
-                api: BillingApiResource = context.resources.digitalocean
-                with api.accounts(context.log) as accounts:
+                with digitalocean.accounts(context.log) as accounts:
                     outcome = engine.load_teams(
                         source,
                         accounts,
@@ -109,6 +110,8 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
                         context.log,
                         run_id=context.run_id,
                         tables=tables,
+                        known=digitalocean.known_teams,
+                        workers=digitalocean.team_workers,
                     )
             else:
                 outcome = engine.replay_teams(source, store, periods)
@@ -117,8 +120,6 @@ def source_asset(source: Source) -> dg.AssetsDefinition:
     return _step
 
 
-def source_assets(source: Source) -> list[dg.AssetsDefinition]:
-    return [source_asset(source)]
-
-
-ASSETS = [asset for source in SOURCES for asset in source_assets(source)]
+def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """One step per source, all on the same months."""
+    return [source_asset(source, partitions) for source in SOURCES]

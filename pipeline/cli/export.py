@@ -1,6 +1,6 @@
 """Export every table of every source as Parquet, hive-partitioned by its month column.
 
-`python -m pipeline.export [--months 2024-05 …] [--out data/export]` writes
+`python -m pipeline.cli.export [--months 2024-05 …] [--out data/export]` writes
 `<out>/<table>/<month column>=<YYYY-MM>/data.parquet` (`invoice_period` for the invoice tables,
 `usage_month` for daily_costs, …), so Spark, Trino, BigQuery or a bucket can read the warehouse
 when one DuckDB file is outgrown. Re-exporting a month replaces that month's folders only
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.partitions import validate_periods
+from pipeline.defs.partitions import validate_periods
 from pipeline.settings import get_settings
 from pipeline.sources import TABLES as SOURCE_TABLES
 from pipeline.warehouse.store import Warehouse

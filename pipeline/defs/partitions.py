@@ -1,4 +1,7 @@
-"""The one partitioning every asset shares: invoice periods, `YYYY-MM`, through the open month."""
+"""The one partitioning every asset shares: invoice periods, `YYYY-MM`, through the open month.
+
+Built from the settings when the definitions load (`INVOICE_START_PERIOD`), never at import.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,6 @@ import dagster as dg
 from pipeline.months import MONTH_FORMAT
 from pipeline.settings import SettingsError, get_settings, validate_period
 
-# INVOICE_START_PERIOD, validated with every other setting (environment, then .env).
-START_PERIOD = get_settings().start_period
-
-# end_offset=1 adds the current (open) month, which loads from the invoice preview.
-monthly_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=START_PERIOD, fmt=MONTH_FORMAT, end_offset=1, timezone="UTC"
-)
-
 # DuckDB has one writer: every step that opens the warehouse takes a slot in this pool, and
 # dagster.yaml gives the pool one slot, so overlapping runs queue instead of failing on the lock.
 WAREHOUSE_POOL = "warehouse"
@@ -26,6 +21,15 @@ WAREHOUSE_POOL = "warehouse"
 # Dagster marks the parameter beta; the policy is deliberate, so its warning is noise here.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
 single_run = dg.BackfillPolicy.single_run()
+
+
+def monthly_partitions(start_period: str | None = None) -> dg.MonthlyPartitionsDefinition:
+    """Months from `start_period` (default: INVOICE_START_PERIOD) through the open month;
+    end_offset=1 adds the open month, which loads from the invoice preview."""
+    start = start_period or get_settings().start_period
+    return dg.MonthlyPartitionsDefinition(
+        start_date=start, fmt=MONTH_FORMAT, end_offset=1, timezone="UTC"
+    )
 
 
 def run_periods(context: dg.AssetExecutionContext) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pipeline.api.client import Log
-from pipeline.resources import BillingApiResource
+from pipeline.api.log import Log
+from pipeline.defs.resources import BillingApiResource
 from pipeline.sandbox.server import SandboxServer
 from pipeline.settings import TOKEN_ENV
 from pipeline.teams import Account

@@ -1,4 +1,4 @@
-"""`python -m pipeline.replay SOURCE FROM [TO]`: rebuild a source's tables from raw, zero requests.
+"""`python -m pipeline.cli.replay SOURCE FROM [TO]`: rebuild tables from raw, zero requests.
 
 After a normalizer is fixed, this re-normalizes each team's latest good fetch of each month and
 swaps the team's months in one transaction, exactly as a run's last two steps do.
@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import engine
-from pipeline.partitions import monthly_partitions, validate_periods
+from pipeline.defs.partitions import monthly_partitions, validate_periods
 from pipeline.settings import get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
@@ -25,10 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("last", metavar="TO", nargs="?", help="last month (default: FROM)")
     args = parser.parse_args(argv)
     first, last = validate_periods([args.first, args.last or args.first])
-    keys = monthly_partitions.get_partition_keys()
+    settings = get_settings()
+    keys = monthly_partitions(settings.start_period).get_partition_keys()
     periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
-    store = Warehouse(get_settings().warehouse_path)
+    store = Warehouse(settings.warehouse_path)
+    store.migrate()  # as a run would, before it writes
     try:
         outcome = engine.replay_teams(source, store, periods)
     except engine.RawNotFetchedError as exc:

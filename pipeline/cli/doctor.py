@@ -6,7 +6,7 @@ and reads Dagster's instance configuration. It creates the warehouse's folder if
 and nothing else: no migration, no table, no run, no new warehouse file. The token is never
 printed; the team it belongs to is.
 
-Command line: `python -m pipeline.doctor` (exit code 0 when every check passed, else 1).
+Command line: `python -m pipeline.cli.doctor` (exit code 0 when every check passed, else 1).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import duckdb
 import yaml
 
 from pipeline.api import ApiError, AuthError, DigitalOceanClient, RetryPolicy
+from pipeline.dagster_storage import instance_config
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import (
     ENV_FILE,
@@ -337,12 +338,8 @@ def check_dagster(env: Mapping[str, str] | None = None) -> Check:
         return Check("Dagster", False, f"DAGSTER_HOME={home} is not an absolute folder: {fix}")
     if not (home / "dagster.yaml").is_file():
         return Check("Dagster", False, f"DAGSTER_HOME={home} has no dagster.yaml: {fix}")
-    # Dagster's own reader validates the file against the instance schema without creating the
-    # instance (which would create its databases). dagster is pinned, so this private module is.
-    from dagster._core.instance.config import dagster_instance_config
-
     try:
-        config, _ = dagster_instance_config(str(home))
+        config = instance_config(home)
     except (yaml.YAMLError, dg.DagsterInvalidConfigError) as exc:  # bad YAML, or not the schema
         first = str(exc).strip().splitlines()
         return Check("Dagster", False, f"{home / 'dagster.yaml'}: {' '.join(first[:2])}")
@@ -384,7 +381,7 @@ def report(checks: Sequence[Check], secrets: Sequence[str] = ()) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argparse.ArgumentParser(
-        prog="python -m pipeline.doctor",
+        prog="python -m pipeline.cli.doctor",
         description="Check the settings, the token, the warehouse file and the Dagster instance.",
     ).parse_args(argv)
     checks = run_checks()

@@ -68,7 +68,7 @@ def instance() -> dg.DagsterInstance:
 
 def alerts_line(result: dg.ExecuteInProcessResult) -> str:
     """One line on the budget and anomaly checks: what they found, or that all is quiet."""
-    from pipeline.alerts import CHECKS as ALERT_CHECK_NAMES
+    from pipeline.defs.alert_checks import CHECKS as ALERT_CHECK_NAMES  # after the settings
 
     found = [
         f"{c.check_name} {'warns' if c.severity == dg.AssetCheckSeverity.WARN else 'failed'}"
@@ -92,10 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # Imported after the check, so a bad setting prints one line instead of a traceback.
-    from pipeline.definitions import defs
-    from pipeline.partitions import monthly_partitions
+    from pipeline.defs.definitions import build_defs
+    from pipeline.defs.partitions import monthly_partitions
+    from pipeline.defs.schedules import INVOICES_JOB
 
-    keys = monthly_partitions.get_partition_keys()
+    defs = build_defs(settings)
+    keys = monthly_partitions(settings.start_period).get_partition_keys()
     teams = len(settings.tokens)
     source = (
         f"the DigitalOcean API ({teams} team{'s' if teams > 1 else ''})"
@@ -105,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
     started = time.monotonic()
     with instance() as dagster:
-        result = defs.resolve_job_def("invoices_job").execute_in_process(
+        result = defs.resolve_job_def(INVOICES_JOB).execute_in_process(
             instance=dagster,
             run_config={
                 "loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}

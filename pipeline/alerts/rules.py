@@ -1,0 +1,226 @@
+"""The budget and anomaly rules: which figures are worth a message, and what it says.
+
+Pure functions over frames and decimals, so a rule can be tested on a hand-made table and the
+Dagster checks (`pipeline.defs.alert_checks`) only read the views, call these and report. The
+queries the rules read are here too, beside the rules that interpret them; the thresholds come
+in as a `Thresholds`, built from the settings by the alerts resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pandas as pd
+
+from pipeline.sources import BALANCE, INSIGHTS
+
+# The assets the checks watch, for the links in a message: the sources' own tables.
+BALANCE_ASSET = BALANCE.tables[0].name
+DAILY_COSTS_ASSET = INSIGHTS.tables[0].name
+WARN, FAIL = "warn", "fail"
+CENT = Decimal("0.01")
+RUN_RATE_DAYS = 7  # month_forecast's run rate: the mean of the month's last 7 loaded days
+
+OPEN_MONTHS = """
+    SELECT month, month_to_date, forecast, run_rate, days_loaded, days_in_month,
+           team_uuid, team_name
+    FROM month_forecast WHERE is_open ORDER BY team_name, team_uuid
+"""
+TEAMS = "SELECT team_uuid, team_name FROM teams"
+RECENT_ANOMALIES = """
+    WITH newest AS (SELECT team_uuid, max(usage_date) AS last_day FROM daily_costs GROUP BY ALL)
+    SELECT a.*
+    FROM cost_anomalies_at($mads, $min_usd, $min_ratio, $new_sku_min) AS a
+    JOIN newest AS n ON n.team_uuid IS NOT DISTINCT FROM a.team_uuid
+    WHERE a.usage_date > n.last_day - CAST($lookback AS INTEGER)
+    ORDER BY a.usage_date, a.team_name, a.kind, a.grain, a.sku, a.service
+"""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the rules are judged against (BUDGET_USD, BUDGETS, ANOMALY_*, …)."""
+
+    budget_usd: Decimal | None = None
+    budgets: Mapping[str, Decimal] = field(default_factory=dict)  # by team uuid or name
+    budget_warn_share: Decimal = Decimal("0.8")
+    spike_mads: Decimal = Decimal(6)
+    spike_min_usd: Decimal = Decimal(50)
+    spike_min_ratio: Decimal = Decimal(10)
+    new_sku_min_usd: Decimal = Decimal(10)
+    alert_lookback_days: int = 7
+
+    def anomaly_params(self) -> dict[str, object]:
+        """RECENT_ANOMALIES' bound parameters."""
+        return {
+            "mads": self.spike_mads,
+            "min_usd": self.spike_min_usd,
+            "min_ratio": self.spike_min_ratio,
+            "new_sku_min": self.new_sku_min_usd,
+            "lookback": self.alert_lookback_days,
+        }
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing worth a message: its stable key (the dedup key), who, what and the numbers."""
+
+    key: str
+    check: str  # the asset check that raised it
+    asset: str  # the asset the check watches (for the link into the UI)
+    kind: str  # budget, spike, new_sku
+    level: str  # warn or fail
+    team_uuid: str
+    team_name: str
+    title: str
+    lines: tuple[str, ...] = field(default=())
+
+    def body(self, ui_url: str, run_id: str | None) -> str:
+        """The message's text: the facts, then links into the Dagster UI."""
+        links = [f"Check: {ui_url}/assets/{self.asset}?view=checks"]
+        if run_id:
+            links.insert(0, f"Run: {ui_url}/runs/{run_id}")
+        return "\n".join([*self.lines, f"Alert: {self.key}", *links])
+
+
+def money(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"${Decimal(value).quantize(CENT):,}"
+
+
+# -- budget ----------------------------------------------------------------------------------
+def budget_of(thresholds: Thresholds, team_uuid: str, team_name: str) -> Decimal | None:
+    """The team's budget: its entry in BUDGETS by uuid, else by name, else BUDGET_USD."""
+    budgets = thresholds.budgets
+    if team_uuid in budgets:
+        return budgets[team_uuid]
+    return budgets.get(team_name, thresholds.budget_usd)
+
+
+def budget_level(
+    month_to_date: Decimal, forecast: Decimal | None, budget: Decimal, warn_share: Decimal
+) -> str | None:
+    """Fail when month to date or the forecast is past the budget; warn from the share on."""
+    amount = max(month_to_date, forecast if forecast is not None else month_to_date)
+    if amount > budget:
+        return FAIL
+    if amount >= warn_share * budget:
+        return WARN
+    return None
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    rows: pd.DataFrame  # one row per team and open month, with budget, share and level
+    alerts: list[Alert]
+    unknown_keys: list[str]  # BUDGETS entries naming no team in the warehouse
+
+
+def _decimal(value: object) -> Decimal | None:
+    return None if pd.isna(value) else Decimal(value)
+
+
+def _budget_alert(row: object, level: str, budget: Decimal, share: str) -> Alert:
+    mtd = Decimal(row.month_to_date)
+    forecast, run_rate = _decimal(row.forecast), _decimal(row.run_rate)
+    team_uuid, team_name = str(row.team_uuid), str(row.team_name)
+    verb = "is forecast past" if level == FAIL else "is forecast to reach"
+    if level == FAIL and mtd > budget:
+        verb = "is past"
+    return Alert(
+        key=f"budget:{team_uuid}:{row.month}:{level}",
+        check="budget",
+        asset=BALANCE_ASSET,
+        kind="budget",
+        level=level,
+        team_uuid=team_uuid,
+        team_name=team_name,
+        title=f"Budget {'exceeded' if level == FAIL else 'warning'}: {team_name}, {row.month}",
+        lines=(
+            f"Team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
+            f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
+            f"({share} of the budget of {money(budget)}).",
+            f"Run rate: {money(run_rate)} a day over the last "
+            f"{min(RUN_RATE_DAYS, int(row.days_loaded))} loaded days ({row.days_loaded} of "
+            f"{row.days_in_month} days loaded); the forecast adds it for each day left."
+            if run_rate is not None
+            else "No Billing Insights day of the month is loaded yet: the forecast is "
+            "the month to date.",
+        ),
+    )
+
+
+def evaluate_budgets(
+    months: pd.DataFrame, teams: pd.DataFrame, thresholds: Thresholds
+) -> BudgetVerdict:
+    """Every team's open month (rows of OPEN_MONTHS) against its budget; teams without a budget
+    are listed, not judged. `teams` (rows of TEAMS) tells which BUDGETS keys name no team."""
+    known = set(teams["team_uuid"]) | set(teams["team_name"])
+    records, alerts = [], []
+    for row in months.itertuples(index=False):
+        team_uuid, team_name = str(row.team_uuid), str(row.team_name)
+        mtd, forecast = Decimal(row.month_to_date), _decimal(row.forecast)
+        budget = budget_of(thresholds, team_uuid, team_name)
+        level = None
+        if budget is not None:
+            level = budget_level(mtd, forecast, budget, thresholds.budget_warn_share)
+        share = (
+            f"{(max(mtd, forecast or mtd) / budget * 100).quantize(Decimal('0.1'))} %"
+            if budget
+            else "n/a"
+        )
+        records.append(
+            {
+                "team": team_name,
+                "month": row.month,
+                "month_to_date": money(mtd),
+                "forecast": money(forecast),
+                "budget": money(budget) if budget is not None else "no budget",
+                "share_of_budget": share,
+                "level": level or "ok",
+            }
+        )
+        if level is not None and budget is not None:
+            alerts.append(_budget_alert(row, level, budget, share))
+    unknown = sorted(key for key in thresholds.budgets if key not in known)
+    return BudgetVerdict(pd.DataFrame.from_records(records), alerts, unknown)
+
+
+# -- anomalies -------------------------------------------------------------------------------
+def anomaly_alert(row: pd.Series) -> Alert:
+    """A cost_anomalies row as an alert (a warning: a signal to look, not a failed load)."""
+    team_uuid, team_name = str(row["team_uuid"]), str(row["team_name"])
+    day = pd.Timestamp(row["usage_date"]).date().isoformat()
+    cost, baseline = Decimal(row["cost"]), Decimal(row["baseline"])
+    if row["kind"] == "new_sku":
+        subject = f"new SKU {row['sku']}"
+        facts = f"costs {money(cost)} on {day}; it had cost nothing before."
+        check = "new_skus"
+    else:
+        subject = f"SKU {row['sku']}" if row["grain"] == "sku" else f"service {row['service']}"
+        facts = (
+            f"cost {money(cost)} on {day}, {money(Decimal(row['excess']))} above its baseline "
+            f"of {money(baseline)} a day (its median over the days it cost in the 14 before; "
+            f"MAD {money(Decimal(row['mad']))})."
+        )
+        check = "cost_spikes"
+    where = [f"Region: {row['region']}."]
+    if row["grain"] == "sku" and not pd.isna(row["service"]):
+        where.append(f"Service: {row['service']}.")
+    return Alert(
+        key=str(row["alert_key"]),
+        check=check,
+        asset=DAILY_COSTS_ASSET,
+        kind=str(row["kind"]),
+        level=WARN,
+        team_uuid=team_uuid,
+        team_name=team_name,
+        title=f"Cost {'anomaly' if row['kind'] == 'spike' else 'from a new SKU'}: "
+        f"{team_name}, {subject}, {day}",
+        lines=(f"Team {team_name} ({team_uuid}): {subject} {facts}", " ".join(where)),
+    )
+
+
+def anomaly_alerts(found: pd.DataFrame) -> list[Alert]:
+    return [anomaly_alert(row) for _, row in found.iterrows()]

@@ -1,0 +1,156 @@
+"""Budget and anomaly alerts as asset checks: tell a team before the bill does.
+
+Three checks in one step, run after every load:
+
+- `budget` (on `balance`): each team's open month, to date and forecast (`month_forecast`),
+  against its budget (`BUDGET_USD`, or its entry in `BUDGETS`); warn from `BUDGET_WARN_SHARE`
+  of it, fail past it.
+- `cost_spikes` and `new_skus` (on `daily_costs`): the anomalies of the last
+  `ALERT_LOOKBACK_DAYS` loaded days, from `cost_anomalies_at(...)` called with the thresholds
+  (the `cost_anomalies` view shows the whole history at the defaults).
+
+The rules are `pipeline.alerts.rules`; each alert goes once to every URL of `ALERT_URLS`
+(`pipeline.alerts.delivery`). The thresholds come through the `alerts` resource, so they are
+bound parameters of the checks' queries rather than constants of a view.
+"""
+
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+import pandas as pd
+
+from pipeline.alerts.delivery import DeliveryReport, already_sent, deliver, record_sent
+from pipeline.alerts.rules import (
+    BALANCE_ASSET,
+    DAILY_COSTS_ASSET,
+    FAIL,
+    OPEN_MONTHS,
+    RECENT_ANOMALIES,
+    TEAMS,
+    Alert,
+    BudgetVerdict,
+    anomaly_alerts,
+    evaluate_budgets,
+)
+from pipeline.defs.partitions import WAREHOUSE_POOL
+from pipeline.defs.resources import AlertsResource, WarehouseResource
+from pipeline.sources import INVOICES
+
+BALANCE = dg.AssetKey(BALANCE_ASSET)
+DAILY_COSTS = dg.AssetKey(DAILY_COSTS_ASSET)
+INVOICE_ITEMS = dg.AssetKey(INVOICES.tables[1].name)
+SHOWN_ROWS = 20
+
+
+# -- the checks ------------------------------------------------------------------------------
+CHECKS = {
+    "budget": (BALANCE, "Each team's open month, to date and forecast, within its budget."),
+    "cost_spikes": (DAILY_COSTS, "No SKU or service cost a day far above its 14-day baseline."),
+    "new_skus": (DAILY_COSTS, "No SKU never seen before started costing above NEW_SKU_MIN_USD."),
+}
+ANOMALY_COLUMNS = ["usage_date", "team_name", "sku", "service", "region", "cost", "baseline"]
+
+
+def _table(frame: pd.DataFrame) -> dg.MetadataValue:
+    shown = frame.head(SHOWN_ROWS).astype(object)
+    shown = shown.where(shown.notna(), "")  # an absent service shows blank, not `nan`
+    return dg.MetadataValue.md(shown.astype(str).to_markdown(index=False))
+
+
+def _delivery_metadata(report: DeliveryReport, alerts: Sequence[Alert]) -> dict[str, object]:
+    keys = {alert.key for alert in alerts}
+    return {
+        "notifications_sent": sum(1 for key, _ in report.sent if key in keys),
+        "notifications_already_sent": sum(1 for key, _ in report.skipped if key in keys),
+        "notifications_failed": sum(1 for key, _ in report.failed if key in keys),
+    }
+
+
+def budget_result(verdict: BudgetVerdict, report: DeliveryReport) -> dg.AssetCheckResult:
+    levels = {alert.level for alert in verdict.alerts}
+    metadata: dict[str, object] = {
+        "teams_over_warning": len(verdict.alerts),
+        **_delivery_metadata(report, verdict.alerts),
+    }
+    if not verdict.rows.empty:
+        metadata["budgets"] = _table(verdict.rows)
+    if verdict.unknown_keys:
+        metadata["budgets_naming_no_team"] = ", ".join(verdict.unknown_keys)
+    return dg.AssetCheckResult(
+        asset_key=BALANCE,
+        check_name="budget",
+        passed=not verdict.alerts,
+        severity=dg.AssetCheckSeverity.ERROR if FAIL in levels else dg.AssetCheckSeverity.WARN,
+        description="; ".join(alert.title for alert in verdict.alerts) or None,
+        metadata=metadata,
+    )
+
+
+def anomaly_result(
+    name: str, found: pd.DataFrame, alerts: Sequence[Alert], report: DeliveryReport
+) -> dg.AssetCheckResult:
+    mine = [alert for alert in alerts if alert.check == name]
+    metadata: dict[str, object] = {"anomalies": len(found), **_delivery_metadata(report, mine)}
+    if len(found):
+        metadata["found"] = _table(found[[*ANOMALY_COLUMNS, "why"]])
+    return dg.AssetCheckResult(
+        asset_key=DAILY_COSTS,
+        check_name=name,
+        passed=found.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )
+
+
+@dg.multi_asset_check(
+    name="alerts_checks",
+    specs=[
+        dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            description=description,
+            # The budget reads the run rate; spikes read invoice lines for each SKU's service.
+            additional_deps=[DAILY_COSTS] if asset == BALANCE else [INVOICE_ITEMS],
+        )
+        for name, (asset, description) in CHECKS.items()
+    ],
+    can_subset=True,
+    pool=WAREHOUSE_POOL,
+)
+def alerts_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> Iterator[dg.AssetCheckResult]:
+    """Budgets and anomalies in one step; their alerts go out once each (never failing the
+    step: a delivery that fails is logged and retried on the next run). The warehouse is read
+    before and written after the deliveries, never held while a webhook answers."""
+    store = warehouse.store
+    thresholds = alerts.thresholds()
+    selected = {key.name for key in context.selected_asset_check_keys}
+    verdict = None
+    if "budget" in selected:
+        verdict = evaluate_budgets(store.query(OPEN_MONTHS), store.query(TEAMS), thresholds)
+    spikes = news = None
+    if selected & {"cost_spikes", "new_skus"}:
+        anomalies = store.query(RECENT_ANOMALIES, thresholds.anomaly_params())
+        if "cost_spikes" in selected:
+            spikes = anomalies[anomalies["kind"] == "spike"]
+        if "new_skus" in selected:
+            news = anomalies[anomalies["kind"] == "new_sku"]
+    found = list(verdict.alerts) if verdict else []
+    for frame in (spikes, news):
+        if frame is not None:
+            found += anomaly_alerts(frame)
+    urls = alerts.destinations()
+    report = DeliveryReport()
+    if found and urls:
+        done = already_sent(store, [alert.key for alert in found])
+        report = deliver(
+            found, urls, alerts.ui_url, context.log, run_id=context.run.run_id, done=done
+        )
+        record_sent(store, found, report)
+    if verdict is not None:
+        yield budget_result(verdict, report)
+    if spikes is not None:
+        yield anomaly_result("cost_spikes", spikes, found, report)
+    if news is not None:
+        yield anomaly_result("new_skus", news, found, report)

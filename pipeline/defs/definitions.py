@@ -1,0 +1,70 @@
+"""Everything Dagster loads, built from the settings when Dagster loads it (never at import)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline.defs.alert_checks import alerts_checks
+from pipeline.defs.assets import build_assets, source_asset
+from pipeline.defs.checks import CHECKS, checks_step
+from pipeline.defs.freshness import freshness_checks, freshness_job, freshness_schedule
+from pipeline.defs.partitions import monthly_partitions
+from pipeline.defs.resources import (
+    AlertsResource,
+    BillingApiResource,
+    DigitalOceanResource,
+    WarehouseResource,
+)
+from pipeline.defs.sandbox import SandboxResource
+from pipeline.defs.schedules import closed_month_schedule, invoices_job, preview_refresh_schedule
+from pipeline.settings import Settings, get_settings
+from pipeline.sources import Source
+
+
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """The real API when tokens are set (one per team), else the built-in sandbox; the
+    warehouse; the alert thresholds. The fake is chosen here and nowhere else.
+
+    The tokens are read from the environment at launch (an EnvVar), never stored here."""
+    api: BillingApiResource
+    if settings.tokens:
+        api = DigitalOceanResource(
+            token=dg.EnvVar(settings.token_env),
+            token_env=settings.token_env,
+            api_url=settings.api_url,
+            team_workers=settings.team_workers,
+        )
+    else:
+        api = SandboxResource(team_workers=settings.team_workers)
+    return {
+        "digitalocean": api,
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "alerts": AlertsResource.from_settings(settings),
+    }
+
+
+def source_defs(
+    source: Source, partitions: dg.PartitionsDefinition | None = None
+) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+    """One source's step and, when it declares checks, its checks' step: what a run of that
+    source alone materializes."""
+    return [source_asset(source, partitions), *([checks_step(source)] if source.checks else [])]
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    partitions = monthly_partitions(settings.start_period)
+    return dg.Definitions(
+        assets=build_assets(partitions),
+        asset_checks=[*CHECKS, freshness_checks, alerts_checks],
+        jobs=[invoices_job(partitions), freshness_job],
+        schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
+        resources=resources_for(settings),
+        # One process per run: steps share the DuckDB file serially, with no per-step startup.
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Validated settings (environment, then .env) pick the real API or the sandbox."""
+    return build_defs(get_settings())

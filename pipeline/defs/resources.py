@@ -1,0 +1,206 @@
+"""Dagster resources: the billing API (DigitalOcean or the sandbox), the warehouse, and the
+alert thresholds.
+
+Each resource owns its state for one run (`setup_for_execution`): the API resource the teams
+it has read, the warehouse its open file and its migration. Both API resources expose the same
+`accounts(log)` context manager, so assets do not care which one they were given;
+`pipeline.defs.definitions.resources_for(settings)` picks.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import dagster as dg
+from pydantic import PrivateAttr, SecretStr
+
+from pipeline.alerts.rules import Thresholds
+from pipeline.api import DigitalOceanClient, Log, Pacer, RetryPolicy
+from pipeline.api.client import DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_PER_PAGE
+from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
+from pipeline.settings import (
+    ALERT_URLS_ENV,
+    DEFAULT_API_URL,
+    DEFAULT_TEAM_WORKERS,
+    DEFAULT_UI_URL,
+    DEFAULT_WAREHOUSE_PATH,
+    TOKEN_ENV,
+    Settings,
+    SettingsError,
+    split_tokens,
+    split_urls,
+    token_place,
+    validate_api_url,
+)
+from pipeline.teams import Account, Team
+from pipeline.warehouse.store import Warehouse
+
+
+class BillingApiResource(dg.ConfigurableResource):
+    """What both API resources share: the client's tuning, how a client is built, and the
+    teams read in this run (one `GET /v2/account` per team and run, not per step)."""
+
+    per_page: int = MAX_PER_PAGE
+    max_workers: int = DEFAULT_WORKERS
+    timeout_seconds: float = DEFAULT_TIMEOUT
+    retry_attempts: int = RetryPolicy.attempts
+    requests_per_minute: int = REQUESTS_PER_MINUTE
+    requests_per_hour: int = REQUESTS_PER_HOUR
+    # The length of the "minute" the per-minute limit counts in: 60 s against the API; shorter
+    # only against a sandbox whose minute is shortened too, so tests of pacing take seconds.
+    minute_seconds: float = 60.0
+    team_workers: int = DEFAULT_TEAM_WORKERS
+
+    _teams: dict[int, Team] = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._teams = {}
+
+    @property
+    def known_teams(self) -> dict[int, Team]:
+        """The teams read in this run, by the token's place in the list (never the token)."""
+        return self._teams
+
+    @abstractmethod
+    def accounts(self, log: Log) -> AbstractContextManager[list[Account]]:
+        """`with api.accounts(context.log) as accounts:` one client per configured token (each
+        its own pacer: rate limits are per token), closed after the run."""
+
+    @contextmanager
+    def client(self, log: Log) -> Iterator[DigitalOceanClient]:
+        """The first token's client alone (checks and tools that read one team)."""
+        with self.accounts(log) as accounts:
+            yield accounts[0].client
+
+    def _build_client(
+        self, url: str, token: str, log: Log, token_name: str = TOKEN_ENV
+    ) -> DigitalOceanClient:
+        return DigitalOceanClient(
+            url,
+            token,
+            per_page=self.per_page,
+            timeout=self.timeout_seconds,
+            max_workers=self.max_workers,
+            retry=RetryPolicy(attempts=self.retry_attempts),
+            pacer=Pacer(
+                self.requests_per_minute, self.requests_per_hour, minute_seconds=self.minute_seconds
+            ),
+            log=log,
+            token_name=token_name,
+        )
+
+    @contextmanager
+    def _accounts(
+        self, url: str, tokens: list[str], token_env: str, log: Log
+    ) -> Iterator[list[Account]]:
+        with ExitStack() as stack:
+            accounts = []
+            for position, token in enumerate(tokens, start=1):
+                place = token_place(position, token_env)
+                client = stack.enter_context(self._build_client(url, token, log, place))
+                accounts.append(Account(position, place, client))
+            yield accounts
+
+
+class DigitalOceanResource(BillingApiResource):
+    """The DigitalOcean billing API. Pass the token(s) as `dg.EnvVar("DIGITALOCEAN_TOKENS")` (or
+    `DIGITALOCEAN_TOKEN`) so no value ever reaches the UI or the run config; `token_env` names
+    the variable in messages. Several tokens are separated by commas, one per team."""
+
+    token: str
+    token_env: str = TOKEN_ENV
+    api_url: str = DEFAULT_API_URL
+
+    @contextmanager
+    def accounts(self, log: Log) -> Iterator[list[Account]]:
+        tokens = split_tokens(self.token or "")
+        if not tokens:
+            raise SettingsError(
+                f"{self.token_env} is empty: set it to a token with billing:read and account:read"
+            )
+        url = validate_api_url(self.api_url)
+        teams = f"{len(tokens)} tokens, one per team" if len(tokens) > 1 else "one token"
+        log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc} with {teams}")
+        with self._accounts(url, tokens, self.token_env, log) as accounts:
+            yield accounts
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse file, brought up to date once when a run starts."""
+
+    path: str = DEFAULT_WAREHOUSE_PATH
+    lock_timeout_seconds: float = 120.0
+
+    _store: Warehouse | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._store = Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
+        self._store.migrate()
+
+    @property
+    def store(self) -> Warehouse:
+        """The run's warehouse; one object, so the teams' threads share its lock."""
+        if self._store is None:  # used outside a run (a test building it by hand)
+            self.setup_for_execution(dg.build_init_resource_context())
+        assert self._store is not None
+        return self._store
+
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        """The warehouse held open for one step (`Warehouse.session`)."""
+        with self.store.session() as store:
+            yield store
+
+
+# The thresholds held as decimal strings, named alike in Settings, here and in Thresholds.
+THRESHOLD_DECIMALS = (
+    "budget_warn_share",
+    "spike_mads",
+    "spike_min_usd",
+    "spike_min_ratio",
+    "new_sku_min_usd",
+)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """The alert thresholds and destinations, from the settings (`from_settings`). Amounts are
+    decimal strings, as Dagster's config holds no Decimal; `ALERT_URLS` comes in as an EnvVar,
+    so no URL ever reaches the UI or the run config."""
+
+    budget_usd: str | None = None
+    budgets: dict[str, str] = {}
+    budget_warn_share: str = "0.8"
+    spike_mads: str = "6"
+    spike_min_usd: str = "50"
+    spike_min_ratio: str = "10"
+    new_sku_min_usd: str = "10"
+    alert_lookback_days: int = 7
+    alert_urls: str | None = None
+    ui_url: str = DEFAULT_UI_URL
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertsResource:
+        return cls(
+            budget_usd=None if settings.budget_usd is None else str(settings.budget_usd),
+            budgets={key: str(amount) for key, amount in settings.budgets.items()},
+            **{name: str(getattr(settings, name)) for name in THRESHOLD_DECIMALS},
+            alert_lookback_days=settings.alert_lookback_days,
+            alert_urls=dg.EnvVar(ALERT_URLS_ENV) if settings.alert_urls else None,
+            ui_url=settings.ui_url,
+        )
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            budget_usd=None if self.budget_usd is None else Decimal(self.budget_usd),
+            budgets={key: Decimal(amount) for key, amount in self.budgets.items()},
+            **{name: Decimal(getattr(self, name)) for name in THRESHOLD_DECIMALS},
+            alert_lookback_days=self.alert_lookback_days,
+        )
+
+    def destinations(self) -> list[SecretStr]:
+        """ALERT_URLS, one secret each (validated with the settings)."""
+        return [SecretStr(url) for url in split_urls(self.alert_urls or "")]
