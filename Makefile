@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export focus migrate doctor replay bench lint lock clean
+.PHONY: run test test-any-day dev backfill export focus migrate doctor replay bench lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -34,6 +34,10 @@ run: $(VENV)/.runtime  ## load every month into the warehouse and print a summar
 
 test: $(VENV)/.test  ## run the test suite
 	$(BIN)/python -m pytest -q
+
+DAY ?= 2027-03-01 00:20:00
+test-any-day: $(VENV)/.test  ## the suite with every process's wall clock at DAY (UTC): make test-any-day DAY='2028-02-29 13:00:00' [PYTEST_ARGS=...]
+	tests/clock/on-day '$(DAY)' $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
 	mkdir -p data/dagster
