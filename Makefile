@@ -30,7 +30,7 @@ $(VENV)/.test: requirements-test.lock $(VENV)/.runtime
 	@touch $@
 
 run: $(VENV)/.runtime  ## load every month into the warehouse and print a summary (VERBOSE=1: the full Dagster log)
-	$(BIN)/python -m pipeline.run $(if $(filter-out 0,$(VERBOSE)),-v)
+	@$(BIN)/python -m pipeline.run $(if $(filter-out 0,$(VERBOSE)),-v)
 
 test: $(VENV)/.test  ## run the test suite
 	$(BIN)/python -m pytest -q
