@@ -3,8 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import pytest
+import time_machine
 
 from pipeline.defs.assets import source_asset
+from pipeline.defs.definitions import defs as load_defs
 from pipeline.defs.freshness import (
     closed_month_due,
     closed_month_loaded_by_the_4th,
@@ -13,6 +16,7 @@ from pipeline.defs.freshness import (
     open_month_verdict,
 )
 from pipeline.months import month_of
+from pipeline.sandbox import SandboxServer
 from pipeline.sources import INVOICES
 
 
@@ -58,3 +62,52 @@ def test_the_checks_read_the_instance(sandbox, warehouse_path, pipeline_resource
     empty = dg.DagsterInstance.ephemeral()
     assert not closed_month_loaded_by_the_4th(empty, now).passed
     assert not open_month_fresh(empty, now).passed
+
+
+def freshness_job_verdicts(instance: dg.DagsterInstance) -> dict[str, tuple[bool, str]]:
+    """The freshness job as the schedule runs it, on the clock: each check's verdict and month."""
+    result = load_defs().resolve_job_def("freshness_job").execute_in_process(
+        instance=instance
+    )
+    return {
+        c.check_name: (c.passed, c.metadata["month"].value)
+        for c in result.get_asset_check_evaluations()
+    }
+
+
+@pytest.mark.parametrize(
+    ("moment", "closed_month", "open_month"),
+    [
+        ("2027-03-01 00:20", "2027-01", "2027-03"),  # February is not due before the 4th
+        ("2027-03-04 06:20", "2027-02", "2027-03"),  # the closed month's schedule has run
+        ("2028-02-29 13:00", "2028-01", "2028-02"),
+    ],
+)
+def test_on_a_frozen_clock_the_job_judges_the_months_of_that_day(
+    tmp_path, pipeline_resources, moment, closed_month, open_month
+):
+    """The clock is the job's only input: at `moment`, loading the two months it names makes
+    both checks pass, and 37 hours without a refresh makes the open month stale."""
+    start = datetime.fromisoformat(moment).replace(tzinfo=UTC)
+    instance = dg.DagsterInstance.ephemeral()
+    with time_machine.travel(start, tick=True) as clock:
+        with SandboxServer(now=start) as sandbox:
+            assert freshness_job_verdicts(instance) == {
+                "closed_month_loaded_by_the_4th": (False, closed_month),
+                "open_month_fresh": (False, open_month),
+            }
+            for month in (closed_month, open_month):
+                assert dg.materialize(
+                    [source_asset(INVOICES)],
+                    resources=pipeline_resources(sandbox, tmp_path / "warehouse.duckdb"),
+                    partition_key=month,
+                    instance=instance,
+                ).success
+        assert freshness_job_verdicts(instance) == {
+            "closed_month_loaded_by_the_4th": (True, closed_month),
+            "open_month_fresh": (True, open_month),
+        }
+        clock.move_to(start + timedelta(hours=37))
+        later = freshness_job_verdicts(instance)
+    assert later["closed_month_loaded_by_the_4th"][0]
+    assert later["open_month_fresh"][0] is False

@@ -15,13 +15,14 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import requests
 
+from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_dataset
 
 ACCOUNT = "/v2/account"
@@ -51,9 +52,23 @@ def unknown_type_deviations(errors: list[str]) -> list[str]:
     ]
 
 
+# The moment the module's account is generated at: its data is the same on any day.
+NOW = datetime(2026, 11, 23, 14, 5, tzinfo=UTC)
+# Moments where a calendar rule bites: just after midnight on the 1st (the month just closed
+# has its final invoice but not yet its billing-history time), before the day's snapshot on the
+# 2nd, a leap day, New Year's Eve, and the very first second of a year.
+EDGES = [
+    datetime(2027, 3, 1, 0, 20, tzinfo=UTC),
+    datetime(2027, 3, 2, 4, 0, tzinfo=UTC),
+    datetime(2028, 2, 29, 13, 0, tzinfo=UTC),
+    datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2028, 1, 1, 0, 0, tzinfo=UTC),
+]
+
+
 @pytest.fixture(scope="module")
 def server():
-    with SandboxServer() as sandbox:
+    with SandboxServer(now=NOW) as sandbox:
         yield sandbox
 
 
@@ -397,6 +412,34 @@ def test_billing_history_points_at_the_invoices(server):
     assert october["date"].startswith("2025-11-0")
 
 
+@pytest.mark.parametrize("now", EDGES, ids=lambda d: d.strftime("%Y-%m-%dT%H:%M"))
+def test_the_account_at_any_moment_bills_every_invoice_and_nothing_later(now):
+    """At any moment, every final invoice has its Invoice entry (the month just closed too, on
+    the 1st after midnight), nothing is dated after the balance's snapshot, which is not after
+    `now`, and the open month is `now`'s."""
+    data = build_dataset(now=now)
+    generated_at = data.balance["generated_at"]
+    assert generated_at <= now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert generated_at[:10] == now.date().isoformat()
+    assert data.preview["invoice_period"] == now.strftime("%Y-%m")
+    assert data.invoices[0]["invoice_period"] == previous_month(month_of(now))
+    billed = {e["invoice_uuid"] for e in data.billing_history if e["type"] == "Invoice"}
+    assert billed == {i["invoice_uuid"] for i in data.invoices}
+    assert all(e["date"] <= generated_at for e in data.billing_history)
+    assert all(p["start_date"] < now.date().isoformat() for p in data.insights)
+    assert build_dataset(now=now).billing_history == data.billing_history  # now decides it all
+
+
+def test_just_after_midnight_on_the_first_the_closed_month_is_billed_not_yet_paid():
+    data = build_dataset(now=datetime(2027, 3, 1, 0, 20, tzinfo=UTC))
+    assert data.balance["generated_at"] == "2027-03-01T00:00:00Z"
+    february = [e for e in data.billing_history if e["description"] == "Invoice for February 2027"]
+    assert [e["date"] for e in february] == ["2027-03-01T00:00:00Z"]
+    uuid = february[0]["invoice_uuid"]
+    assert [e for e in data.billing_history if e.get("invoice_uuid") == uuid] == february
+    assert data.insights[-1]["start_date"] == "2027-02-28"  # no point of the open month yet
+
+
 @pytest.mark.parametrize("with_total", [True, False])
 def test_billing_history_pages_like_the_invoice_list(openapi, api_get, with_total):
     """Default 20 per page, `links.pages` absolute and pointing at the real API; `meta.total`
@@ -467,8 +510,8 @@ def test_balance_conforms_and_adds_up(openapi, api_get, server):
 
 
 def test_the_data_is_deterministic_and_copies_deeply(server):
-    today = date.fromisoformat(server.data.balance["generated_at"][:10])
-    again = build_dataset(today=today)
+    again = build_dataset(now=NOW)
+    assert build_dataset(today=NOW.date()).balance == again.balance  # a day means its noon
     assert again.team == server.data.team
     assert again.insights == server.data.insights
     assert again.billing_history == server.data.billing_history

@@ -202,7 +202,8 @@ def test_balance_keeps_one_snapshot_per_generated_at(sandbox, warehouse_path, pi
         )
     ]
     later = sandbox.data.copy()
-    later.balance = {**balance, "generated_at": balance["generated_at"].replace("06:31", "09:00"),
+    # A later snapshot of the same day (the sandbox's is at midnight or 06:31:50).
+    later.balance = {**balance, "generated_at": f"{balance['generated_at'][:10]}T09:00:00Z",
                      "month_to_date_usage": "1.00"}  # fmt: skip
     sandbox.data = later
     assert load(sandbox, warehouse_path, pipeline_resources, [BALANCE], [month]).success

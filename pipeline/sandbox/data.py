@@ -311,11 +311,41 @@ def _bench_counts(seed: int) -> list[int]:
     return counts
 
 
+def as_of(now: datetime | None = None, today: date | None = None) -> datetime:
+    """The moment an account is generated at: `now` (aware), else noon UTC of `today`, else
+    the clock. Everything calendar-dependent in the data follows from it, so a caller that
+    passes it gets the same account whatever the day it runs on."""
+    if now is not None:
+        if now.tzinfo is None:
+            raise ValueError("the sandbox's now must be timezone-aware (UTC)")
+        return now.astimezone(UTC)
+    if today is not None:
+        return datetime(today.year, today.month, today.day, 12, tzinfo=UTC)
+    return datetime.now(UTC)
+
+
+def snapshot_time(now: datetime) -> str:
+    """The balance's `generated_at`: the day's snapshot at 06:31:50 UTC once that time has
+    passed, else midnight, so it is never after `now` and the same for every build of a day's
+    half (re-runs see one snapshot)."""
+    today = now.date()
+    stamp = datetime(today.year, today.month, today.day, 6, 31, 50, tzinfo=UTC)
+    if now < stamp:
+        stamp = datetime(today.year, today.month, today.day, tzinfo=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def build_dataset(
-    profile: str = "default", today: date | None = None, seed: int = 7
+    profile: str = "default",
+    today: date | None = None,
+    seed: int = 7,
+    *,
+    now: datetime | None = None,
 ) -> SandboxData:
-    """Final invoices for every closed month plus the open month's preview, newest first."""
-    today = today or datetime.now(UTC).date()
+    """Final invoices for every closed month plus the open month's preview, newest first, as
+    the account stands at `now` (or noon of `today`; the clock when neither is given)."""
+    moment = as_of(now, today)
+    today = moment.date()
     current = f"{today.year:04d}-{today.month:02d}"
     if profile == "default":
         first = FIRST_PERIOD
@@ -357,7 +387,7 @@ def build_dataset(
     preview_items = _month_items(seed, current, max(1, today.day * 2))
     _describe_as_insights(seed, current, preview_items)
     preview = _invoice(seed, current, preview_items)
-    generated_at = f"{today.isoformat()}T06:31:50Z"
+    generated_at = snapshot_time(moment)
     preview["updated_at"] = generated_at
     items[preview["invoice_uuid"]] = preview_items
     summaries[preview["invoice_uuid"]] = _summary(preview, preview_items, team["name"])
@@ -412,14 +442,21 @@ def team_token(n: int) -> str:
 
 
 def build_teams(
-    n: int, profile: str = "default", today: date | None = None
+    n: int,
+    profile: str = "default",
+    today: date | None = None,
+    *,
+    now: datetime | None = None,
 ) -> dict[str, SandboxData]:
     """n distinct sample accounts by token, in order: `sandbox-token` (seed 7, "Example Co"),
-    `sandbox-token-2` (seed 8), …, for `SandboxServer.with_teams`."""
+    `sandbox-token-2` (seed 8), …, for `SandboxServer.with_teams`; all as of one moment."""
     if n < 1:
         raise ValueError("build_teams needs n >= 1")
-    today = today or datetime.now(UTC).date()
-    return {team_token(k + 1): build_dataset(profile, today, FIRST_TEAM_SEED + k) for k in range(n)}
+    moment = as_of(now, today)
+    return {
+        team_token(k + 1): build_dataset(profile, seed=FIRST_TEAM_SEED + k, now=moment)
+        for k in range(n)
+    }
 
 
 def _split(rng: random.Random, total: int, weights: list[float]) -> list[int]:
@@ -518,7 +555,9 @@ def _billing_history(
 ) -> list[dict[str, Any]]:
     """An Invoice entry early in the month after each invoice's period and its Payment a few
     days later (both with the invoice's ids), plus HISTORY_EXTRAS; newest first, none after
-    `generated_at`."""
+    `generated_at`. Every final invoice has its Invoice entry: one listed before its random
+    time on the 1st or 2nd (the month just closed, seen early on the 1st) is billed at
+    `generated_at`; its payment and the rest wait for their day."""
     entries: list[dict[str, Any]] = []
     for invoice in invoices:
         period = invoice["invoice_period"]
@@ -533,7 +572,7 @@ def _billing_history(
                 "description": f"Invoice for {month_name} {period[:4]}",
                 "amount": invoice["amount"],
                 **ids,
-                "date": _stamp(rng, billed, day),
+                "date": min(_stamp(rng, billed, day), generated_at),
                 "type": "Invoice",
             }
         )

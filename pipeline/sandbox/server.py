@@ -32,7 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -103,6 +103,7 @@ class SandboxServer:
         string_counters: bool = True,
         history_total: bool = True,
         teams: Mapping[str, SandboxData] | None = None,
+        now: datetime | None = None,
     ) -> None:
         if single_page_shape not in (*SHAPES, "rotate"):
             raise ValueError(f"single_page_shape must be one of {SHAPES} or 'rotate'")
@@ -110,7 +111,8 @@ class SandboxServer:
         # One account per token, in the order added; the first is `token`/`data`/`scopes`.
         self._accounts: dict[str, _Account] = {}
         self._first = token
-        first = data if data is not None else build_dataset()
+        # Without `data`, the default account as it stands at `now` (the clock when None).
+        first = data if data is not None else build_dataset(now=now)
         self._accounts[token] = _Account(token, first, frozenset(scopes))
         for other, other_data in (teams or {}).items():
             self.add_team(other, other_data)
