@@ -257,8 +257,10 @@ def load(
     """The whole recipe for one source, one team and a set of months; without `tables`, only
     fetch and land (the raw asset selected alone)."""
     batch = fetch(source, api, store, periods, team_uuid, run_id)
-    land(store, batch)
-    return batch, replay(source, store, periods, team_uuid) if tables else None
+    # One open of the file for the writes (each still its own transaction), after the fetch.
+    with store.session():
+        land(store, batch)
+        return batch, replay(source, store, periods, team_uuid) if tables else None
 
 
 @dataclass(frozen=True)

@@ -155,15 +155,16 @@ def identify(
     errors = side_by_side(list(range(len(accounts))), read, workers)
     found: list[tuple[Team, Account]] = []
     failures: list[Failure] = []
-    for account, team, error in zip(accounts, teams, errors, strict=True):
-        if error is not None:
-            failures.append((unreadable_team(account, store), error))
-        elif team is not None:
-            found.append((team, account))
-    _refuse_duplicates([team for team, _ in found])
-    for team, _ in found:
-        store.see_team(team.uuid, team.name, team.position)
-    _claim_rows_before_teams(accounts, found, store, tables, log)
+    with store.session():  # the reads above held no file; the bookkeeping opens it once
+        for account, team, error in zip(accounts, teams, errors, strict=True):
+            if error is not None:
+                failures.append((unreadable_team(account, store), error))
+            elif team is not None:
+                found.append((team, account))
+        _refuse_duplicates([team for team, _ in found])
+        for team, _ in found:
+            store.see_team(team.uuid, team.name, team.position)
+        _claim_rows_before_teams(accounts, found, store, tables, log)
     return found, failures
 
 

@@ -5,6 +5,7 @@ import pytest
 from pipeline.sandbox import Fault
 from pipeline.settings import Settings, SettingsError
 from pipeline.sources.invoices import INVOICE_PATH
+from pipeline.warehouse.publish import working_file
 
 MONTH = "2024-03"
 
@@ -65,7 +66,7 @@ def test_unreadable_value_fails_the_month_and_keeps_everything(
     assert month_rows(warehouse_path, MONTH) == before
     # The payload as received is in raw, so the failure can be inspected and replayed.
     (kept,) = rows(
-        warehouse_path,
+        working_file(warehouse_path),
         "SELECT count(*) FROM raw.pages WHERE endpoint = 'invoice_items' AND request_key = ? "
         "AND page = 1",
         [uuid],
@@ -95,7 +96,8 @@ def test_a_field_the_spec_does_not_know_is_kept_in_raw_and_loads(
     result = load_month(sandbox, warehouse_path, MONTH)
     assert result.success
     (body,) = rows(
-        warehouse_path, "SELECT body FROM raw.pages WHERE endpoint = 'invoice_items' AND page = 1"
+        working_file(warehouse_path),
+        "SELECT body FROM raw.pages WHERE endpoint = 'invoice_items' AND page = 1",
     )[0]
     assert '"carbon_grams"' in body
 

@@ -208,9 +208,29 @@ def test_a_warehouse_locked_by_another_process_is_reported_quickly(migrated):
         holder.wait()
     assert check.ok is False
     assert check.detail == (
-        "locked by another process (a run, or a session that has it open): close it"
+        "locked by another process that writes it (a run, or a read-write session): "
+        "wait for the run or close the session"
     )
     assert elapsed < 8
+
+
+def test_an_analyst_reading_the_published_file_is_no_lock(migrated):
+    """The doctor opens the file read-only: a read-only session beside it is no obstacle."""
+    reader = HOLD_OPEN.replace("duckdb.connect(sys.argv[1])", "duckdb.connect(sys.argv[1], True)")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", reader, str(migrated)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ok"
+        check = check_warehouse(migrated)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (check.ok, check.detail) == (
+        True,
+        f"not locked, schema version {LATEST_VERSION} (current)",
+    )
 
 
 def test_an_older_warehouse_is_reported_behind_and_left_as_it_was(old_warehouse, rows):

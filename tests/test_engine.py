@@ -17,6 +17,7 @@ from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
 from pipeline.sources.invoices import landed_invoices
+from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import Warehouse
 
 MONTHS = ["2024-02", "2024-03"]
@@ -160,7 +161,8 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
     assert sorted(
         table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_amounts")
     ) == sorted((i["invoice_uuid"], Decimal(i["amount"])) for i in month_invoices(sandbox))
-    assert table(warehouse_path, "SELECT DISTINCT source FROM raw.fetches ORDER BY source") == [
+    raw = working_file(warehouse_path)
+    assert table(raw, "SELECT DISTINCT source FROM raw.fetches ORDER BY source") == [
         ("invoice_amounts",),
         ("invoices",),
     ]

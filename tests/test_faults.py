@@ -14,6 +14,7 @@ from pipeline.sandbox import Fault, SandboxServer
 from pipeline.sources import INVOICES
 from pipeline.sources.base import Target
 from pipeline.sources.invoices import INVOICE_PATH, INVOICES_PATH
+from pipeline.warehouse.publish import working_file
 
 MONTH = "2024-03"  # 250 items: two pages of 200 in the default dataset
 
@@ -147,7 +148,9 @@ def test_item_count_short_of_meta_total_fails_and_keeps_rows(
     assert f"invoice {uuid} ({MONTH}): fetched {total - 1} items but meta.total is {total}" in error
     assert month_rows(warehouse_path, MONTH) == before
     # The incomplete fetch is kept in raw for inspection, marked as such.
-    assert rows(warehouse_path, "SELECT status FROM raw.fetches ORDER BY fetched_at") == [
+    assert rows(
+        working_file(warehouse_path), "SELECT status FROM raw.fetches ORDER BY fetched_at"
+    ) == [
         ("ok",),
         ("incomplete",),
     ]
@@ -193,7 +196,9 @@ def test_reissued_invoice_replaces_the_old_one(
 
 def test_list_entry_json_is_kept_verbatim_in_raw(sandbox, warehouse_path, rows, load_month):
     assert load_month(sandbox, warehouse_path, MONTH).success
-    (body,) = rows(warehouse_path, "SELECT body FROM raw.pages WHERE endpoint = 'invoice_list'")[0]
+    (body,) = rows(
+        working_file(warehouse_path), "SELECT body FROM raw.pages WHERE endpoint = 'invoice_list'"
+    )[0]
     assert json.loads(body)["meta"]["total"] == len(sandbox.data.invoices)
 
 

@@ -66,9 +66,7 @@ def test_the_checks_read_the_instance(sandbox, warehouse_path, pipeline_resource
 
 def freshness_job_verdicts(instance: dg.DagsterInstance) -> dict[str, tuple[bool, str]]:
     """The freshness job as the schedule runs it, on the clock: each check's verdict and month."""
-    result = load_defs().resolve_job_def("freshness_job").execute_in_process(
-        instance=instance
-    )
+    result = load_defs().resolve_job_def("freshness_job").execute_in_process(instance=instance)
     return {
         c.check_name: (c.passed, c.metadata["month"].value)
         for c in result.get_asset_check_evaluations()

@@ -482,11 +482,13 @@ def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
         check=False,
     )
     assert (result.returncode, result.stderr) == (0, "")
+    working = path.with_name("warehouse.working.duckdb")  # the loader's file, then published
     assert result.stdout == (
-        f"warehouse {path}: schema version 0 → {LATEST_VERSION} ({APPLIED_ALL})\n"
+        f"warehouse {working}: schema version 0 → {LATEST_VERSION} ({APPLIED_ALL})\n"
     )
-    with duckdb.connect(str(path), read_only=True) as con:
-        assert schema_version(con) == LATEST_VERSION
+    for file in (working, path):
+        with duckdb.connect(str(file), read_only=True) as con:
+            assert schema_version(con) == LATEST_VERSION
 
 
 def test_command_line_reports_a_locked_file(old_warehouse, capsys):

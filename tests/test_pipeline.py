@@ -15,6 +15,7 @@ from pipeline.defs.schedules import closed_month_schedule, preview_refresh_sched
 from pipeline.settings import SettingsError
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
+from pipeline.warehouse.publish import working_file
 
 ASSETS = source_defs(INVOICES)
 
@@ -169,7 +170,7 @@ def test_raw_pages_replay_without_the_api(
         "invoice_items",
     }
     assert len(sandbox.requests) == requests_before
-    assert rows(warehouse_path, "SELECT count(*) FROM raw.fetches") == [(1,)]
+    assert rows(working_file(warehouse_path), "SELECT count(*) FROM raw.fetches") == [(1,)]
 
 
 def test_tables_alone_without_raw_fail_saying_what_to_load(

@@ -42,6 +42,7 @@ from pipeline.settings import (
 )
 from pipeline.teams import Account, TeamMissingError, read_team
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
+from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
 BALANCE_PATH = "/v2/customers/my/balance"
@@ -246,25 +247,30 @@ def _folder_writable(folder: Path) -> str | None:
 
 
 def check_warehouse(path: Path) -> Check:
-    """The folder is writable, the file is not locked by another process, and its schema is
-    this code's. Read-only: nothing is migrated, and a missing file is not created."""
-    name = f"warehouse {path}"
+    """The folder is writable, the loader's file (the working file; before the first run of
+    this version, the single file) opens and its schema is this code's. Opened read-only, so
+    an analyst's session on the published file never looks like a lock and nothing is created
+    or migrated."""
+    working = working_file(path)
+    target = working if working.exists() else path
+    name = f"warehouse {target}"
     problem = _folder_writable(path.parent)
     if problem:
         return Check(name, False, f"{problem}: fix its permissions or set WAREHOUSE_PATH")
-    if not path.exists():
+    if not target.exists():
         return Check(
             name, True, "not created yet; its folder is writable (the first run creates it)"
         )
     try:
         with _silenced("pipeline.warehouse.store"):
-            with Warehouse(path, lock_timeout=LOCK_TIMEOUT).connect() as con:
+            with Warehouse(target, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
                 version = schema_version(con)
     except WarehouseBusyError:
         return Check(
             name,
             False,
-            "locked by another process (a run, or a session that has it open): close it",
+            "locked by another process that writes it (a run, or a read-write session): "
+            "wait for the run or close the session",
         )
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]

@@ -14,6 +14,7 @@ from pipeline import engine
 from pipeline.defs.partitions import monthly_partitions, validate_periods
 from pipeline.settings import get_settings
 from pipeline.sources import SOURCES
+from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse
 
 
@@ -29,8 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = monthly_partitions(settings.start_period).get_partition_keys()
     periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
-    store = Warehouse(settings.warehouse_path)
-    store.migrate()  # as a run would, before it writes
+    # Into the loader's working file, as a run writes, then published for the analysts.
+    adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
+    store = Warehouse(working_file(settings.warehouse_path))
+    store.migrate()
     try:
         outcome = engine.replay_teams(source, store, periods)
     except engine.RawNotFetchedError as exc:
@@ -45,6 +48,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"replay of {source.name} of {who} failed, its rows are as they were: {error}",
             file=sys.stderr,
         )
+    if store.changed:
+        try:
+            done = store.publish(settings.warehouse_path)
+        except PublishError as exc:
+            print(f"replay of {source.name}: {exc}", file=sys.stderr)
+            return 1
+        print(f"published {done.path} in {done.seconds:.2f}s")
     return 1 if outcome.failures else 0
 
 

@@ -99,23 +99,26 @@ def source_asset(
         selected = context.selected_asset_keys
         tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
         fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
-        with warehouse.session() as store:
-            if fetches:
-                with digitalocean.accounts(context.log) as accounts:
-                    outcome = engine.load_teams(
-                        source,
-                        accounts,
-                        store,
-                        periods,
-                        context.log,
-                        run_id=context.run_id,
-                        tables=tables,
-                        known=digitalocean.known_teams,
-                        workers=digitalocean.team_workers,
-                    )
-            else:
+        # No warehouse connection is held here: the engine opens the working file only to
+        # record teams, land pages and swap months, never while it waits on the API.
+        store = warehouse.store
+        if fetches:
+            with digitalocean.accounts(context.log) as accounts:
+                outcome = engine.load_teams(
+                    source,
+                    accounts,
+                    store,
+                    periods,
+                    context.log,
+                    run_id=context.run_id,
+                    tables=tables,
+                    known=digitalocean.known_teams,
+                    workers=digitalocean.team_workers,
+                )
+        else:
+            with store.session():
                 outcome = engine.replay_teams(source, store, periods)
-            yield from _results(context, source, outcome, periods, fetches, tables)
+        yield from _results(context, source, outcome, periods, fetches, tables)
 
     return _step
 

@@ -13,6 +13,7 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -37,6 +38,7 @@ from pipeline.settings import (
     validate_api_url,
 )
 from pipeline.teams import Account, Team
+from pipeline.warehouse.publish import adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse
 
 
@@ -130,20 +132,51 @@ class DigitalOceanResource(BillingApiResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse file, brought up to date once when a run starts."""
+    """The warehouse: the loader's working file, and the analysts' file it publishes.
+
+    `path` is `WAREHOUSE_PATH`, the file people open (read-only, at any moment); the loader
+    writes `working_path` (default: `warehouse.working.duckdb` beside it). When a run starts,
+    the working file is brought up to date once (a single-file warehouse from before becomes it,
+    no row lost); when the run ends, if anything was written, it is published to `path`.
+    """
 
     path: str = DEFAULT_WAREHOUSE_PATH
+    working_path: str | None = None
     lock_timeout_seconds: float = 120.0
 
     _store: Warehouse | None = PrivateAttr(default=None)
 
+    @property
+    def published_file(self) -> Path:
+        return Path(self.path)
+
+    @property
+    def working_file(self) -> Path:
+        return Path(self.working_path) if self.working_path else working_file(Path(self.path))
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._store = Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
+        adopted = adopt_single_file(self.published_file, self.working_file)
+        self._store = Warehouse(self.working_file, lock_timeout=self.lock_timeout_seconds)
         self._store.migrate()
+        if adopted:  # the old file's rows, now in the working file: publish them at once
+            self._store.changed = True
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """After the run: publish what it wrote (the committed months of every step, also
+        when another step failed)."""
+        store = self._store
+        if store is None or not store.changed:
+            return
+        done = store.publish(self.published_file)
+        if context.log is not None:
+            context.log.info(
+                f"published {done.path} ({done.tables} tables, {done.bytes / 2**20:.1f} MiB) "
+                f"in {done.seconds:.2f}s: new connections see this run's data"
+            )
 
     @property
     def store(self) -> Warehouse:
-        """The run's warehouse; one object, so the teams' threads share its lock."""
+        """The run's working file; one object, so the teams' threads share its lock."""
         if self._store is None:  # used outside a run (a test building it by hand)
             self.setup_for_execution(dg.build_init_resource_context())
         assert self._store is not None
@@ -151,7 +184,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self) -> Iterator[Warehouse]:
-        """The warehouse held open for one step (`Warehouse.session`)."""
+        """The working file held open for a unit of steps (`Warehouse.session`)."""
         with self.store.session() as store:
             yield store
 

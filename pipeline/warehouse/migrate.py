@@ -4,8 +4,8 @@ Each `migrations/NNNN_name.sql` runs once, in its own transaction with its `sche
 row, so an existing warehouse file is upgraded in place without losing a row, and a failed
 migration leaves the file as it was. Views are rebuilt afterwards: they hold no data.
 
-Command line: `python -m pipeline.warehouse.migrate [PATH]` (default: $WAREHOUSE_PATH, else
-data/warehouse.duckdb).
+Command line: `python -m pipeline.warehouse.migrate [PATH]` (default: the loader's working file
+beside $WAREHOUSE_PATH, which is then published).
 """
 
 from __future__ import annotations
@@ -177,6 +177,8 @@ def migrate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.settings import DEFAULT_WAREHOUSE_PATH
+    from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
+    from pipeline.warehouse.store import Warehouse
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.warehouse.migrate",
@@ -185,17 +187,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "path",
         nargs="?",
-        default=os.environ.get("WAREHOUSE_PATH") or DEFAULT_WAREHOUSE_PATH,
-        help="the DuckDB file (default: $WAREHOUSE_PATH or %(default)s)",
+        help="a DuckDB file to migrate in place (default: the loader's working file beside "
+        "$WAREHOUSE_PATH, then published to $WAREHOUSE_PATH)",
     )
-    path = Path(parser.parse_args(argv).path)
+    given = parser.parse_args(argv).path
+    published = Path(os.environ.get("WAREHOUSE_PATH") or DEFAULT_WAREHOUSE_PATH)
+    path = Path(given) if given else working_file(published)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not given:
+            adopt_single_file(published, path)
         with duckdb.connect(str(path)) as con:
             before = schema_version(con)
             done = migrate(con)
             after = schema_version(con)
-    except (MigrationError, duckdb.Error, OSError) as exc:
+        if done and not given:
+            Warehouse(path).publish(published)
+    except (MigrationError, PublishError, duckdb.Error, OSError) as exc:
         print(f"warehouse {path}: {exc}", file=sys.stderr)
         return 1
     if done:

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from pipeline.warehouse.migrate import migrate
+from pipeline.warehouse.publish import Published, publish
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class Warehouse:
         self.lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._held: _Held | None = None
+        # Whether a write committed since this object was made (or last published).
+        self.changed = False
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -225,12 +228,23 @@ class Warehouse:
                 con.rollback()
                 raise
             con.commit()
+            self.changed = True
 
     def migrate(self) -> list[int]:
         """Bring the file's schema up to date (versioned, idempotent); the versions applied.
         The explicit step: the warehouse resource runs it once per run, `make migrate` by hand."""
         with self.connect() as con:
-            return migrate(con)
+            applied = migrate(con)
+        self.changed = self.changed or bool(applied)
+        return applied
+
+    def publish(self, published: Path) -> Published:
+        """Publish this (working) file as the analysts' file `published` (`publish.publish`),
+        holding the file while it copies so publications follow the writes' order."""
+        with self.connect() as con:
+            done = publish(con, published)
+        self.changed = False
+        return done
 
     def land_raw(self, batch: RawBatch) -> None:
         """Keep every page as received, with the fetch's verdict, in one transaction."""

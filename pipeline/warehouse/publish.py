@@ -1,0 +1,136 @@
+"""Two files: the loader's working file, and the analysts' file it publishes.
+
+DuckDB lets one process open a file read-write, or many read-only, never both. So the loader
+writes its own file (`warehouse.working.duckdb` beside `WAREHOUSE_PATH`) and, after a run that
+changed data, publishes a copy to `WAREHOUSE_PATH`: it writes a temporary file in the same
+folder, syncs it, and renames it over the old one. Analysts, BI tools, exports and the
+dashboard open `WAREHOUSE_PATH` read-only whenever they like: a connection already open keeps
+reading the file it opened (on Linux and macOS the old inode lives until it closes), a new one
+sees the new file, and no half-written file is ever at that name.
+
+The published file holds every table and view of the `main` schema (the tables the sources
+load, `teams`, `alerts_sent`, `schema_migrations`, every view and table macro); `raw` stays in
+the working file, where replay reads it. The copy is DuckDB's own and set-based: the schema by
+`COPY FROM DATABASE … (SCHEMA)`, each table by `CREATE TABLE … AS SELECT`, without the primary
+keys' indexes (nobody writes the analysts' file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+PUBLISHED_AS = "published_copy"
+WORKING_SUFFIX = ".working"
+TEMP_MARK = ".publishing-"
+MAIN_TABLES = """
+    SELECT table_name FROM duckdb_tables()
+    WHERE database_name = current_database() AND schema_name = 'main' ORDER BY table_name
+"""
+OTHER_SCHEMAS = """
+    SELECT schema_name FROM duckdb_schemas()
+    WHERE database_name = $db AND schema_name NOT IN ('main', 'information_schema', 'pg_catalog')
+"""
+
+
+class PublishError(RuntimeError):
+    """The analysts' file could not be replaced; it still holds the previous publication."""
+
+
+@dataclass(frozen=True)
+class Published:
+    path: Path
+    tables: int
+    seconds: float
+    bytes: int
+
+
+def working_file(published: Path) -> Path:
+    """The loader's own file beside the analysts' one: `warehouse.duckdb` →
+    `warehouse.working.duckdb`."""
+    return published.with_name(f"{published.stem}{WORKING_SUFFIX}{published.suffix}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries(published: Path) -> None:
+    """Left by a process killed while publishing: never at the analysts' name, so harmless."""
+    for stale in published.parent.glob(f"{published.name}{TEMP_MARK}*"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
+def publish(con: duckdb.DuckDBPyConnection, published: Path) -> Published:
+    """Copy the working database that `con` holds (read-write) to `published`, atomically.
+
+    Called with the working file's connection still open, so two loaders' publications happen
+    in the order they wrote: the second cannot rename an older copy over a newer one."""
+    started = time.monotonic()
+    published.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(published)
+    temporary = published.with_name(f"{published.name}{TEMP_MARK}{os.getpid()}")
+    (source,) = con.execute("SELECT current_database()").fetchone()
+    tables = [name for (name,) in con.execute(MAIN_TABLES).fetchall()]
+    try:
+        con.execute(f"ATTACH '{_quoted(temporary)}' AS {PUBLISHED_AS}")
+        try:
+            con.execute(f'COPY FROM DATABASE "{source}" TO {PUBLISHED_AS} (SCHEMA)')
+            for (schema,) in con.execute(OTHER_SCHEMAS, {"db": PUBLISHED_AS}).fetchall():
+                con.execute(f'DROP SCHEMA {PUBLISHED_AS}."{schema}" CASCADE')
+            for table in tables:
+                con.execute(f'DROP TABLE {PUBLISHED_AS}.main."{table}"')
+                con.execute(
+                    f'CREATE TABLE {PUBLISHED_AS}.main."{table}" AS '  # noqa: S608
+                    f'SELECT * FROM "{source}".main."{table}"'
+                )
+        finally:
+            con.execute(f"DETACH {PUBLISHED_AS}")  # checkpoints: the file is whole on its own
+        _fsync(temporary)
+        os.replace(temporary, published)
+        _fsync(published.parent)
+    except (duckdb.Error, OSError) as exc:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise PublishError(
+            f"could not publish {published} (it keeps the previous data): {exc}"
+        ) from None
+    return Published(published, len(tables), time.monotonic() - started, published.stat().st_size)
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def adopt_single_file(published: Path, working: Path) -> bool:
+    """Upgrade in place: a warehouse from before the two files (only `published` exists)
+    becomes the working file, as a copy, so analysts keep their file until the first
+    publication replaces it. True when it did. Two loaders starting at once: one copy wins
+    (a hard link cannot replace), the other is dropped."""
+    if working.exists() or not published.is_file():
+        return False
+    temporary = working.with_name(f"{working.name}{TEMP_MARK}{os.getpid()}")
+    wal = published.with_name(published.name + ".wal")
+    try:
+        shutil.copyfile(published, temporary)
+        if wal.exists():  # a crash left changes not yet checkpointed: they move too
+            shutil.copyfile(wal, temporary.with_name(working.name + ".wal"))
+        _fsync(temporary)
+        os.link(temporary, working)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    return True
