@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipeline.sandbox import SandboxServer
+
 REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 40
 
@@ -36,7 +38,9 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
     assert len(lines) <= MAX_LINES, "\n".join(lines)
-    assert not [line for line in lines if " - DEBUG - " in line]
+    assert not [line for line in lines if " - DEBUG - " in line or " - dagster - " in line]
+    # The sandbox notice once per run, not once per step.
+    assert sum("built-in SANDBOX API at" in line for line in lines) == 1
     assert lines[0].startswith("Loading 2026-06…") and "SANDBOX" in lines[0]
     assert any(line.split()[:3] == ["year", "months", "invoices"] for line in lines)
     assert lines[-1].startswith("Done in ") and str(tmp_path / "warehouse.duckdb") in lines[-1]
@@ -58,3 +62,36 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
             os.environ["DAGSTER_HOME"] = before
     assert len(runs) == 1 and runs[0].is_success
     assert "2026-06" in months and len(months) >= 6
+
+
+def test_a_failed_run_names_the_cause_in_a_few_lines_without_a_traceback(tmp_path):
+    """A revoked token: the cause, which steps failed, and what to do; no Dagster wrapper."""
+    with SandboxServer() as server:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "DIGITALOCEAN_TOKEN": "revoked-token",
+            "DIGITALOCEAN_API_URL": server.url,
+            "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+            "INVOICE_START_PERIOD": "2026-10",
+            "PYTHONPATH": str(REPO),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli.run"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1
+    assert len(lines) <= 25, done.stdout
+    assert "Traceback" not in done.stdout and "Error occurred while executing" not in done.stdout
+    (failed,) = [line for line in lines if line.startswith("Failed: ")]
+    assert failed.startswith("Failed: balance, billing_history, daily_costs, invoice_tables: ")
+    assert "HTTP 401" in failed and "DIGITALOCEAN_TOKEN" in failed
+    assert "revoked-token" not in done.stdout
+    assert lines[-1].startswith("The failed steps' months keep their previous rows.")

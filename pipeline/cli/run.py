@@ -13,12 +13,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.store import Warehouse
 
+CAUSE_LINES = 6  # of an error's message, at most
+MAX_LINE = 400
 SUMMARY = """
     WITH months AS (SELECT unnest(CAST($periods AS VARCHAR[])) AS month),
     inv AS (
@@ -81,6 +84,40 @@ def alerts_line(result: dg.ExecuteInProcessResult) -> str:
     return "Alerts: " + "; ".join(found) + " — see the checks in `make dev`"
 
 
+def cause(error: Any) -> str:  # a step failure's SerializableErrorInfo
+    """The error a person can act on: the innermost one, not Dagster's wrapper around it, in
+    its first lines, without the traceback."""
+    while error.cause is not None and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    text = error.message.strip()
+    prefix = f"{error.cls_name}: "
+    text = text.split(prefix, 1)[1] if prefix in text.splitlines()[0] else text
+    lines = [line[:MAX_LINE] for line in text.splitlines()[:CAUSE_LINES]]
+    return f"{error.cls_name}: " + "\n  ".join(lines)
+
+
+def failure_report(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Which steps failed and why (one line per distinct cause), which committed, which did
+    not run: a few lines instead of the tracebacks."""
+    causes: dict[str, list[str]] = {}
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            causes.setdefault(cause(event.step_failure_data.error), []).append(event.step_key)
+    done = [event.step_key for event in result.all_events if event.is_step_success]
+    skipped = [event.step_key for event in result.all_events if event.is_step_skipped]
+    lines = [f"Failed: {', '.join(steps)}: {why}" for why, steps in causes.items()]
+    lines = lines or ["The run failed."]
+    if done:
+        lines.append(f"Committed: {', '.join(done)} (their months are loaded and published).")
+    if skipped:
+        lines.append(f"Not run, waiting on a failed step: {', '.join(skipped)}.")
+    lines.append(
+        "The failed steps' months keep their previous rows. Fix the cause and run again; "
+        "VERBOSE=1 shows Dagster's full log."
+    )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
@@ -110,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = defs.resolve_job_def(INVOICES_JOB).execute_in_process(
             instance=dagster,
             run_config={
-                "loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}
+                "loggers": {
+                    "console": {
+                        "config": {"log_level": "DEBUG" if verbose else "INFO", "full": verbose}
+                    }
+                }
             },
             tags={
                 "dagster/asset_partition_range_start": keys[0],
@@ -119,10 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise_on_error=False,
         )
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data:
-                print(event.step_failure_data.error.message.strip(), file=sys.stderr)
-        print("The run failed; the warehouse keeps the previous rows.", file=sys.stderr)
+        print("\n".join(failure_report(result)), file=sys.stderr)
         return 1
     warehouse = Warehouse(settings.warehouse_path)
     summary = warehouse.query(SUMMARY, {"periods": keys})

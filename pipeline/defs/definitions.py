@@ -8,6 +8,7 @@ from pipeline.defs.alert_checks import alerts_checks
 from pipeline.defs.assets import build_assets, source_asset
 from pipeline.defs.checks import CHECKS, checks_step
 from pipeline.defs.freshness import freshness_checks, freshness_job, freshness_schedule
+from pipeline.defs.logs import console_logger
 from pipeline.defs.partitions import monthly_partitions
 from pipeline.defs.resources import (
     AlertsResource,
@@ -59,6 +60,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         jobs=[invoices_job(partitions), freshness_job],
         schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
         resources=resources_for(settings),
+        loggers={"console": console_logger},
         # One process per run: steps share the DuckDB file serially, with no per-step startup.
         executor=dg.in_process_executor,
     )

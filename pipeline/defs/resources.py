@@ -117,6 +117,12 @@ class DigitalOceanResource(BillingApiResource):
     token_env: str = TOKEN_ENV
     api_url: str = DEFAULT_API_URL
 
+    _announced: bool = PrivateAttr(default=False)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        self._announced = False
+
     @contextmanager
     def accounts(self, log: Log) -> Iterator[list[Account]]:
         tokens = split_tokens(self.token or "")
@@ -125,8 +131,10 @@ class DigitalOceanResource(BillingApiResource):
                 f"{self.token_env} is empty: set it to a token with billing:read and account:read"
             )
         url = validate_api_url(self.api_url)
-        teams = f"{len(tokens)} tokens, one per team" if len(tokens) > 1 else "one token"
-        log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc} with {teams}")
+        if not self._announced:  # once per run, not once per step
+            teams = f"{len(tokens)} tokens, one per team" if len(tokens) > 1 else "one token"
+            log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc} with {teams}")
+            self._announced = True
         with self._accounts(url, tokens, self.token_env, log) as accounts:
             yield accounts
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import dagster as dg
+from pydantic import PrivateAttr
+
 from pipeline.api.log import Log
 from pipeline.defs.resources import BillingApiResource
 from pipeline.sandbox.server import SandboxServer
@@ -12,16 +15,41 @@ from pipeline.settings import TOKEN_ENV
 from pipeline.teams import Account
 
 
+def sandbox_notice(url: str) -> str:
+    return (
+        f"{TOKEN_ENV} is not set: using the built-in SANDBOX API at {url}. "
+        "The data is generated sample data, not your bill."
+    )
+
+
 class SandboxResource(BillingApiResource):
-    """The built-in sandbox API, serving a generated sample team, in place of DigitalOcean."""
+    """The built-in sandbox API, serving a generated sample team, in place of DigitalOcean.
+
+    One server per run, started when the run starts (and said so once), stopped when it ends,
+    so every step of the run reads the same sample account."""
+
+    _server: SandboxServer | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        self._server = SandboxServer().start()
+        if context.log is not None:
+            context.log.warning(sandbox_notice(self._server.url))
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     @contextmanager
     def accounts(self, log: Log) -> Iterator[list[Account]]:
-        """One sample team's token, on a sandbox started for this block and stopped after it."""
+        """The sample team's token on the run's sandbox (outside a run: one started for this
+        block and stopped after it)."""
+        if self._server is not None:
+            with self._accounts(self._server.url, [self._server.token], TOKEN_ENV, log) as found:
+                yield found
+            return
         with SandboxServer() as sandbox:
-            log.warning(
-                f"{TOKEN_ENV} is not set: using the built-in SANDBOX API at {sandbox.url}. "
-                "The data is generated sample data, not your bill."
-            )
-            with self._accounts(sandbox.url, [sandbox.token], TOKEN_ENV, log) as accounts:
-                yield accounts
+            log.warning(sandbox_notice(sandbox.url))
+            with self._accounts(sandbox.url, [sandbox.token], TOKEN_ENV, log) as found:
+                yield found
