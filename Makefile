@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test dev backfill export focus migrate doctor replay bench lint lock clean
+.PHONY: run test dev backfill export focus migrate doctor replay prune bench lint lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file a
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
 	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
 	$(BIN)/python -m pipeline.replay $(SOURCE) $(FROM) $(TO)
+
+prune: $(VENV)/.runtime  ## delete superseded raw fetches now (every run prunes what it swaps): make prune [KEEP=N]
+	$(BIN)/python -m pipeline.prune $(if $(KEEP),--keep $(KEEP))
 
 $(VENV)/.bench: $(VENV)/.runtime
 	$(BIN)/pip install -q "dlt[duckdb]==1.31.0"

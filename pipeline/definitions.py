@@ -28,7 +28,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         )
     else:
         api = SandboxResource()
-    return {"digitalocean": api, "warehouse": WarehouseResource(path=str(settings.warehouse_path))}
+    warehouse = WarehouseResource(path=str(settings.warehouse_path), raw_keep=settings.raw_keep)
+    return {"digitalocean": api, "warehouse": warehouse}
 
 
 defs = dg.Definitions(

@@ -28,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = monthly_partitions.get_partition_keys()
     periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
-    store = Warehouse(get_settings().warehouse_path)
+    settings = get_settings()
+    store = Warehouse(settings.warehouse_path, raw_keep=settings.raw_keep)
     try:
         outcome = engine.replay_teams(source, store, periods)
     except engine.RawNotFetchedError as exc:

@@ -17,6 +17,7 @@ from pipeline.api.client import DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_PER_PAGE, 
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     DEFAULT_API_URL,
+    DEFAULT_RAW_KEEP,
     DEFAULT_WAREHOUSE_PATH,
     TOKEN_ENV,
     SettingsError,
@@ -110,9 +111,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     path: str = DEFAULT_WAREHOUSE_PATH
     lock_timeout_seconds: float = 120.0
+    raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
 
     def open(self) -> Warehouse:
-        return Warehouse(self.path, lock_timeout=self.lock_timeout_seconds)
+        return Warehouse(self.path, lock_timeout=self.lock_timeout_seconds, raw_keep=self.raw_keep)
 
     @contextmanager
     def session(self) -> Iterator[Warehouse]:

@@ -49,6 +49,7 @@ DEFAULT_NEW_SKU_MIN_USD = Decimal("10")
 DEFAULT_LOOKBACK_DAYS = 7
 ALERT_URLS_ENV = "ALERT_URLS"
 # Raw retention: the latest good fetch of each team × month × source, and this many older ones.
+# The same default as the store's (pipeline/warehouse/store.py), which reads no settings.
 DEFAULT_RAW_KEEP = 3
 MAX_RAW_KEEP = 1000
 # Amounts are compared with DECIMAL(18,2) columns: anything larger cannot be a bill.
