@@ -137,11 +137,6 @@ class Pruned:
     pages: int = 0
     targets: int = 0
 
-    def __add__(self, other: Pruned) -> Pruned:
-        return Pruned(
-            self.fetches + other.fetches, self.pages + other.pages, self.targets + other.targets
-        )
-
 
 def prune_raw(
     con: duckdb.DuckDBPyConnection, keep: int, source: str | None = None, team: str | None = None
