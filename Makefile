@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test test-any-day dev check-defs backfill export focus migrate doctor replay bench lint lock clean
+.PHONY: run test test-any-day dev check-defs backfill export focus migrate doctor replay prune bench lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -68,6 +68,9 @@ doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file a
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
 	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
 	$(BIN)/python -m pipeline.cli.replay $(SOURCE) $(FROM) $(TO)
+
+prune: $(VENV)/.runtime  ## delete superseded raw fetches now (every run prunes what it swaps): make prune [KEEP=N]
+	$(BIN)/python -m pipeline.cli.prune $(if $(KEEP),--keep $(KEEP))
 
 $(VENV)/.bench: $(VENV)/.runtime
 	$(UV_PIP) "dlt[duckdb]==1.31.0"

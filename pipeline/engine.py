@@ -220,7 +220,8 @@ def normalize(
 def swap(
     source: Source, store: Warehouse, periods: Sequence[str], result: Normalized, team_uuid: str
 ) -> None:
-    """Replace one team's rows of the months in every table of the source, in one transaction."""
+    """Replace one team's rows of the months in every table of the source, and prune its raw
+    fetches (RAW_KEEP), in one transaction."""
     store.replace_periods(
         team_uuid,
         periods,
@@ -234,6 +235,7 @@ def swap(
             for t in source.tables
             if t.write == "merge"
         },
+        raw_source=source.name,
     )
 
 

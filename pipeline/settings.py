@@ -11,11 +11,16 @@ then validates and caches the result.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import logging
+import os
 import re
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +29,7 @@ from dotenv import load_dotenv
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from pipeline.months import is_month
+from pipeline.months import FIRST_YEAR, MONTH_PATTERN, month_of
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
@@ -45,6 +50,17 @@ DEFAULT_LOOKBACK_DAYS = 7
 DEFAULT_TEAM_WORKERS = 8  # teams fetched at once (each with its own client pool)
 MAX_TEAM_WORKERS = 64
 ALERT_URLS_ENV = "ALERT_URLS"
+# Raw retention: the latest good fetch of each team × month × source, and this many older ones.
+# The same default as the store's (pipeline/warehouse/store.py), which reads no settings.
+DEFAULT_RAW_KEEP = 3
+MAX_RAW_KEEP = 1000
+# Amounts are compared with DECIMAL(18,2) columns: anything larger cannot be a bill.
+MAX_USD = Decimal(10) ** 16 - Decimal("0.01")
+# The anomaly thresholds' ceilings: beyond them no day can ever alert, so a value there is a typo.
+MAX_SPIKE_MADS = Decimal(1000)
+MAX_SPIKE_RATIO = Decimal(1_000_000)
+# "Now" for the checks that depend on the date (INVOICE_START_PERIOD); `from_env(now=)` sets it.
+_NOW: ContextVar[datetime | None] = ContextVar("settings_now", default=None)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -66,17 +82,43 @@ def split_urls(text: str) -> list[str]:
     return [part for part in re.split(r"[,\s]+", text) if part]
 
 
-def usd(text: str, what: str) -> Decimal:
-    """A non-negative amount in dollars with at most two decimals, exactly (never a float)."""
+def clip(value: str, limit: int = 40) -> str:
+    """A value as messages quote it: repr, cut short, so a pasted blob keeps them a line long."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+def _number(text: str, what: str, noun: str = "a number") -> Decimal:
+    """A finite decimal read exactly, or a SettingsError naming `what`."""
     try:
-        value = Decimal(text.strip().removeprefix("$").replace("_", ""))
-    except InvalidOperation:
-        raise SettingsError(f"{what} {text.strip()!r} is not an amount in dollars") from None
-    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+        value = Decimal(text)
+    except DecimalException:
+        raise SettingsError(f"{what} {clip(text)} is not {noun}") from None
+    if not value.is_finite():
+        raise SettingsError(f"{what} {clip(text)} is not {noun}")
+    return value
+
+
+def usd(text: str, what: str) -> Decimal:
+    """A non-negative amount in dollars with at most two decimals, exactly (never a float), and
+    no larger than a DECIMAL(18,2) column holds."""
+    shown = text.strip()
+    value = _number(shown.removeprefix("$").replace("_", ""), what, "an amount in dollars")
+    # Range first: quantizing 1e400 would raise decimal.InvalidOperation.
+    if not 0 <= value <= MAX_USD:
         raise SettingsError(
-            f"{what} {text.strip()!r} must be a non-negative amount with at most two decimals"
+            f"{what} {clip(shown)} is out of range: an amount from 0 to {MAX_USD:,} dollars"
         )
+    if value != value.quantize(Decimal("0.01")):
+        raise SettingsError(f"{what} {clip(shown)} must have at most two decimals")
     return value.quantize(Decimal("0.01"))
+
+
+def whole_number(value: Any, what: str, low: int, high: int, noun: str) -> int:
+    """A whole number from `low` to `high`, in ASCII digits (int() would take other scripts')."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit() and len(text) < 10) or not low <= int(text) <= high:
+        raise SettingsError(f"{what} {clip(text)} must be {noun}, from {low} to {high}")
+    return int(text)
 
 
 def parse_budgets(text: str) -> dict[str, Decimal]:
@@ -98,10 +140,126 @@ def parse_budgets(text: str) -> dict[str, Decimal]:
 
 
 def validate_period(value: str, what: str = "invoice period") -> str:
-    """Return `value` if it is a real `YYYY-MM` month, else raise naming `what`."""
-    if not is_month(value):
+    """Return `value` if it is a real `YYYY-MM` month from FIRST_YEAR on, else raise naming
+    `what` and the rule it breaks (the form, or the year)."""
+    if not isinstance(value, str) or not re.fullmatch(MONTH_PATTERN, value):
         raise SettingsError(f"{what} {value!r} is not a month in YYYY-MM form (e.g. 2024-05)")
+    if int(value[:4]) < FIRST_YEAR:
+        raise SettingsError(
+            f"{what} {value!r} is out of range: the year must be {FIRST_YEAR} or later"
+        )
     return value
+
+
+def validate_start_period(value: str, now: datetime) -> str:
+    """`INVOICE_START_PERIOD`: a month (see `validate_period`) no later than `now`'s (UTC), as
+    partitions run from it through the current month."""
+    validate_period(value, "INVOICE_START_PERIOD")
+    current = month_of(now.astimezone(UTC))
+    if value > current:
+        raise SettingsError(
+            f"INVOICE_START_PERIOD {value!r} is out of range: it must not be after the current "
+            f"month ({current}), as partitions run from it through the current month"
+        )
+    return value
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a URL may carry userinfo (`user:password@`). Any `@` counts, so that a URL
+    whose scheme is missing or mistyped, which urlsplit cannot take apart, is not shown either."""
+    return "@" in url
+
+
+def validate_warehouse_path(path: Path) -> Path:
+    """The DuckDB file: a file (or nothing yet) in a folder this process may create files in.
+
+    Writability is asked of the kernel (`os.access`, effective ids), which knows root's
+    override, read-only mounts and immutable folders; permission bits alone would not."""
+    shown = str(path)
+    if "\x00" in shown:
+        raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
+    try:
+        _check_warehouse_place(path)
+    except OSError as exc:  # a folder on the path this user may not enter, a name too long
+        raise SettingsError(
+            f"WAREHOUSE_PATH {shown!r} cannot be used: {exc.strerror or exc}"
+        ) from None
+    return path
+
+
+def _check_warehouse_place(path: Path) -> None:
+    shown = str(path)
+    if path.is_dir():
+        raise SettingsError(
+            f"WAREHOUSE_PATH {shown!r} is a directory: name the DuckDB file, e.g. "
+            f"{str(path / 'warehouse.duckdb')!r}"
+        )
+    if path.exists() and not _writable(path):
+        raise SettingsError(f"WAREHOUSE_PATH {shown!r} is a file this user may not write")
+    # The first folder on the path that exists: the rest are created at the first write.
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SettingsError(f"WAREHOUSE_PATH {shown!r}: {str(folder)!r} is a file, not a directory")
+    if not _writable(folder, os.W_OK | os.X_OK):
+        raise SettingsError(
+            f"WAREHOUSE_PATH {shown!r}: the folder {str(folder)!r} is not writable by this "
+            "user (DuckDB creates the file and its .wal there)"
+        )
+
+
+def _writable(path: Path, mode: int = os.W_OK) -> bool:
+    if os.access in os.supports_effective_ids:
+        return os.access(path, mode, effective_ids=True)
+    return os.access(path, mode)
+
+
+@contextlib.contextmanager
+def _apprise_quiet() -> Iterator[None]:
+    """apprise logs the URLs it cannot load; a URL may hold a token, so say nothing."""
+    logger = logging.getLogger("apprise")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def validate_alert_urls(urls: list[str]) -> None:
+    """Each entry is a URL apprise can use: a scheme it knows, with the parts that scheme needs.
+
+    Asked of apprise itself (`Apprise.instantiate` parses and builds the notifier, sending
+    nothing), imported only here: 75 ms, and only when ALERT_URLS is set."""
+    for position, url in enumerate(urls, start=1):
+        scheme, sep, rest = url.partition("://")
+        if not sep or not rest or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme.lower()):
+            # Never the URL itself: it may carry a webhook token.
+            raise SettingsError(
+                f"entry {position} of {ALERT_URLS_ENV} is not an apprise URL "
+                "(scheme://…, e.g. slack://…, msteams://…, mailtos://…, json://…)"
+            )
+    import apprise
+    from apprise.manager_plugins import NotificationManager
+
+    known = NotificationManager()
+    for position, url in enumerate(urls, start=1):
+        scheme = url.partition("://")[0].lower()
+        place = f"entry {position} of {ALERT_URLS_ENV}"
+        if scheme not in known:
+            # A scheme is a word the user typed, not a secret (and at most 20 characters shown).
+            raise SettingsError(
+                f"{place}: apprise knows no {scheme[:20]!r} scheme (e.g. slack://…, "
+                "msteams://…, mailtos://…, json://…; see the apprise wiki for the list)"
+            )
+        with _apprise_quiet():
+            usable = apprise.Apprise.instantiate(url) is not None
+        if not usable:
+            raise SettingsError(
+                f"{place} ({scheme}): apprise cannot use this URL (a part that {scheme}:// "
+                "needs is missing or malformed); the URL is not shown, it may hold a token"
+            )
 
 
 def is_loopback(host: str | None) -> bool:
@@ -116,7 +274,13 @@ def is_loopback(host: str | None) -> bool:
 
 
 def validate_api_url(url: str) -> str:
-    """The token goes only to this URL: HTTPS, or plain HTTP on loopback (sandbox, tests)."""
+    """The token goes only to this URL: HTTPS, or plain HTTP on loopback (sandbox, tests).
+    A URL with credentials is refused before anything else, and never shown."""
+    if has_credentials(url):
+        raise SettingsError(
+            "DIGITALOCEAN_API_URL must not carry credentials (user:password@…); the value is "
+            "not shown. The token goes in DIGITALOCEAN_TOKEN."
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SettingsError(f"DIGITALOCEAN_API_URL {url!r} is not an http(s) URL")
@@ -125,7 +289,7 @@ def validate_api_url(url: str) -> str:
             f"DIGITALOCEAN_API_URL {url!r} uses plain http: the token would travel unencrypted. "
             "Use https (plain http is allowed only for loopback hosts)."
         )
-    if parts.query or parts.fragment or parts.username or parts.password:
+    if parts.query or parts.fragment:
         raise SettingsError(
             "DIGITALOCEAN_API_URL must be a bare base URL (no query or credentials)"
         )
@@ -195,6 +359,7 @@ class Settings(BaseSettings):
     alert_urls_text: SecretStr | None = Field(default=None, validation_alias=ALERT_URLS_ENV)
     ui_url: str = Field(default=DEFAULT_UI_URL, validation_alias="DAGSTER_UI_URL")
     team_workers: int = Field(default=DEFAULT_TEAM_WORKERS, validation_alias="TEAM_WORKERS")
+    raw_keep: int = Field(default=DEFAULT_RAW_KEEP, validation_alias="RAW_KEEP")
 
     @model_validator(mode="before")
     @classmethod
@@ -211,19 +376,12 @@ class Settings(BaseSettings):
     @field_validator("warehouse_path")
     @classmethod
     def _warehouse_path(cls, value: Path) -> Path:
-        if "\x00" in str(value):
-            raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
-        for parent in value.parents:
-            if parent.is_file():
-                raise SettingsError(
-                    f"WAREHOUSE_PATH {str(value)!r}: {str(parent)!r} is a file, not a directory"
-                )
-        return value
+        return validate_warehouse_path(value)
 
     @field_validator("start_period")
     @classmethod
     def _start_period(cls, value: str) -> str:
-        return validate_period(value, "INVOICE_START_PERIOD")
+        return validate_start_period(value, _NOW.get() or datetime.now(UTC))
 
     @field_validator("budget_usd", "spike_min_usd", "new_sku_min_usd", mode="before")
     @classmethod
@@ -245,47 +403,47 @@ class Settings(BaseSettings):
     @field_validator("budget_warn_share", mode="before")
     @classmethod
     def _warn_share(cls, value: Any) -> Decimal:
-        try:
-            share = Decimal(str(value).strip().removesuffix("%"))
-        except InvalidOperation:
-            raise SettingsError(f"BUDGET_WARN_SHARE {value!r} is not a number") from None
-        if str(value).strip().endswith("%"):
-            share /= 100
-        if not share.is_finite() or not 0 < share <= 1:
+        text = str(value).strip()
+        share = _number(text.removesuffix("%"), "BUDGET_WARN_SHARE")
+        percent = text.endswith("%")
+        # Range first, then the division: 1e999999% would overflow it.
+        if not 0 < share <= (100 if percent else 1):
             raise SettingsError(
-                f"BUDGET_WARN_SHARE {value!r} must be a share between 0 and 1 (e.g. 0.8 or 80%)"
+                f"BUDGET_WARN_SHARE {clip(text)} must be a share between 0 and 1 (e.g. 0.8 or 80%)"
             )
-        return share
+        return share / 100 if percent else share
 
     @field_validator("spike_mads", "spike_min_ratio", mode="before")
     @classmethod
     def _positive(cls, value: Any, info: Any) -> Decimal:
-        name = {"spike_mads": "ANOMALY_MADS", "spike_min_ratio": "ANOMALY_MIN_RATIO"}
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise SettingsError(f"{name[info.field_name]} {value!r} is not a number") from None
-        if not number.is_finite() or number <= 0:
-            raise SettingsError(f"{name[info.field_name]} {value!r} must be a positive number")
+        name, ceiling = {
+            "spike_mads": ("ANOMALY_MADS", MAX_SPIKE_MADS),
+            "spike_min_ratio": ("ANOMALY_MIN_RATIO", MAX_SPIKE_RATIO),
+        }[info.field_name]
+        text = str(value).strip()
+        number = _number(text, name)
+        if not 0 < number <= ceiling:
+            raise SettingsError(
+                f"{name} {clip(text)} must be a number above 0 and at most {ceiling:,}"
+            )
         return number
 
     @field_validator("alert_lookback_days", mode="before")
     @classmethod
     def _lookback(cls, value: Any) -> int:
-        text = str(value).strip()
-        if not text.isdigit() or not 1 <= int(text) <= 366:
-            raise SettingsError(f"ALERT_LOOKBACK_DAYS {value!r} must be a whole number of days")
-        return int(text)
+        return whole_number(value, "ALERT_LOOKBACK_DAYS", 1, 366, "a whole number of days")
+
+    @field_validator("raw_keep", mode="before")
+    @classmethod
+    def _raw_keep(cls, value: Any) -> int:
+        return whole_number(
+            value, "RAW_KEEP", 0, MAX_RAW_KEEP, "the number of older raw fetches to keep"
+        )
 
     @field_validator("team_workers", mode="before")
     @classmethod
     def _team_workers(cls, value: Any) -> int:
-        text = str(value).strip()
-        if not text.isdigit() or not 1 <= int(text) <= MAX_TEAM_WORKERS:
-            raise SettingsError(
-                f"TEAM_WORKERS {value!r} must be a whole number from 1 to {MAX_TEAM_WORKERS}"
-            )
-        return int(text)
+        return whole_number(value, "TEAM_WORKERS", 1, MAX_TEAM_WORKERS, "how many teams at once")
 
     @field_validator("alert_urls_text")
     @classmethod
@@ -295,24 +453,17 @@ class Settings(BaseSettings):
         urls = split_urls(value.get_secret_value())
         if not urls:
             raise SettingsError(f"{ALERT_URLS_ENV} is set but holds no URL")
-        for position, url in enumerate(urls, start=1):
-            scheme, sep, rest = url.partition("://")
-            if not sep or not rest or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme.lower()):
-                # Never the URL itself: it may carry a webhook token.
-                raise SettingsError(
-                    f"entry {position} of {ALERT_URLS_ENV} is not an apprise URL "
-                    "(scheme://…, e.g. slack://…, msteams://…, mailtos://…, json://…)"
-                )
+        validate_alert_urls(urls)
         return value
 
     @field_validator("ui_url")
     @classmethod
     def _ui_url(cls, value: str) -> str:
+        if has_credentials(value):
+            raise SettingsError("DAGSTER_UI_URL must not carry credentials; the value is not shown")
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise SettingsError(f"DAGSTER_UI_URL {value!r} is not an http(s) URL")
-        if parts.username or parts.password:
-            raise SettingsError("DAGSTER_UI_URL must not carry credentials")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -370,15 +521,21 @@ class Settings(BaseSettings):
         return TOKENS_ENV if self.tokens_list is not None else TOKEN_ENV
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, now: datetime | None = None
+    ) -> Settings:
         """Validate `env` alone (neither `os.environ` nor `.env` is read), or, without it, the
-        process environment and `.env`; raise `SettingsError` naming each bad variable."""
+        process environment and `.env`; raise `SettingsError` naming each bad variable.
+        `now` (default: the clock) decides which month is the current one."""
+        reset = _NOW.set(now)
         try:
             if env is None:
                 return cls()
             return _GivenSettings(**env)
         except ValidationError as exc:
             error = _settings_error(exc)
+        finally:
+            _NOW.reset(reset)
         # Raised outside the except block: the ValidationError is neither cause nor context.
         raise error
 

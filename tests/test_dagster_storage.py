@@ -98,3 +98,62 @@ def test_wiping_the_instance_closes_its_files_first(home):
         assert instance.get_materialized_partitions(dg.AssetKey("months_asset")) == set()
         assert job.execute_in_process(instance=instance, partition_key="2026-02").success
         assert instance.get_materialized_partitions(dg.AssetKey("months_asset")) == {"2026-02"}
+
+
+# -- run monitoring: a run whose process was killed does not stay STARTED ----------------------
+
+KILLED_CHILD = """
+import os, signal, sys, dagster as dg
+
+@dg.asset
+def stuck() -> None:
+    print("started", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no cleanup, no event
+
+with dg.DagsterInstance.get() as instance:
+    dg.materialize([stuck], instance=instance, tags={"dagster/max_runtime": sys.argv[1]})
+"""
+
+
+def test_the_repository_instance_monitors_runs_and_the_jobs_have_a_runtime_limit(home):
+    from pipeline.defs.definitions import defs
+
+    jobs = [defs().resolve_job_def(name) for name in ("invoices_job", "freshness_job")]
+    with instance_at(home) as instance:
+        assert instance.run_monitoring_enabled
+        assert "MONITORING" in instance.get_required_daemon_types()
+        # Any run without the tag (`make run`, `dagster asset materialize`) gets this limit.
+        default = instance.run_monitoring_max_runtime_seconds
+    assert 3600 <= default <= 24 * 3600
+    for job in jobs:
+        assert 0 < int(job.tags["dagster/max_runtime"]) <= default
+
+
+def test_a_killed_run_is_marked_failed_by_the_monitoring_daemon(home, monkeypatch):
+    """The run's process dies without a word; the daemon's monitoring pass, on the repository's
+    instance and run launcher, fails it once past its maximum runtime."""
+    import logging
+    import subprocess
+    import sys
+    import time
+
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import EmptyWorkspaceTarget
+    from dagster._daemon.monitoring import execute_run_monitoring_iteration
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, "1"],
+        cwd=home, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == -9 and "started" in done.stdout, done.stderr
+    with instance_at(home) as instance:
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.STARTED, "left STARTED by the kill"
+        time.sleep(1.5)  # past the run's 1 s limit
+        with WorkspaceProcessContext(instance, EmptyWorkspaceTarget()) as workspace:
+            list(execute_run_monitoring_iteration(workspace, logging.getLogger("monitor")))
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
+        messages = [e.message for e in instance.all_logs(run.run_id) if e.message]
+    assert any("maximum runtime of 1 seconds" in m for m in messages), messages[-4:]

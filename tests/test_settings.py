@@ -1,10 +1,16 @@
 """Settings: environment and `.env`, validation that names the setting and never shows the
 token, and the choice between the real API and the sandbox."""
 
+import json
 import logging
+import os
 import re
 import secrets
+import subprocess
+import sys
 import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +23,7 @@ from pipeline.defs.sandbox import SandboxResource
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import (
     DEFAULT_API_URL,
+    DEFAULT_RAW_KEEP,
     DEFAULT_START_PERIOD,
     TOKEN_PREFIXES,
     Settings,
@@ -231,6 +238,204 @@ def test_a_bad_token_list_is_named_by_entry_without_showing_a_token(env, says):
     with pytest.raises(SettingsError, match=says) as raised:
         Settings.from_env(given)
     assert t1 not in str(raised.value) and t2 not in str(raised.value)
+
+
+# -- settings that used to pass and then fail deep inside -------------------------------------
+
+SECRET = "SECRET" + secrets.token_hex(8)
+
+
+def refused(env: dict[str, str], now: datetime | None = None) -> str:
+    """The SettingsError's message for `env`, checked to be short, unchained (no pydantic or
+    decimal error behind it) and free of SECRET, in the traceback too."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env, now=now)
+    message = str(raised.value)
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
+    shown = "".join(traceback.format_exception(raised.value))
+    assert SECRET not in shown
+    assert len(message) < 300 and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BUDGET_USD", "1e400"),
+        ("BUDGET_USD", "-0.01"),
+        ("BUDGET_USD", "10000000000000000"),  # one dollar more than DECIMAL(18,2) holds
+        ("ANOMALY_MIN_USD", "1e400"),
+        ("NEW_SKU_MIN_USD", "1E+400"),
+        ("BUDGETS", "Team A=1e400"),
+        ("ANOMALY_MADS", "1e400"),
+        ("ANOMALY_MIN_RATIO", "1e400"),
+        ("BUDGET_WARN_SHARE", "1e999999999%"),
+        ("ALERT_LOOKBACK_DAYS", "9" * 5000),
+    ],
+)
+def test_a_money_or_threshold_setting_out_of_range_is_a_settings_error(name, value):
+    message = refused({name: value})
+    assert message.startswith(name)
+    assert re.search(r"out of range|at most|between|from \d+ to \d+", message)
+    assert "InvalidOperation" not in message
+
+
+def test_the_largest_amount_a_column_holds_is_accepted():
+    settings = Settings.from_env({"BUDGET_USD": "9999999999999999.99", "BUDGETS": "A=0"})
+    assert str(settings.budget_usd) == "9999999999999999.99"
+    assert str(settings.budgets["A"]) == "0.00"
+
+
+MAY_2026 = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
+
+
+def test_a_start_period_before_2000_names_the_year_rule_not_the_form():
+    message = refused({"INVOICE_START_PERIOD": "1999-01"}, MAY_2026)
+    assert message.startswith("INVOICE_START_PERIOD '1999-01' is out of range")
+    assert "year must be 2000 or later" in message
+    assert "YYYY-MM form" not in message
+
+
+def test_a_start_period_after_the_current_month_is_refused():
+    message = refused({"INVOICE_START_PERIOD": "2030-01"}, MAY_2026)
+    assert message.startswith("INVOICE_START_PERIOD '2030-01' is out of range")
+    assert "after the current month (2026-05)" in message
+
+
+def test_the_current_month_is_the_utc_one():
+    # 01:00 on June 1st in UTC+2 is still May in UTC, the partitions' time zone.
+    june_first_east = datetime(2026, 6, 1, 1, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert "(2026-05)" in refused({"INVOICE_START_PERIOD": "2026-06"}, june_first_east)
+    settings = Settings.from_env({"INVOICE_START_PERIOD": "2026-05"}, now=june_first_east)
+    assert settings.start_period == "2026-05"
+    later = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+    assert Settings.from_env({"INVOICE_START_PERIOD": "2026-06"}, now=later).start_period == (
+        "2026-06"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("DIGITALOCEAN_API_URL", "http://user:{secret}@example.com"),
+        ("DIGITALOCEAN_API_URL", "https://user:{secret}@api.example.com"),
+        ("DIGITALOCEAN_API_URL", "http://user:{secret}@127.0.0.1:8765"),
+        ("DIGITALOCEAN_API_URL", "https://{secret}@api.example.com"),
+        ("DIGITALOCEAN_API_URL", "user:{secret}@example.com"),  # no scheme: urlsplit misreads it
+        ("DIGITALOCEAN_API_URL", "ftp://user:{secret}@example.com"),
+        ("DAGSTER_UI_URL", "http://admin:{secret}@localhost:3000"),
+        ("DAGSTER_UI_URL", "admin:{secret}@dagster.example.com"),
+    ],
+)
+def test_credentials_in_a_url_are_refused_and_never_shown(name, url):
+    message = refused(with_token(**{name: url.format(secret=SECRET)}))
+    assert message.startswith(name)
+    assert "credentials" in message
+    assert "example.com" not in message and "127.0.0.1" not in message
+
+
+@pytest.mark.parametrize(
+    ("urls", "says"),
+    [
+        (f"nosuchscheme://{SECRET}", "entry 1 of ALERT_URLS: apprise knows no 'nosuchscheme'"),
+        (f"json://127.0.0.1:9/x, slakc://{SECRET}/b/c", "entry 2 of ALERT_URLS: apprise knows no"),
+        (f"slack://{SECRET}", "entry 1 of ALERT_URLS (slack): apprise cannot use this URL"),
+    ],
+)
+def test_an_alert_url_apprise_cannot_use_is_refused_at_settings_time(urls, says):
+    message = refused({"ALERT_URLS": urls})
+    assert message.startswith(says)
+
+
+def test_apprise_is_imported_only_when_alert_urls_are_set():
+    """Checking ALERT_URLS asks apprise; every other process should not pay its import."""
+    probe = (
+        "import json, sys\n"
+        "from pipeline.settings import Settings\n"
+        "Settings.from_env(json.loads(sys.argv[1]))\n"
+        "print('apprise' in sys.modules)\n"
+    )
+
+    def imports_apprise(env: dict[str, str]) -> bool:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, json.dumps(env)],
+            capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        return done.stdout.strip() == "True"
+
+    assert not imports_apprise({"BUDGET_USD": "100"})
+    assert imports_apprise({"ALERT_URLS": "json://127.0.0.1:9/hook"})
+
+
+def test_raw_keep_is_a_whole_number_and_defaults_to_three():
+    assert Settings.from_env({}).raw_keep == DEFAULT_RAW_KEEP == 3
+    assert Settings.from_env({"RAW_KEEP": "0"}).raw_keep == 0
+    assert Settings.from_env({"RAW_KEEP": " 12 "}).raw_keep == 12
+    for bad in ["-1", "1.5", "three", "1001", "٣"]:
+        assert refused({"RAW_KEEP": bad}).startswith(f"RAW_KEEP {bad!r} must be")
+
+
+def test_a_warehouse_path_naming_a_directory_is_refused(tmp_path):
+    message = refused({"WAREHOUSE_PATH": str(tmp_path)})
+    assert message.startswith(f"WAREHOUSE_PATH {str(tmp_path)!r} is a directory")
+    assert str(tmp_path / "warehouse.duckdb") in message
+
+
+@pytest.fixture
+def lock() -> Iterator[Callable[[Path], None]]:
+    """`lock(path)`: make a file or folder unwritable to this process, for real.
+
+    Permission bits bind an ordinary user; root writes past them (and os.access rightly says
+    so), so as root the path is made immutable (`chattr +i`), which binds root too. Each lock
+    is proven by a write that fails; where neither works, the test is skipped."""
+    locked: list[Path] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        else:
+            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+            if done.returncode != 0:
+                pytest.skip(f"running as root and chattr +i failed: {done.stderr!r}")
+        locked.append(path)
+        probe = path / "probe" if path.is_dir() else path
+        with pytest.raises(PermissionError):
+            probe.open("a").close()
+
+    try:
+        yield make
+    finally:
+        for path in locked:
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "-i", str(path)], check=True)
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("locked/warehouse.duckdb", "the folder {locked!r} is not writable by this user"),
+        ("locked/new/sub/warehouse.duckdb", "the folder {locked!r} is not writable"),
+        ("locked/existing.duckdb", "is a file this user may not write"),
+    ],
+)
+def test_a_warehouse_path_this_user_cannot_write_is_refused(tmp_path, lock, where, says):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    existing = locked / "existing.duckdb"
+    existing.touch()
+    lock(existing if where.endswith("existing.duckdb") else locked)
+    path = tmp_path / where
+    message = refused({"WAREHOUSE_PATH": str(path)})
+    assert message.startswith(f"WAREHOUSE_PATH {str(path)!r}")
+    assert says.format(locked=str(locked)) in message
+
+
+def test_a_warehouse_path_in_a_writable_folder_is_accepted(tmp_path):
+    for path in [tmp_path / "w.duckdb", tmp_path / "new" / "sub" / "w.duckdb"]:
+        assert Settings.from_env({"WAREHOUSE_PATH": str(path)}).warehouse_path == path
+    (tmp_path / "w.duckdb").write_bytes(b"")
+    assert Settings.from_env({"WAREHOUSE_PATH": str(tmp_path / "w.duckdb")})
 
 
 # -- which API the pipeline uses --------------------------------------------------------------

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = by_name[args.source]
     # Into the loader's working file, as a run writes, then published for the analysts.
     adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
-    store = Warehouse(working_file(settings.warehouse_path))
+    store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
     store.migrate()
     try:
         outcome = engine.replay_teams(source, store, periods)

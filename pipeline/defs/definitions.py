@@ -39,7 +39,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         api = SandboxResource(team_workers=settings.team_workers)
     return {
         "digitalocean": api,
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(
+            path=str(settings.warehouse_path), raw_keep=settings.raw_keep
+        ),
         "alerts": AlertsResource.from_settings(settings),
     }
 

@@ -109,6 +109,7 @@ freshness_job = dg.define_asset_job(
     "freshness_job",
     selection=dg.AssetSelection.checks(freshness_checks),
     description="Whether the closed month and the open month are as fresh as promised.",
+    tags={"dagster/max_runtime": str(10 * 60)},  # it reads the instance only: seconds
 )
 freshness_schedule = dg.ScheduleDefinition(
     name="freshness_schedule",

@@ -26,6 +26,7 @@ from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     ALERT_URLS_ENV,
     DEFAULT_API_URL,
+    DEFAULT_RAW_KEEP,
     DEFAULT_TEAM_WORKERS,
     DEFAULT_UI_URL,
     DEFAULT_WAREHOUSE_PATH,
@@ -151,6 +152,7 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str = DEFAULT_WAREHOUSE_PATH
     working_path: str | None = None
     lock_timeout_seconds: float = 120.0
+    raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
 
     _store: Warehouse | None = PrivateAttr(default=None)
 
@@ -164,7 +166,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         adopted = adopt_single_file(self.published_file, self.working_file)
-        self._store = Warehouse(self.working_file, lock_timeout=self.lock_timeout_seconds)
+        self._store = Warehouse(
+            self.working_file, lock_timeout=self.lock_timeout_seconds, raw_keep=self.raw_keep
+        )
         self._store.migrate()
         if adopted:  # the old file's rows, now in the working file: publish them at once
             self._store.changed = True

@@ -16,6 +16,9 @@ def invoices_job(partitions: dg.PartitionsDefinition):
         selection=dg.AssetSelection.all(),
         partitions_def=partitions,
         description="Fetch, normalize and load the invoices and items of the selected months.",
+        # The daemon fails a run still going after 4 h: one whose process was killed holds the
+        # warehouse pool until then (dagster.yaml, run_monitoring).
+        tags={"dagster/max_runtime": str(4 * 3600)},
     )
 
 

@@ -177,8 +177,7 @@ def migrate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.settings import DEFAULT_WAREHOUSE_PATH
-    from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
-    from pipeline.warehouse.store import Warehouse
+    from pipeline.warehouse.publish import PublishError, adopt_single_file, publish, working_file
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.warehouse.migrate",
@@ -201,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = schema_version(con)
             done = migrate(con)
             after = schema_version(con)
-        if done and not given:
-            Warehouse(path).publish(published)
+            if done and not given:
+                publish(con, published)
     except (MigrationError, PublishError, duckdb.Error, OSError) as exc:
         print(f"warehouse {path}: {exc}", file=sys.stderr)
         return 1

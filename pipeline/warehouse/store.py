@@ -26,6 +26,9 @@ from pipeline.warehouse.publish import Published, publish
 
 log = logging.getLogger(__name__)
 
+# The setting's default (pipeline.settings.DEFAULT_RAW_KEEP); the store does not read settings.
+DEFAULT_RAW_KEEP = 3
+
 PERIODS = "CAST($periods AS VARCHAR[])"
 # The newest good fetch of a source by one team for each wanted month; read once, then joined
 # as `latest`.
@@ -72,6 +75,41 @@ RAW_PAGES = """
     WHERE p.partition_key IS NULL AND p.fetch_id IN (SELECT fetch_id FROM latest)
     ORDER BY endpoint, request_key, page
 """
+# Raw retention: the fetches to delete. Each fetch is expanded to the months it covers
+# (first_period..last_period); per source × team × month, the latest good fetch (every one tied
+# at the latest time, as replay's arg_max could pick any) and the `$keep` newest of the others,
+# whatever their status, are kept. A fetch kept for any month it covers stays whole: its pages
+# with partition_key NULL (the invoice list) serve all its months. A fetch whose periods do not
+# read as months is never deleted.
+RAW_TO_PRUNE = """
+    WITH months AS (
+        SELECT fetch_id, source, team_uuid, fetched_at, status = 'ok' AS good,
+               strftime(unnest(generate_series(
+                   try_cast(first_period || '-01' AS DATE),
+                   try_cast(last_period || '-01' AS DATE),
+                   INTERVAL 1 MONTH)), '%Y-%m') AS month
+        FROM raw.fetches
+        WHERE (CAST($source AS VARCHAR) IS NULL OR source = $source)
+          AND (CAST($team AS VARCHAR) IS NULL OR team_uuid = $team)
+    ),
+    latest AS (
+        SELECT *, good AND rank() OVER (
+                PARTITION BY source, team_uuid, month, good ORDER BY fetched_at DESC
+            ) = 1 AS latest_good
+        FROM months
+    ),
+    ranked AS (
+        SELECT fetch_id, latest_good, row_number() OVER (
+                PARTITION BY source, team_uuid, month, latest_good
+                ORDER BY fetched_at DESC, fetch_id DESC
+            ) AS newest
+        FROM latest
+    )
+    SELECT fetch_id FROM ranked
+    GROUP BY fetch_id
+    HAVING NOT bool_or(latest_good OR newest <= $keep)
+    ORDER BY fetch_id
+"""
 INSERT_FETCH = """
     INSERT INTO raw.fetches (fetch_id, source, team_uuid, run_id, fetched_at, first_period,
                              last_period, api_host, status, error, requests)
@@ -90,6 +128,43 @@ class RawRead:
     targets: pd.DataFrame  # target_key, partition_key, status, entry
     pages: pd.DataFrame | None  # fetch_id, endpoint, request_key, partition_key, page, body
     missing: list[str]
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune of raw deleted: fetches, and the pages and targets that were theirs."""
+
+    fetches: int = 0
+    pages: int = 0
+    targets: int = 0
+
+
+def prune_raw(
+    con: duckdb.DuckDBPyConnection, keep: int, source: str | None = None, team: str | None = None
+) -> Pruned:
+    """Delete the raw fetches retention lets go (RAW_TO_PRUNE), on `con`, inside the caller's
+    transaction; `source` and `team` narrow it (None: every one)."""
+    if keep < 0:
+        raise ValueError(f"keep must be 0 or more, not {keep}")
+    doomed = [
+        fetch_id
+        for (fetch_id,) in con.execute(
+            RAW_TO_PRUNE, {"source": source, "team": team, "keep": keep}
+        ).fetchall()
+    ]
+    if not doomed:
+        return Pruned()
+    counts = []
+    for table in ("raw.pages", "raw.targets", "raw.fetches"):
+        counts.append(
+            con.execute(
+                f"DELETE FROM {table} "  # noqa: S608
+                "WHERE list_contains(CAST($ids AS VARCHAR[]), fetch_id)",
+                {"ids": doomed},
+            ).fetchone()[0]
+        )
+    pages, targets, fetches = counts
+    return Pruned(fetches, pages, targets)
 
 
 class WarehouseBusyError(RuntimeError):
@@ -149,13 +224,18 @@ class Warehouse:
     one of them at a time use the file, so no two connections (or a read-only and a read-write
     one) meet inside DuckDB."""
 
-    def __init__(self, path: str | Path, *, lock_timeout: float = 120.0) -> None:
+    def __init__(
+        self, path: str | Path, *, lock_timeout: float = 120.0, raw_keep: int = DEFAULT_RAW_KEEP
+    ) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._held: _Held | None = None
         # Whether a write committed since this object was made (or last published).
         self.changed = False
+        # Raw retention (RAW_KEEP): older fetches kept per source × team × month besides the
+        # latest good one; applied with every swap and by `prune()`.
+        self.raw_keep = raw_keep
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -346,13 +426,17 @@ class Warehouse:
         periods: Sequence[str],
         tables: dict[str, tuple[pd.DataFrame, str]],
         merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
-    ) -> None:
+        *,
+        raw_source: str | None = None,
+    ) -> Pruned:
         """Swap one team's rows of these months in every table at once: delete and insert in
         one transaction. Other teams' rows are not touched.
 
         `tables` maps a table name to its new rows and the column that holds the month;
         `merges` maps a table that keeps history (snapshots) to rows replacing those with the
-        same key columns, in the same transaction.
+        same key columns, in the same transaction. With `raw_source`, the team's raw fetches of
+        that source that retention lets go are deleted in that transaction too, so raw never
+        loses a fetch the tables were not yet rebuilt from.
         """
         with self.transaction() as con:
             for table, (frame, column) in tables.items():
@@ -371,6 +455,18 @@ class Warehouse:
                 )
                 con.unregister("incoming")
                 _insert(con, table, frame)
+            if raw_source is None:
+                return Pruned()
+            return prune_raw(con, self.raw_keep, raw_source, team_uuid)
+
+    def prune(self, keep: int | None = None) -> Pruned:
+        """Apply raw retention to every source and team in one transaction (`make prune`), then
+        checkpoint so the freed blocks can be reused."""
+        with self.transaction() as con:
+            pruned = prune_raw(con, self.raw_keep if keep is None else keep)
+        with self.connect() as con:
+            con.execute("CHECKPOINT")
+        return pruned
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
         """A read query's result with exact types; opened read-only so analysts are not blocked
