@@ -1,6 +1,7 @@
 """`make doctor`: each check against a real sandbox on loopback and real DuckDB files, and the
 report `main()` prints, with its exit code."""
 
+import os
 import subprocess
 import sys
 import time
@@ -263,6 +264,59 @@ def test_a_file_that_is_not_duckdb_fails(tmp_path):
     check = check_warehouse(path)
     assert check.ok is False
     assert check.detail.startswith("cannot be opened as a DuckDB file: ")
+
+
+def test_a_warehouse_cut_in_half_fails_naming_it(tmp_path):
+    """Every table is read through: a file whose end is missing fails here, not in the next run."""
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER, name VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        con.execute(
+            "CREATE TABLE t AS SELECT range AS n, md5(range::VARCHAR) AS s FROM range(2000000)"
+        )
+    assert check_warehouse(path).ok is not False
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    check = check_warehouse(path)
+    assert check.ok is False
+    assert check.line().startswith(f"✗ warehouse {path}: cannot be opened as a DuckDB file: ")
+
+
+KILLED_RUN = """
+import os, signal, dagster as dg
+
+@dg.asset
+def killed() -> None:
+    print("started", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no cleanup, no event
+
+with dg.DagsterInstance.get() as instance:
+    dg.materialize([killed], instance=instance)
+"""
+
+
+def test_a_run_left_started_by_a_killed_process_is_named(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
+    monkeypatch.chdir(tmp_path)  # dagster.yaml's storage paths are relative to it
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN],
+        cwd=tmp_path,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -9 and "started" in done.stdout, done.stderr
+    ((run_id, pid),) = doctor.stuck_runs(tmp_path / "data" / "dagster")
+    check = check_dagster({"DAGSTER_HOME": str(tmp_path)})
+    assert check.ok is False
+    assert check.detail.startswith("1 run(s) STARTED with no live process, holding the queue: ")
+    assert f"run {run_id} (process {pid} is gone)" in check.detail
+    assert "Terminate" in check.detail
 
 
 # -- the Dagster instance -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -246,6 +247,21 @@ def _folder_writable(folder: Path) -> str | None:
     return None
 
 
+TABLES_IN_FILE = """
+    SELECT schema_name, table_name FROM duckdb_tables()
+    WHERE database_name = current_database() ORDER BY ALL
+"""
+
+
+def read_through(con: duckdb.DuckDBPyConnection) -> None:
+    """Read every block of every table (a hash of each whole row), so a file cut short or
+    damaged fails here, naming itself, rather than in the next run."""
+    for schema, table in con.execute(TABLES_IN_FILE).fetchall():
+        # Names from the file's own catalog, quoted as identifiers.
+        name = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+        con.execute(f"SELECT count(*), sum(hash(t)) FROM {name} AS t").fetchone()  # noqa: S608
+
+
 def check_warehouse(path: Path) -> Check:
     """The folder is writable, the loader's file (the working file; before the first run of
     this version, the single file) opens and its schema is this code's. Opened read-only, so
@@ -265,6 +281,10 @@ def check_warehouse(path: Path) -> Check:
         with _silenced("pipeline.warehouse.store"):
             with Warehouse(target, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
                 version = schema_version(con)
+                read_through(con)
+            if target != path and path.exists():  # the analysts' file, as they open it
+                with Warehouse(path, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
+                    read_through(con)
     except WarehouseBusyError:
         return Check(
             name,
@@ -320,15 +340,64 @@ def _run_count(runs_dir: Path) -> int | None:
     db = runs_dir / "history" / "runs.db"
     if not db.is_file():
         return None
+    try:
+        with contextlib.closing(_read_only_sqlite(db)) as con:
+            return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+PID = re.compile(r"\(pid: (\d+)\)")
+
+
+def _read_only_sqlite(db: Path) -> sqlite3.Connection:
     # A reader of a WAL database creates its -wal and -shm files when they are missing; they are
     # missing when no one has the file open, and then reading it as immutable creates nothing.
     in_use = all(db.with_name(db.name + suffix).exists() for suffix in ("-wal", "-shm"))
     uri = f"{db.resolve().as_uri()}?mode=ro" + ("" if in_use else "&immutable=1")
+    return sqlite3.connect(uri, uri=True, timeout=2)
+
+
+def _alive(pid: int) -> bool:
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=2)) as con:
-            return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def stuck_runs(runs_dir: Path) -> list[tuple[str, int | None]]:
+    """Runs the instance says are STARTED whose process is gone (killed, or OOM-killed): they
+    hold the warehouse pool, so queued runs wait behind them. (run id, its process id)."""
+    db = runs_dir / "history" / "runs.db"
+    if not db.is_file():
+        return []
+    try:
+        with contextlib.closing(_read_only_sqlite(db)) as con:
+            started = [
+                r for (r,) in con.execute("SELECT run_id FROM runs WHERE status = 'STARTED'")
+            ]
     except sqlite3.Error:
-        return None
+        return []
+    stuck: list[tuple[str, int | None]] = []
+    for run_id in started:
+        events = runs_dir / "history" / "runs" / f"{run_id}.db"
+        pid = None
+        if events.is_file():
+            with (
+                contextlib.suppress(sqlite3.Error),
+                contextlib.closing(_read_only_sqlite(events)) as con,
+            ):
+                for (event,) in con.execute(
+                    "SELECT event FROM event_logs WHERE event LIKE '%(pid: %' ORDER BY id LIMIT 1"
+                ):
+                    found = PID.search(event)
+                    pid = int(found.group(1)) if found else None
+        if pid is None or not _alive(pid):
+            stuck.append((run_id, pid))
+    return stuck
 
 
 def check_dagster(env: Mapping[str, str] | None = None) -> Check:
@@ -352,8 +421,22 @@ def check_dagster(env: Mapping[str, str] | None = None) -> Check:
     runs = _runs_dir(config, home)
     if isinstance(runs, str):
         return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs}")
-    count = _run_count(runs if runs.is_absolute() else Path.cwd() / runs)
+    folder = runs if runs.is_absolute() else Path.cwd() / runs
+    count = _run_count(folder)
     held = "no runs yet" if count is None else f"{count} run{'s' if count != 1 else ''}"
+    stuck = stuck_runs(folder)
+    if stuck:
+        named = "; ".join(
+            f"run {run_id} ({f'process {pid} is gone' if pid else 'no process recorded'})"
+            for run_id, pid in stuck
+        )
+        return Check(
+            "Dagster",
+            False,
+            f"{len(stuck)} run(s) STARTED with no live process, holding the queue: {named}. "
+            "Open each in the UI (`make dev`, Runs) and Terminate it, or leave the daemon running: "
+            "run monitoring fails it after its maximum runtime",
+        )
     return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs} ({held})")
 
 
