@@ -146,9 +146,9 @@ def arrow_text(column: pa.ChunkedArray | None, length: int) -> pa.ChunkedArray:
         return pa.chunked_array([pa.nulls(length, pa.string())])
     if not pa.types.is_string(column.type):
         raise NotClean
+    # A new array even when nothing is blank: the column must not keep the parser's buffers
+    # (every field of every item) alive, so the next pages reuse that memory.
     blank = pc.or_(pc.equal(pc.utf8_length(column), 0), pc.utf8_is_space(column))
-    if not pc.any(blank).as_py():
-        return column
     return pc.if_else(blank, pa.scalar(None, pa.string()), column)
 
 
