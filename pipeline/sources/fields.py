@@ -132,11 +132,11 @@ def records(pages: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 # -- the same rules on Arrow columns, for pages that hold nothing wrong -----------------------
-# Each returns None as soon as a value breaks a rule: the caller then takes the pandas path
+# Each raises NotClean as soon as a value breaks a rule: the caller then takes the pandas path
 # above, which names every bad value. So these only need to agree with it on good input.
 
 
-class NotClean(Exception):
+class NotClean(ValueError):
     """A value breaks a rule; the precise pandas path will say which and where."""
 
 
