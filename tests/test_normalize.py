@@ -233,3 +233,34 @@ def test_arrow_fast_path_matches_the_row_path(row_path_pages):
     assert fast["line_number"].tolist() == [1, 2, 3]
     assert fast["project_name"].isna().tolist() == [True, False, True]
     assert fast["project_name"].iloc[1] == "Café ☕"
+
+
+def test_many_pages_are_numbered_per_invoice_across_the_readers_chunks():
+    """Over 32 MiB of pages (read a few blocks at a time): every invoice's lines run 1..n in
+    page order, amounts stay exact, pretty-printed pages read like compact ones."""
+    long = "x" * 2000
+    pages = pd.concat(
+        [
+            pages_of(
+                [
+                    [item(description=long, amount=f"{p}.{k:02d}") for k in range(100)]
+                    for p in range(n_pages)
+                ],
+                uuid=uuid,
+            )
+            for uuid, n_pages in (("inv-a", 120), ("inv-b", 90))
+        ],
+        ignore_index=True,
+    )
+    pages.loc[:2, "body"] = [json.dumps(json.loads(b), indent=2) for b in pages["body"][:3]]
+    frame, _ = normalize_items(pages.sample(frac=1, random_state=1), LOADED)
+    assert len(frame) == 21_000
+    for uuid, n in (("inv-a", 12_000), ("inv-b", 9_000)):
+        lines = frame.loc[frame["invoice_uuid"] == uuid, "line_number"]
+        assert lines.tolist() == list(range(1, n + 1))
+    first_b = frame[frame["invoice_uuid"] == "inv-b"].iloc[250]
+    assert Decimal(str(first_b["amount"])) == Decimal("2.50")
+    total = sum((Decimal(str(v)) for v in frame["amount"]), Decimal(0))
+    assert total == sum(
+        Decimal(f"{p}.{k:02d}") for n in (120, 90) for p in range(n) for k in range(100)
+    )

@@ -11,6 +11,7 @@ import json
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 MONEY = pa.decimal128(18, 2)
 QUANTITY = pa.decimal128(18, 6)
@@ -128,3 +129,46 @@ def records(pages: pd.DataFrame, key: str) -> pd.DataFrame:
         found = json.loads(body).get(key) or []
         out += [{**item, **meta} for item in found if isinstance(item, dict)]
     return pd.DataFrame.from_records(out, columns=None if out else list(pages.columns))
+
+
+# -- the same rules on Arrow columns, for pages that hold nothing wrong -----------------------
+# Each raises NotClean as soon as a value breaks a rule: the caller then takes the pandas path
+# above, which names every bad value. So these only need to agree with it on good input.
+
+
+class NotClean(ValueError):
+    """A value breaks a rule; the precise pandas path will say which and where."""
+
+
+def arrow_text(column: pa.ChunkedArray | None, length: int) -> pa.ChunkedArray:
+    """As `text`: blank strings become NULL; absent or all-null columns are NULL strings."""
+    if column is None or pa.types.is_null(column.type):
+        return pa.chunked_array([pa.nulls(length, pa.string())])
+    if not pa.types.is_string(column.type):
+        raise NotClean
+    # A new array even when nothing is blank: the column must not keep the parser's buffers
+    # (every field of every item) alive, so the next pages reuse that memory.
+    blank = pc.or_(pc.equal(pc.utf8_length(column), 0), pc.utf8_is_space(column))
+    return pc.if_else(blank, pa.scalar(None, pa.string()), column)
+
+
+def arrow_decimal(
+    values: pa.ChunkedArray, pattern: str, arrow_type: pa.DataType, *, required: bool
+) -> pa.ChunkedArray:
+    """As `decimal`, on text already blank-masked: the pattern checked, then cast by Arrow."""
+    if required and values.null_count:
+        raise NotClean
+    if pc.all(pc.match_substring_regex(values, f"^(?:{pattern})$")).as_py() is False:
+        raise NotClean
+    try:
+        return pc.cast(values, arrow_type)
+    except pa.ArrowInvalid:
+        raise NotClean from None
+
+
+def arrow_timestamp(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """As `timestamp` for values that carry their zone (`Z`, `+02:00`): UTC microseconds."""
+    try:
+        return pc.cast(values, pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:
+        raise NotClean from None

@@ -33,6 +33,10 @@ from pipeline.sources.fields import (
     QUANTITY,
     QUANTITY_PATTERN,
     InvalidPayloadError,
+    NotClean,
+    arrow_decimal,
+    arrow_text,
+    arrow_timestamp,
     decimal,
     text,
     timestamp,
@@ -102,57 +106,179 @@ _ITEM_PAGE_SCHEMA = pa.schema(
 )
 
 
-def _items_with_arrow(pages: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
-    """All pages parsed at once by Arrow's JSON reader (C++, multi-threaded).
+# Arrow's reader parses blocks of this size in parallel. Pages are read a few blocks at a time,
+# so the parser's temporaries stay small beside the pages themselves.
+_BLOCK_BYTES = 4 << 20
+_CHUNK_BYTES = 8 * _BLOCK_BYTES
 
-    Returns None when a value has the wrong JSON type (a number where text belongs, an item that
-    is not an object): the slower path then names each bad value precisely.
+
+def _concatenated(pages: pa.ChunkedArray) -> pa.Buffer:
+    """The pages' bodies back to back in one buffer: Arrow's string data as it is, no copy
+    beyond joining the column's chunks. The reader, told that values may hold newlines, finds
+    where each page's object ends by parsing it."""
+    bodies = pages.combine_chunks()
+    offsets = np.frombuffer(bodies.buffers()[1], dtype=np.int64)[bodies.offset :]
+    start, end = int(offsets[0]), int(offsets[len(bodies)])
+    return bodies.buffers()[2].slice(start, end - start)
+
+
+def _chunks(bodies: pa.ChunkedArray) -> list[slice]:
+    """Runs of consecutive pages of about `_CHUNK_BYTES` each."""
+    sizes = np.cumsum(pc.binary_length(bodies).to_numpy())
+    cuts = np.searchsorted(sizes, np.arange(_CHUNK_BYTES, sizes[-1], _CHUNK_BYTES), "right")
+    edges = [0, *sorted(set(cuts.tolist()) - {0, len(bodies)}), len(bodies)]
+    return [slice(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+
+
+def _bodies(pages: pd.DataFrame) -> pa.ChunkedArray:
+    bodies = pa.array(pages["body"], type=pa.large_string())
+    return pa.chunked_array([bodies]) if isinstance(bodies, pa.Array) else bodies
+
+
+def _read_items(bodies: pa.ChunkedArray) -> tuple[pa.StructArray, np.ndarray]:
+    """Pages parsed by Arrow's JSON reader (C++, multi-threaded): their items as one struct
+    array of text fields, and how many each page holds.
+
+    Raises NotClean when a value has the wrong JSON type (a number where text belongs, an item
+    that is not an object): the slower path then names each bad value precisely.
     """
-    # Raw newlines can only be whitespace in valid JSON, so one page per line is safe.
-    lines = b"\n".join(body.replace("\n", " ").encode() for body in pages["body"])
     try:
         table = pa_json.read_json(
-            pa.BufferReader(lines),
+            pa.BufferReader(_concatenated(bodies)),
+            read_options=pa_json.ReadOptions(block_size=_BLOCK_BYTES),
             parse_options=pa_json.ParseOptions(
-                explicit_schema=_ITEM_PAGE_SCHEMA, unexpected_field_behavior="infer"
+                explicit_schema=_ITEM_PAGE_SCHEMA,
+                unexpected_field_behavior="infer",
+                newlines_in_values=True,
             ),
         )
     except pa.ArrowInvalid:
-        return None
-    column = table.column("invoice_items")
+        raise NotClean from None
+    if table.num_rows != len(bodies):  # a blank body, which the reader skips
+        raise NotClean
+    column = table.column("invoice_items").combine_chunks()
     flat = pc.list_flatten(column)
     if any(not pa.types.is_string(f.type) and not pa.types.is_null(f.type) for f in flat.type):
+        raise NotClean
+    return flat, pc.fill_null(pc.list_value_length(column), 0).to_numpy()
+
+
+def _items_with_arrow(pages: pd.DataFrame) -> tuple[pa.StructArray, np.ndarray] | None:
+    """Every page's items as one struct array (for the pandas path), or None where Arrow cannot
+    read them as text."""
+    bodies = _bodies(pages)
+    try:
+        parts = [_read_items(bodies[chunk]) for chunk in _chunks(bodies)]
+        flat = pa.concat_arrays([items for items, _ in parts])
+    except (NotClean, pa.ArrowInvalid):  # or chunks that found different unknown fields
         return None
-    counts = pc.fill_null(pc.list_value_length(column), 0).to_numpy()
-    frame = pd.DataFrame(
+    return flat, np.concatenate([counts for _, counts in parts])
+
+
+def _typed_chunk(flat: pa.StructArray) -> dict[str, pa.ChunkedArray]:
+    """One chunk's item fields typed; NotClean at the first value that breaks a rule."""
+    n = len(flat)
+    fields = {f.name: pa.chunked_array([pc.struct_field(flat, f.name)]) for f in flat.type}
+    typed = {name: arrow_text(fields.get(name), n) for name in ITEM_TEXT_FIELDS}
+    typed["amount"] = arrow_decimal(
+        arrow_text(fields.get("amount"), n), MONEY_PATTERN, MONEY, required=True
+    )
+    typed["duration"] = arrow_decimal(
+        arrow_text(fields.get("duration"), n), QUANTITY_PATTERN, QUANTITY, required=False
+    )
+    for name in ("start_time", "end_time"):
+        typed[name] = arrow_timestamp(arrow_text(fields.get(name), n))
+    units = pc.utf8_lower(pc.utf8_trim_whitespace(typed["duration_unit"]))
+    factor = pc.take(
+        pa.array(HOURS_PER_UNIT.values(), pa.float64()),
+        pc.index_in(units, value_set=pa.array(HOURS_PER_UNIT.keys(), pa.string())),
+    )
+    typed["duration_hours"] = pc.multiply(pc.cast(typed["duration"], pa.float64()), factor)
+    return typed
+
+
+def _typed_with_arrow(
+    pages: pd.DataFrame, loaded_at: datetime
+) -> tuple[pd.DataFrame, list[str]] | None:
+    """The `invoice_items` rows computed on Arrow columns alone, a few blocks of pages at a
+    time, for items that break no rule; None at the first value that does, for the pandas path
+    to name."""
+    bodies = _bodies(pages)
+    columns: dict[str, list] = {}
+    types: dict[str, pa.DataType] = {}
+    counts, unknown = [], set()
+    try:
+        for chunk in _chunks(bodies):
+            flat, per_page = _read_items(bodies[chunk])
+            unknown |= {f.name for f in flat.type} - ITEM_FIELDS
+            for name, values in _typed_chunk(flat).items():
+                columns.setdefault(name, []).extend(values.chunks)
+                types[name] = values.type
+            counts.append(per_page)
+            del flat
+    except NotClean:
+        return None
+    typed = {name: pa.chunked_array(chunks, types[name]) for name, chunks in columns.items()}
+    page_of_item = np.repeat(np.arange(len(pages)), np.concatenate(counts))
+    n = len(page_of_item)
+    # Pages are sorted by invoice, so an invoice's items are contiguous: number them from 1.
+    invoice_codes = pd.factorize(pages["invoice_uuid"])[0][page_of_item]
+    index = np.arange(n)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = invoice_codes[1:] != invoice_codes[:-1]
+    first = np.maximum.accumulate(np.where(starts, index, 0))
+
+    def strings(values: pa.ChunkedArray) -> pd.Series:
+        return pd.Series(pd.arrays.ArrowStringArray(values.cast(pa.string())))
+
+    def per_page(column: str) -> pd.Series:
+        values = pc.take(pa.array(pages[column], pa.string()), page_of_item)
+        return strings(pa.chunked_array([values]))
+
+    out = pd.DataFrame(
         {
-            f.name: pd.Series(pc.struct_field(flat, f.name), dtype=pd.ArrowDtype(pa.string()))
-            for f in flat.type
+            "invoice_uuid": per_page("invoice_uuid"),
+            "invoice_period": per_page("invoice_period"),
+            "line_number": (index - first + 1).astype("int32"),
+            **{name: strings(typed[name]) for name in ITEM_TEXT_FIELDS},
+            "amount": pd.Series(typed["amount"], dtype=pd.ArrowDtype(MONEY)),
+            "duration": pd.Series(typed["duration"], dtype=pd.ArrowDtype(QUANTITY)),
+            "duration_hours": typed["duration_hours"].to_numpy(),
+            "start_time": pd.Series(typed["start_time"].to_pandas()),
+            "end_time": pd.Series(typed["end_time"].to_pandas()),
+            "status": per_page("status"),
+            "loaded_at": pd.Timestamp(loaded_at),
         }
     )
-    return frame, counts
+    return out[ITEM_COLUMNS], sorted(unknown)
 
 
-def _pages_to_items(pages: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
-    """Concatenate item pages in page order into one frame of raw item fields."""
-    pages = pages.sort_values(["invoice_uuid", "page"], kind="stable")
-    fast = _items_with_arrow(pages) if len(pages) else None
-    if fast is not None:
-        items, counts = fast
+def _pages_to_items(
+    pages: pd.DataFrame, parsed: tuple[pa.StructArray, np.ndarray] | None, problems: list[str]
+) -> pd.DataFrame:
+    """Concatenate item pages (sorted by invoice and page) into one frame of raw item fields."""
+    if parsed is not None:
+        flat, counts = parsed
+        items = pd.DataFrame(
+            {
+                f.name: pd.Series(pc.struct_field(flat, f.name), dtype=pd.ArrowDtype(pa.string()))
+                for f in flat.type
+            }
+        )
         return _with_invoice_columns(items, pages, counts)
     records: list[dict[str, Any]] = []
-    counts: list[int] = []
+    counts_: list[int] = []
     for uuid, period, page, body in zip(
         pages["invoice_uuid"], pages["invoice_period"], pages["page"], pages["body"], strict=True
     ):
-        items = json.loads(body).get("invoice_items") or []
-        if not all(isinstance(item, dict) for item in items):
+        found = json.loads(body).get("invoice_items") or []
+        if not all(isinstance(item, dict) for item in found):
             problems.append(f"invoice {uuid} ({period}), page {page}: an item is not an object")
-            items = [item if isinstance(item, dict) else {} for item in items]
-        records.extend(items)
-        counts.append(len(items))
-    items = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
-    return _with_invoice_columns(items, pages, counts)
+            found = [item if isinstance(item, dict) else {} for item in found]
+        records.extend(found)
+        counts_.append(len(found))
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
+    return _with_invoice_columns(frame, pages, counts_)
 
 
 def _with_invoice_columns(items: pd.DataFrame, pages: pd.DataFrame, counts: Any) -> pd.DataFrame:
@@ -165,9 +291,18 @@ def _with_invoice_columns(items: pd.DataFrame, pages: pd.DataFrame, counts: Any)
 
 
 def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFrame, list[str]]:
-    """Item pages (invoice_uuid, invoice_period, status, page, body) → `invoice_items` rows."""
+    """Item pages (invoice_uuid, invoice_period, status, page, body) → `invoice_items` rows.
+
+    Pages that break no rule go through Arrow alone (fast, little memory); otherwise the pandas
+    path below checks every value and names each bad one.
+    """
+    pages = pages.sort_values(["invoice_uuid", "page"], kind="stable")
+    fast = _typed_with_arrow(pages, loaded_at) if len(pages) else None
+    if fast is not None:
+        return fast
+    parsed = _items_with_arrow(pages) if len(pages) else None
     problems: list[str] = []
-    raw = _pages_to_items(pages, problems)
+    raw = _pages_to_items(pages, parsed, problems)
     unknown = sorted(
         set(raw.columns) - ITEM_FIELDS - {"invoice_uuid", "invoice_period", "status", "line_number"}
     )
