@@ -502,3 +502,32 @@ def test_team_workers_reach_the_api_resource():
     assert Settings.from_env({}).team_workers == 8
     settings = Settings.from_env({"TEAM_WORKERS": "3"})
     assert resources_for(settings)["digitalocean"].team_workers == 3
+
+
+def test_the_dagster_cli_says_a_bad_setting_in_its_first_lines(tmp_path):
+    """`dagster …` loads the definitions; a bad setting is named before Dagster's traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dagster = Path(sys.executable).parent / "dagster"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "BUDGET_USD": "1e400",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-m", "pipeline.defs.definitions"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    first = (done.stderr + done.stdout).splitlines()[:5]
+    assert any(line.startswith("error: BUDGET_USD '1e400' is out of range") for line in first), (
+        first
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import dagster as dg
 
 from pipeline.defs.alert_checks import alerts_checks
@@ -18,7 +20,7 @@ from pipeline.defs.resources import (
 )
 from pipeline.defs.sandbox import SandboxResource
 from pipeline.defs.schedules import closed_month_schedule, invoices_job, preview_refresh_schedule
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import Settings, SettingsError, get_settings
 from pipeline.sources import Source
 
 
@@ -70,5 +72,11 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Validated settings (environment, then .env) pick the real API or the sandbox."""
-    return build_defs(get_settings())
+    """Validated settings (environment, then .env) pick the real API or the sandbox. A bad
+    setting is said first, in one line, before Dagster's own report of the failed load."""
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise
+    return build_defs(settings)
