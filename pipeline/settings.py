@@ -381,7 +381,10 @@ class Settings(BaseSettings):
     @field_validator("start_period")
     @classmethod
     def _start_period(cls, value: str) -> str:
-        return validate_start_period(value, _NOW.get() or datetime.now(UTC))
+        now = _NOW.get()
+        if now is None:
+            raise SettingsError("settings are built by Settings.from_env(), which says when now is")
+        return validate_start_period(value, now)
 
     @field_validator("budget_usd", "spike_min_usd", "new_sku_min_usd", mode="before")
     @classmethod
@@ -527,7 +530,8 @@ class Settings(BaseSettings):
         """Validate `env` alone (neither `os.environ` nor `.env` is read), or, without it, the
         process environment and `.env`; raise `SettingsError` naming each bad variable.
         `now` (default: the clock) decides which month is the current one."""
-        reset = _NOW.set(now)
+        # The one place the settings read the clock, once per validation, unless given.
+        reset = _NOW.set(now if now is not None else datetime.now(UTC))
         try:
             if env is None:
                 return cls()

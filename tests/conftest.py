@@ -7,7 +7,10 @@ can use them too.
 """
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -323,3 +326,37 @@ def api_get() -> Callable[..., requests.Response]:
         )
 
     return get
+
+
+# -- a run left STARTED: its process killed as the OOM killer would ------------------------------
+KILLED_RUN = """
+import os, signal, sys, dagster as dg
+
+@dg.asset
+def killed() -> None:
+    print("started", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no event
+
+with dg.DagsterInstance.get() as instance:
+    dg.materialize([killed], instance=instance, tags={"dagster/max_runtime": sys.argv[1]})
+"""
+
+
+@pytest.fixture(scope="session")
+def killed_run() -> Callable[..., None]:
+    """`killed_run(home, max_runtime=14400)`: a run in the instance at `home` (its dagster.yaml
+    already there) whose process is SIGKILLed mid-step, leaving the run STARTED."""
+
+    def run(home: Path, max_runtime: int = 14400) -> None:
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_RUN, str(max_runtime)],
+            cwd=home,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == -9 and "started" in done.stdout, done.stderr
+
+    return run

@@ -102,18 +102,6 @@ def test_wiping_the_instance_closes_its_files_first(home):
 
 # -- run monitoring: a run whose process was killed does not stay STARTED ----------------------
 
-KILLED_CHILD = """
-import os, signal, sys, dagster as dg
-
-@dg.asset
-def stuck() -> None:
-    print("started", flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no cleanup, no event
-
-with dg.DagsterInstance.get() as instance:
-    dg.materialize([stuck], instance=instance, tags={"dagster/max_runtime": sys.argv[1]})
-"""
-
 
 def test_the_repository_instance_monitors_runs_and_the_jobs_have_a_runtime_limit(home):
     from pipeline.defs.definitions import defs
@@ -129,12 +117,10 @@ def test_the_repository_instance_monitors_runs_and_the_jobs_have_a_runtime_limit
         assert 0 < int(job.tags["dagster/max_runtime"]) <= default
 
 
-def test_a_killed_run_is_marked_failed_by_the_monitoring_daemon(home, monkeypatch):
+def test_a_killed_run_is_marked_failed_by_the_monitoring_daemon(home, monkeypatch, killed_run):
     """The run's process dies without a word; the daemon's monitoring pass, on the repository's
     instance and run launcher, fails it once past its maximum runtime."""
     import logging
-    import subprocess
-    import sys
     import time
 
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -142,11 +128,7 @@ def test_a_killed_run_is_marked_failed_by_the_monitoring_daemon(home, monkeypatc
     from dagster._daemon.monitoring import execute_run_monitoring_iteration
 
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    done = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, "1"],
-        cwd=home, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == -9 and "started" in done.stdout, done.stderr
+    killed_run(home, max_runtime=1)
     with instance_at(home) as instance:
         (run,) = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.STARTED, "left STARTED by the kill"

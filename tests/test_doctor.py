@@ -1,7 +1,6 @@
 """`make doctor`: each check against a real sandbox on loopback and real DuckDB files, and the
 report `main()` prints, with its exit code."""
 
-import os
 import subprocess
 import sys
 import time
@@ -284,33 +283,11 @@ def test_a_warehouse_cut_in_half_fails_naming_it(tmp_path):
     assert check.line().startswith(f"✗ warehouse {path}: cannot be opened as a DuckDB file: ")
 
 
-KILLED_RUN = """
-import os, signal, dagster as dg
-
-@dg.asset
-def killed() -> None:
-    print("started", flush=True)
-    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer would: no cleanup, no event
-
-with dg.DagsterInstance.get() as instance:
-    dg.materialize([killed], instance=instance)
-"""
-
-
-def test_a_run_left_started_by_a_killed_process_is_named(tmp_path, monkeypatch):
+def test_a_run_left_started_by_a_killed_process_is_named(tmp_path, monkeypatch, killed_run):
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
     monkeypatch.chdir(tmp_path)  # dagster.yaml's storage paths are relative to it
-    done = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN],
-        cwd=tmp_path,
-        env={**os.environ, "DAGSTER_HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == -9 and "started" in done.stdout, done.stderr
+    killed_run(tmp_path)
     ((run_id, pid),) = doctor.stuck_runs(tmp_path / "data" / "dagster")
     check = check_dagster({"DAGSTER_HOME": str(tmp_path)})
     assert check.ok is False

@@ -4,44 +4,58 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
+from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 40
 
 
-def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
-    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "DAGSTER_HOME": str(tmp_path),
-        "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-        "INVOICE_START_PERIOD": "2026-06",
-        # This checkout's package, whichever checkout the virtualenv's editable install names.
-        "PYTHONPATH": str(REPO),
-    }
-    done = subprocess.run(
+def months_back(n: int) -> str:
+    """The month `n` before the current one: a start period valid on any day."""
+    month = month_of(datetime.now(UTC))
+    for _ in range(n):
+        month = previous_month(month)
+    return month
+
+
+def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings."""
+    return subprocess.run(
         [sys.executable, "-m", "pipeline.cli.run"],
         cwd=tmp_path,
-        env=env,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+            # This checkout's package, whichever checkout the venv's editable install names.
+            "PYTHONPATH": str(REPO),
+            **env,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    start = months_back(6)
+    done = make_run(tmp_path, DAGSTER_HOME=str(tmp_path), INVOICE_START_PERIOD=start)
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
     assert len(lines) <= MAX_LINES, "\n".join(lines)
     assert not [line for line in lines if " - DEBUG - " in line or " - dagster - " in line]
     # The sandbox notice once per run, not once per step.
     assert sum("built-in SANDBOX API at" in line for line in lines) == 1
-    assert lines[0].startswith("Loading 2026-06…") and "SANDBOX" in lines[0]
+    assert lines[0].startswith(f"Loading {start}…") and "SANDBOX" in lines[0]
     assert any(line.split()[:3] == ["year", "months", "invoices"] for line in lines)
     assert lines[-1].startswith("Done in ") and str(tmp_path / "warehouse.duckdb") in lines[-1]
     # The sample account trips no budget (none is set) and no anomaly check.
@@ -61,30 +75,17 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
         else:
             os.environ["DAGSTER_HOME"] = before
     assert len(runs) == 1 and runs[0].is_success
-    assert "2026-06" in months and len(months) >= 6
+    assert start in months and len(months) >= 6
 
 
 def test_a_failed_run_names_the_cause_in_a_few_lines_without_a_traceback(tmp_path):
     """A revoked token: the cause, which steps failed, and what to do; no Dagster wrapper."""
     with SandboxServer() as server:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(tmp_path),
-            "DIGITALOCEAN_TOKEN": "revoked-token",
-            "DIGITALOCEAN_API_URL": server.url,
-            "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-            "INVOICE_START_PERIOD": "2026-10",
-            "PYTHONPATH": str(REPO),
-        }
-        done = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli.run"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=300,
-            check=False,
+        done = make_run(
+            tmp_path,
+            DIGITALOCEAN_TOKEN="revoked-token",
+            DIGITALOCEAN_API_URL=server.url,
+            INVOICE_START_PERIOD=months_back(2),
         )
     lines = done.stdout.splitlines()
     assert done.returncode == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -45,11 +45,10 @@ class SandboxResource(BillingApiResource):
     def accounts(self, log: Log) -> Iterator[list[Account]]:
         """The sample team's token on the run's sandbox (outside a run: one started for this
         block and stopped after it)."""
-        if self._server is not None:
-            with self._accounts(self._server.url, [self._server.token], TOKEN_ENV, log) as found:
-                yield found
-            return
-        with SandboxServer() as sandbox:
-            log.warning(sandbox_notice(sandbox.url))
-            with self._accounts(sandbox.url, [sandbox.token], TOKEN_ENV, log) as found:
+        with ExitStack() as stack:
+            server = self._server
+            if server is None:
+                server = stack.enter_context(SandboxServer())
+                log.warning(sandbox_notice(server.url))
+            with self._accounts(server.url, [server.token], TOKEN_ENV, log) as found:
                 yield found
