@@ -11,6 +11,7 @@ import dagster as dg
 
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
+from pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 40
@@ -24,13 +25,18 @@ def months_back(n: int) -> str:
     return month
 
 
+# Every variable the settings read: none of the machine's may leak into the run.
+SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
+
+
 def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings."""
+    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings (the rest
+    of the environment, a shifted clock's included, as the test's own)."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli.run"],
         cwd=tmp_path,
         env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **{k: v for k, v in os.environ.items() if k not in SETTINGS | {"DAGSTER_HOME", "VERBOSE"}},
             "HOME": str(tmp_path),
             "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
             # This checkout's package, whichever checkout the venv's editable install names.
