@@ -27,6 +27,7 @@ def months_back(n: int) -> str:
 
 # Every variable the settings read: none of the machine's may leak into the run.
 SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
+NOT_INHERITED = SETTINGS | {"DAGSTER_HOME", "VERBOSE"}
 
 
 def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
@@ -36,7 +37,7 @@ def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "pipeline.cli.run"],
         cwd=tmp_path,
         env={
-            **{k: v for k, v in os.environ.items() if k not in SETTINGS | {"DAGSTER_HOME", "VERBOSE"}},
+            **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
             "HOME": str(tmp_path),
             "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
             # This checkout's package, whichever checkout the venv's editable install names.
