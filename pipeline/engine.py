@@ -32,6 +32,9 @@ from pipeline.warehouse.store import RawBatch, Warehouse
 
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
 PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body"]
+# Every fetch of a snapshot source (the inventory), kept after raw retention lets its pages go.
+SNAPSHOTS = "inventory_snapshots"
+SNAPSHOT_KEY = ("team_uuid", "source", "snapshot_id")
 
 
 class RawNotFetchedError(RuntimeError):
@@ -104,8 +107,10 @@ def fetch_pages(
     )
     got.problems += [problem for c in collections for problem in c.problems()]
     for target, collection in zip(targets, collections, strict=True):
+        # A snapshot's pages are of now, so they serve every month of the fetch.
+        partition = None if source.snapshot else target.partition
         got.pages += [
-            (endpoint.name, target.key, target.partition, p.page, p.body) for p in collection.pages
+            (endpoint.name, target.key, partition, p.page, p.body) for p in collection.pages
         ]
 
 
@@ -214,7 +219,23 @@ def normalize(
     if problems:
         raise InvariantError("; ".join(problems) + ". Nothing was written.")
     tables = {name: frame.assign(team_uuid=team_uuid) for name, frame in result.tables.items()}
+    if source.snapshot:
+        tables[SNAPSHOTS] = snapshots_of(source, found.fetches, team_uuid)
     return Normalized(tables, result.warnings)
+
+
+def snapshots_of(source: Source, fetches: pd.DataFrame, team_uuid: str) -> pd.DataFrame:
+    """The fetches a snapshot source was normalized from, one row each: which inventory a month
+    is allocated with is chosen from these, so a list that came back empty still counts."""
+    taken = fetches.drop_duplicates("fetch_id")
+    return pd.DataFrame(
+        {
+            "team_uuid": team_uuid,
+            "source": source.name,
+            "snapshot_id": taken["fetch_id"].to_numpy(),
+            "snapshot_at": taken["fetched_at"].to_numpy(),
+        }
+    )
 
 
 def swap(
@@ -234,7 +255,8 @@ def swap(
             t.name: (result.tables[t.name], ("team_uuid", *t.primary_key))
             for t in source.tables
             if t.write == "merge"
-        },
+        }
+        | ({SNAPSHOTS: (result.tables[SNAPSHOTS], SNAPSHOT_KEY)} if source.snapshot else {}),
         raw_source=source.name,
     )
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pipeline.sandbox.inventory import Inventory, build_inventory
+
 NAMESPACE = uuid.UUID("6f1c2d4e-8a7b-4c3d-9e0f-112233445566")
 FIRST_PERIOD = "2023-01"
 # Months of the default profile with hundreds of items (several pages of 200) or none at all.
@@ -172,6 +174,8 @@ class SandboxData:
     billing_history: list[dict[str, Any]] = field(default_factory=list)
     # `GET /v2/customers/my/balance`.
     balance: dict[str, str] = field(default_factory=dict)
+    # The resources the items point at, as they are now (some deleted since), and the projects.
+    inventory: Inventory = field(default_factory=Inventory)
 
     def all_invoices(self) -> list[dict[str, Any]]:
         return self.invoices + ([self.preview] if self.preview else [])
@@ -407,6 +411,7 @@ def build_dataset(
             "month_to_date_usage": preview["amount"],
             "generated_at": generated_at,
         },
+        inventory=build_inventory(seed, items, f"{months[0] if months else current}-01T00:00:00Z"),
     )
 
 

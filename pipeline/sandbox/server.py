@@ -11,6 +11,10 @@ current_page}` with no links or meta and, as the live API sends them, the counte
 A token's scopes decide what it may read: 403 `forbidden` without `billing:read` on the billing
 endpoints, or without `account:read` on `/v2/account`.
 
+The resource inventory (`pipeline.sandbox.inventory`): droplets, volumes, Kubernetes clusters,
+databases (one unpaged list, as the spec has it), load balancers, projects and each project's
+resources, each behind the scope the spec names (`droplet:read`, `block_storage:read`, …).
+
 Several teams: DigitalOcean bills each team apart and every token belongs to one team, so the
 sandbox serves one account per token. The first is `(token, data)`; `teams={token: data}` or
 `add_team()` adds more, and each token sees only its own account on every endpoint (another team's
@@ -48,9 +52,22 @@ BALANCE = re.compile(r"^/v2/customers/my/balance/?$")
 ACCOUNT = re.compile(r"^/v2/account/?$")
 INSIGHTS = re.compile(r"^/v2/billing/([^/]+)/insights/([^/]+)/([^/]+)/?$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PROJECT_RESOURCES = re.compile(r"^/v2/projects/([^/]+)/resources/?$")
+# The inventory lists: path → (record key, scope). Databases are not paged in the spec.
+INVENTORY = {
+    "/v2/droplets": ("droplets", "droplet:read"),
+    "/v2/volumes": ("volumes", "block_storage:read"),
+    "/v2/kubernetes/clusters": ("kubernetes_clusters", "kubernetes:read"),
+    "/v2/databases": ("databases", "database:read"),
+    "/v2/load_balancers": ("load_balancers", "load_balancer:read"),
+    "/v2/projects": ("projects", "project:read"),
+}
+UNPAGED = frozenset({"databases"})
 # Billing Insights answers at most this many days from start_date to end_date.
 INSIGHTS_MAX_DAYS = 31
-DEFAULT_SCOPES = frozenset({"billing:read", "account:read"})
+DEFAULT_SCOPES = frozenset(
+    {"billing:read", "account:read", *(scope for _, scope in INVENTORY.values())}
+)
 ERRORS = {
     400: ("bad_request", "The request was malformed."),
     401: ("unauthorized", "Unable to authenticate you."),
@@ -339,14 +356,32 @@ class SandboxServer:
         with self._lock:
             account = self._accounts[self.token if token is None else token]
             data, scopes = account.data, account.scopes
+        listed = INVENTORY.get(path.rstrip("/"))
         if ACCOUNT.match(path):
             scope = "account:read"
         elif path.startswith(("/v2/customers/my/", "/v2/billing/")):
             scope = "billing:read"
+        elif listed is not None:
+            scope = listed[1]
+        elif PROJECT_RESOURCES.match(path):
+            scope = "project:read"
         else:
             return 404, None
         if scope not in scopes:
             return 403, None
+        if listed is not None:
+            key = listed[0]
+            rows = data.inventory.resources(key)
+            if key in UNPAGED:
+                return 200, {key: rows}
+            return 200, self._paged(path, key, rows, page, per_page, key)
+        match = PROJECT_RESOURCES.match(path)
+        if match:
+            project = unquote(match.group(1))
+            if project not in data.inventory.project_resources:
+                return 404, None
+            rows = data.inventory.project_resources[project]
+            return 200, self._paged(path, "resources", rows, page, per_page, project)
         if ACCOUNT.match(path):
             return 200, {"account": {**ACCOUNT_USER, "team": dict(data.team)}}
         if BALANCE.match(path):

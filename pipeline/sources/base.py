@@ -75,7 +75,7 @@ class RawData:
     """The latest good raw fetch of each month, as landed: what a normalizer reads."""
 
     periods: Sequence[str]
-    fetches: pd.DataFrame  # partition_key, fetch_id: the fetch each month is read from
+    fetches: pd.DataFrame  # partition_key, fetch_id, fetched_at: the fetch each month is read from
     targets: pd.DataFrame  # target_key, partition_key, status, entry
     # fetch_id, endpoint, request_key, partition_key, page, body; pages that serve every month
     # of their fetch (an index, a list spanning months) have no partition_key.
@@ -157,6 +157,9 @@ class Source:
     tables_step: str | None = None  # the name of the step that loads several tables
     checks: tuple[Check, ...] = ()
     kinds: frozenset[str] = field(default_factory=lambda: frozenset({"duckdb", "pandas"}))
+    # A snapshot of the account as it is now (the inventory), not of months: its pages serve
+    # every month of their fetch, and each fetch is recorded in `inventory_snapshots`.
+    snapshot: bool = False
 
     @property
     def table_names(self) -> list[str]:

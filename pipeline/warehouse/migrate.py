@@ -25,7 +25,9 @@ import duckdb
 PACKAGE = resources.files("pipeline.warehouse")
 MIGRATIONS: Traversable = PACKAGE / "migrations"
 VIEWS: Traversable = PACKAGE / "views.sql"
-# The FOCUS view, in its own file (it reads the tables only), rebuilt right after views.sql.
+# Allocation (items joined to the inventory they name) and FOCUS, each in its own file, rebuilt
+# right after views.sql in this order: FOCUS reads the allocation's tags.
+ALLOCATION_VIEWS: Traversable = PACKAGE / "allocation.sql"
 FOCUS_VIEW: Traversable = PACKAGE / "focus.sql"
 FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 
@@ -166,6 +168,12 @@ def migrate(
         current = migration.version
         done.append(migration.version)
     _run(con, VIEWS.read_text(encoding="utf-8"), "rebuilding the views (views.sql)", record=None)
+    _run(
+        con,
+        ALLOCATION_VIEWS.read_text(encoding="utf-8"),
+        "rebuilding the allocation views (allocation.sql)",
+        record=None,
+    )
     _run(
         con,
         FOCUS_VIEW.read_text(encoding="utf-8"),

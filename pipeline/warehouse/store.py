@@ -33,8 +33,9 @@ PERIODS = "CAST($periods AS VARCHAR[])"
 # The newest good fetch of a source by one team for each wanted month; read once, then joined
 # as `latest`.
 LATEST = """
-    SELECT partition_key, fetch_id
-    FROM raw.latest_team_fetch($source, $team, CAST($periods AS VARCHAR[]))
+    SELECT l.partition_key, l.fetch_id, f.fetched_at
+    FROM raw.latest_team_fetch($source, $team, CAST($periods AS VARCHAR[])) AS l
+    JOIN raw.fetches AS f USING (fetch_id)
 """
 # The teams with a good fetch of a source that covers any of the months: what a replay rebuilds.
 RAW_TEAMS = """
@@ -124,7 +125,7 @@ IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?")
 class RawRead:
     """What `read_raw` found: the fetch of each month, its targets and pages, what is missing."""
 
-    fetches: pd.DataFrame  # partition_key, fetch_id
+    fetches: pd.DataFrame  # partition_key, fetch_id, fetched_at
     targets: pd.DataFrame  # target_key, partition_key, status, entry
     pages: pd.DataFrame | None  # fetch_id, endpoint, request_key, partition_key, page, body
     missing: list[str]

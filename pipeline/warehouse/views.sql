@@ -14,18 +14,6 @@ SELECT invoice_period,
 FROM invoice_items LEFT JOIN teams AS n USING (team_uuid)
 GROUP BY invoice_period, coalesce(product, '(no product)'), team_uuid;
 
--- Spend per month and DigitalOcean project.
-CREATE OR REPLACE VIEW monthly_spend_by_project AS
-SELECT invoice_period,
-       coalesce(project_name, '(no project)') AS project_name,
-       sum(amount) AS amount,
-       count(*) AS items,
-       bool_or(status = 'preview') AS is_partial,
-       team_uuid,
-       coalesce(any_value(n.team_name), '(before teams)') AS team_name
-FROM invoice_items LEFT JOIN teams AS n USING (team_uuid)
-GROUP BY invoice_period, coalesce(project_name, '(no project)'), team_uuid;
-
 -- Spend per month and resource, named by the resource's most recent name.
 CREATE OR REPLACE VIEW monthly_spend_by_resource AS
 WITH latest_name AS (

@@ -1,0 +1,204 @@
+-- Allocation: who spent it. Invoice items are joined to the inventory resources they name, with
+-- the inventory as it was in the item's month, and split by project and tag so that every split
+-- adds up to the month's items. Documented in docs/data-dictionary.md.
+--
+-- Join rules, from the API's own fields only (never from names):
+--   droplets: item.resource_id = droplet id; volumes, Kubernetes clusters, database clusters and
+--   load balancers: item.resource_uuid = their id. An item of a resource deleted since, or of
+--   none, is unallocated.
+-- Snapshot rule: a month uses, per inventory list, the newest snapshot taken on or before the
+-- month's end, else the oldest one taken after it.
+-- Tag rule: `k:v` is key k, value v (split at the first colon); a plain `k` is value 'true'
+-- unless the resource also has a valued tag of key k, which wins; of several valued tags of one
+-- key (DOKS nodes carry `k8s:<cluster id>` and `k8s:worker`) the first in the API's order wins.
+
+-- Every resource of every snapshot, all kinds in one shape; tags as received.
+CREATE OR REPLACE VIEW inventory_resources AS
+SELECT 'droplet' AS resource_kind, 'droplets' AS source, 'droplet' AS urn_kind, *
+FROM droplets
+UNION ALL BY NAME
+SELECT 'volume' AS resource_kind, 'volumes' AS source, 'volume' AS urn_kind, * FROM volumes
+UNION ALL BY NAME
+SELECT 'kubernetes_cluster' AS resource_kind, 'kubernetes_clusters' AS source, 'kubernetes' AS urn_kind, * FROM kubernetes_clusters
+UNION ALL BY NAME
+SELECT 'database_cluster' AS resource_kind, 'database_clusters' AS source, 'dbaas' AS urn_kind, * FROM database_clusters
+UNION ALL BY NAME
+SELECT 'load_balancer' AS resource_kind, 'load_balancers' AS source, 'loadbalancer' AS urn_kind, * FROM load_balancers;
+
+-- Each resource's tags as key → value, per snapshot (the tag rule above).
+CREATE OR REPLACE VIEW resource_tags AS
+WITH each_tag AS (
+    SELECT team_uuid, source, snapshot_id, resource_kind, resource_id,
+           unnest(tags) AS tag, unnest(range(1, len(tags) + 1)) AS position
+    FROM inventory_resources
+), split AS (
+    SELECT *,
+           CASE WHEN strpos(tag, ':') > 0 THEN left(tag, strpos(tag, ':') - 1) ELSE tag END
+               AS tag_key,
+           CASE WHEN strpos(tag, ':') > 0 THEN substr(tag, strpos(tag, ':') + 1) END AS valued
+    FROM each_tag
+)
+SELECT team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key,
+       coalesce(arg_min(valued, position) FILTER (WHERE valued IS NOT NULL), 'true') AS tag_value
+FROM split
+WHERE tag_key <> ''
+GROUP BY team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key;
+
+-- Which snapshot of each inventory list each team's month is allocated with.
+CREATE OR REPLACE VIEW allocation_snapshots AS
+WITH months AS (
+    SELECT DISTINCT team_uuid, invoice_period,
+           CAST(CAST(invoice_period || '-01' AS DATE) + INTERVAL 1 MONTH AS TIMESTAMP) AS month_end
+    FROM invoice_items
+    WHERE team_uuid IS NOT NULL
+), candidates AS (
+    SELECT m.team_uuid, m.invoice_period, s.source, s.snapshot_id, s.snapshot_at,
+           (s.snapshot_at AT TIME ZONE 'UTC') <= m.month_end AS by_month_end
+    FROM months AS m JOIN inventory_snapshots AS s USING (team_uuid)
+)
+SELECT team_uuid, invoice_period, source, snapshot_id, snapshot_at, by_month_end
+FROM candidates
+QUALIFY row_number() OVER (
+    PARTITION BY team_uuid, invoice_period, source
+    ORDER BY by_month_end DESC,
+             CASE WHEN by_month_end THEN snapshot_at END DESC,
+             snapshot_at ASC,
+             snapshot_id
+) = 1;
+
+-- Every invoice item with the resource it is allocated to (NULLs when unallocated), the
+-- snapshot that resource was read from, and its project.
+CREATE OR REPLACE VIEW item_allocation AS
+WITH month_resources AS (
+    SELECT a.invoice_period, r.*
+    FROM inventory_resources AS r
+    JOIN allocation_snapshots AS a
+      ON a.team_uuid = r.team_uuid AND a.source = r.source AND a.snapshot_id = r.snapshot_id
+), month_projects AS (
+    SELECT a.invoice_period, p.team_uuid, p.project_id, p.name AS project_name
+    FROM projects AS p
+    JOIN allocation_snapshots AS a
+      ON a.team_uuid = p.team_uuid AND a.source = 'projects' AND a.snapshot_id = p.snapshot_id
+), month_assignments AS (
+    SELECT a.invoice_period, pr.team_uuid, pr.resource_kind AS urn_kind, pr.resource_id,
+           any_value(pr.project_id) AS project_id
+    FROM project_resources AS pr
+    JOIN allocation_snapshots AS a
+      ON a.team_uuid = pr.team_uuid AND a.source = 'projects' AND a.snapshot_id = pr.snapshot_id
+    GROUP BY ALL
+), matched AS (
+    SELECT i.team_uuid, i.invoice_period, i.invoice_uuid, i.line_number, i.status, i.product,
+           i.amount, i.project_name AS item_project_name,
+           r.resource_kind, r.source, r.urn_kind, r.resource_id, r.name AS resource_name,
+           r.region, r.tags, r.project_id AS resource_project_id, r.snapshot_id, r.snapshot_at
+    FROM invoice_items AS i
+    LEFT JOIN month_resources AS r
+      ON r.team_uuid = i.team_uuid AND r.invoice_period = i.invoice_period
+     AND ((r.source = 'droplets' AND r.resource_id = i.resource_id)
+          OR (r.source <> 'droplets' AND r.resource_id = i.resource_uuid))
+    -- An item names at most one resource; should ids ever collide, a droplet id wins.
+    QUALIFY row_number() OVER (
+        PARTITION BY i.team_uuid, i.invoice_uuid, i.line_number
+        ORDER BY r.source = 'droplets' DESC, r.source
+    ) = 1
+)
+SELECT m.team_uuid, m.invoice_period, m.invoice_uuid, m.line_number, m.status, m.product,
+       m.amount, m.resource_kind, m.source, m.resource_id, m.resource_name, m.region, m.tags,
+       coalesce(a.project_id, m.resource_project_id) AS project_id,
+       coalesce(p.project_name, m.item_project_name) AS project_name,
+       m.item_project_name,
+       m.snapshot_id, m.snapshot_at,
+       m.resource_id IS NOT NULL AS allocated,
+       coalesce(len(m.tags) > 0, false) AS tagged
+FROM matched AS m
+LEFT JOIN month_assignments AS a
+  ON a.team_uuid = m.team_uuid AND a.invoice_period = m.invoice_period
+ AND a.urn_kind = m.urn_kind AND a.resource_id = m.resource_id
+LEFT JOIN month_projects AS p
+  ON p.team_uuid = m.team_uuid AND p.invoice_period = m.invoice_period
+ AND p.project_id = coalesce(a.project_id, m.resource_project_id);
+
+-- Spend per month and resource of the inventory: kind, id, name, project, tags (a JSON object
+-- key → value, as of the month's snapshot) and the snapshot used. Unallocated spend is not
+-- here: allocation_coverage holds it.
+CREATE OR REPLACE VIEW cost_by_resource AS
+WITH tag_objects AS (
+    SELECT team_uuid, source, snapshot_id, resource_id,
+           CAST(json_group_object(tag_key, tag_value) AS VARCHAR) AS tags
+    FROM resource_tags
+    GROUP BY ALL
+)
+SELECT i.team_uuid, i.invoice_period, i.resource_kind, i.resource_id, i.resource_name,
+       i.project_id, i.project_name, coalesce(t.tags, '{}') AS tags, i.region,
+       sum(i.amount) AS amount, count(*) AS items, bool_or(i.status = 'preview') AS is_partial,
+       i.snapshot_id, i.snapshot_at,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM item_allocation AS i
+LEFT JOIN tag_objects AS t
+  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.snapshot_id = i.snapshot_id
+ AND t.resource_id = i.resource_id
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
+WHERE i.allocated
+GROUP BY i.team_uuid, i.invoice_period, i.resource_kind, i.resource_id, i.resource_name,
+         i.project_id, i.project_name, t.tags, i.region, i.snapshot_id, i.snapshot_at;
+
+-- Spend per month, tag key and value. For every tag key any of the team's resources has ever
+-- had, a month's rows add up exactly to its items: what no resource with that key explains
+-- (untagged, deleted since, no resource at all, credits and taxes) is the row whose tag_value
+-- is NULL. So `WHERE tag_key = 'env'` always splits a whole month.
+CREATE OR REPLACE VIEW cost_by_tag AS
+WITH tag_keys AS (
+    SELECT DISTINCT team_uuid, tag_key FROM resource_tags
+)
+SELECT i.team_uuid, i.invoice_period, k.tag_key, t.tag_value,
+       sum(i.amount) AS amount, count(*) AS items, bool_or(i.status = 'preview') AS is_partial,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM item_allocation AS i
+JOIN tag_keys AS k ON k.team_uuid = i.team_uuid
+LEFT JOIN resource_tags AS t
+  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.snapshot_id = i.snapshot_id
+ AND t.resource_id = i.resource_id AND t.tag_key = k.tag_key
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
+GROUP BY i.team_uuid, i.invoice_period, k.tag_key, t.tag_value;
+
+-- FinOps' allocation KPI per team and month: how much of the month's items names a live
+-- resource (allocated), how much of it a tagged one, and the allocated share.
+CREATE OR REPLACE VIEW allocation_coverage AS
+SELECT i.team_uuid, i.invoice_period,
+       sum(i.amount) AS amount,
+       coalesce(sum(i.amount) FILTER (WHERE i.allocated), 0) AS allocated_amount,
+       coalesce(sum(i.amount) FILTER (WHERE i.tagged), 0) AS tagged_amount,
+       CASE WHEN sum(i.amount) <> 0
+            THEN CAST(round(coalesce(sum(i.amount) FILTER (WHERE i.allocated), 0)
+                            / sum(i.amount), 4) AS DECIMAL(9, 4))
+       END AS share,
+       bool_or(i.status = 'preview') AS is_partial,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM item_allocation AS i
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
+GROUP BY i.team_uuid, i.invoice_period;
+
+-- Spend per month and DigitalOcean project, as the items name it, with the project's id from
+-- the projects source (the month's snapshot) where a project of that name exists.
+CREATE OR REPLACE VIEW monthly_spend_by_project AS
+WITH month_projects AS (
+    SELECT a.invoice_period, p.team_uuid, p.name, any_value(p.project_id) AS project_id
+    FROM projects AS p
+    JOIN allocation_snapshots AS a
+      ON a.team_uuid = p.team_uuid AND a.source = 'projects' AND a.snapshot_id = p.snapshot_id
+    GROUP BY ALL
+)
+SELECT i.invoice_period,
+       coalesce(i.project_name, '(no project)') AS project_name,
+       sum(i.amount) AS amount,
+       count(*) AS items,
+       bool_or(i.status = 'preview') AS is_partial,
+       any_value(p.project_id) AS project_id,
+       i.team_uuid,
+       coalesce(any_value(n.team_name), '(before teams)') AS team_name
+FROM invoice_items AS i
+LEFT JOIN month_projects AS p
+  ON p.team_uuid = i.team_uuid AND p.invoice_period = i.invoice_period
+ AND p.name = i.project_name
+LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
+GROUP BY i.invoice_period, coalesce(i.project_name, '(no project)'), i.team_uuid;
