@@ -139,6 +139,34 @@ def parse_budgets(text: str) -> dict[str, Decimal]:
     return budgets
 
 
+OWNER_KINDS = ("project", "tag")
+
+
+def parse_owner_budgets(text: str) -> dict[str, Decimal]:
+    """`OWNER_BUDGETS`: `project:web=2000, tag:env:prod=1500`, a monthly budget for a project
+    (by name) or a tag value (`tag:<key>:<value>`; a plain tag's value is `true`), in every
+    team that has it."""
+    budgets: dict[str, Decimal] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        owner, sep, amount = entry.rpartition("=")
+        kind, colon, name = owner.strip().partition(":")
+        tag_ok = kind != "tag" or (
+            ":" in name and name.partition(":")[0] and name.partition(":")[2]
+        )
+        if not sep or kind not in OWNER_KINDS or not colon or not name or not tag_ok:
+            raise SettingsError(
+                f"OWNER_BUDGETS entry {entry!r} is not `project:<name>=amount` or "
+                "`tag:<key>:<value>=amount` (e.g. project:web=2000, tag:env:prod=1500)"
+            )
+        key = f"{kind}:{name}"
+        if key in budgets:
+            raise SettingsError(f"OWNER_BUDGETS names {key!r} twice")
+        budgets[key] = usd(amount, f"OWNER_BUDGETS entry for {key!r}:")
+    return budgets
+
+
 def validate_period(value: str, what: str = "invoice period") -> str:
     """Return `value` if it is a real `YYYY-MM` month from FIRST_YEAR on, else raise naming
     `what` and the rule it breaks (the form, or the year)."""
@@ -340,6 +368,7 @@ class Settings(BaseSettings):
     # Alerts. ALERT_URLS may hold webhook tokens: a secret, never shown, like the API tokens.
     budget_usd: Decimal | None = Field(default=None, validation_alias="BUDGET_USD")
     budgets_text: str | None = Field(default=None, validation_alias="BUDGETS")
+    owner_budgets_text: str | None = Field(default=None, validation_alias="OWNER_BUDGETS")
     budget_warn_share: Decimal = Field(
         default=DEFAULT_WARN_SHARE, validation_alias="BUDGET_WARN_SHARE"
     )
@@ -401,6 +430,13 @@ class Settings(BaseSettings):
     def _budgets(cls, value: str | None) -> str | None:
         if value is not None:
             parse_budgets(value)
+        return value
+
+    @field_validator("owner_budgets_text")
+    @classmethod
+    def _owner_budgets(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_owner_budgets(value)
         return value
 
     @field_validator("budget_warn_share", mode="before")
@@ -510,6 +546,11 @@ class Settings(BaseSettings):
     def budgets(self) -> dict[str, Decimal]:
         """Per-team budget overrides, by team name or uuid."""
         return parse_budgets(self.budgets_text) if self.budgets_text else {}
+
+    @property
+    def owner_budgets(self) -> dict[str, Decimal]:
+        """Budgets by project and by tag value (`project:<name>`, `tag:<key>:<value>`)."""
+        return parse_owner_budgets(self.owner_budgets_text) if self.owner_budgets_text else {}
 
     @property
     def alert_urls(self) -> list[SecretStr]:

@@ -29,6 +29,32 @@ OPEN_MONTHS = """
     FROM month_forecast WHERE is_open ORDER BY team_name, team_uuid
 """
 TEAMS = "SELECT team_uuid, team_name FROM teams"
+# Each owner's spend in every team's open month (its preview's items), beside the team's month
+# to date and forecast: an owner's forecast grows its month to date as the team's does.
+OWNER_SPEND = """
+    WITH owners AS (
+        SELECT team_uuid, invoice_period, 'project:' || project_name AS owner, amount
+        FROM monthly_spend_by_project WHERE project_name <> '(no project)'
+        UNION ALL
+        SELECT team_uuid, invoice_period, 'tag:' || tag_key || ':' || tag_value, amount
+        FROM cost_by_tag WHERE tag_value IS NOT NULL
+    )
+    SELECT f.month, o.owner, o.amount AS month_to_date,
+           f.month_to_date AS team_month_to_date, f.forecast AS team_forecast,
+           f.team_uuid, f.team_name
+    FROM month_forecast AS f
+    JOIN owners AS o ON o.team_uuid = f.team_uuid AND o.invoice_period = f.month
+    WHERE f.is_open AND list_contains(CAST($owners AS VARCHAR[]), o.owner)
+    ORDER BY f.team_name, f.team_uuid, o.owner
+"""
+# The projects and tag values behind each SKU's cost in a month: the invoice lines the SKU's
+# Insights points describe (the Insights tie), allocated to their resources.
+SKU_OWNERS = """
+    SELECT team_uuid, invoice_period, sku, owner, amount
+    FROM sku_owners
+    WHERE list_contains(CAST($teams AS VARCHAR[]), team_uuid)
+    ORDER BY team_uuid, invoice_period, sku, amount DESC, owner
+"""
 RECENT_ANOMALIES = """
     WITH newest AS (SELECT team_uuid, max(usage_date) AS last_day FROM daily_costs GROUP BY ALL)
     SELECT a.*
@@ -45,6 +71,8 @@ class Thresholds:
 
     budget_usd: Decimal | None = None
     budgets: Mapping[str, Decimal] = field(default_factory=dict)  # by team uuid or name
+    # By owner, in every team: `project:<name>` or `tag:<key>:<value>` (OWNER_BUDGETS).
+    owner_budgets: Mapping[str, Decimal] = field(default_factory=dict)
     budget_warn_share: Decimal = Decimal("0.8")
     spike_mads: Decimal = Decimal(6)
     spike_min_usd: Decimal = Decimal(50)
@@ -187,9 +215,72 @@ def evaluate_budgets(
     return BudgetVerdict(pd.DataFrame.from_records(records), alerts, unknown)
 
 
+def owner_forecast(row: object) -> Decimal | None:
+    """The owner's month to date grown as the team's: × (team forecast / team month to date)."""
+    team_mtd, team_forecast = _decimal(row.team_month_to_date), _decimal(row.team_forecast)
+    if team_mtd is None or team_forecast is None or team_mtd <= 0:
+        return None
+    return (Decimal(row.month_to_date) * team_forecast / team_mtd).quantize(CENT)
+
+
+def evaluate_owner_budgets(spend: pd.DataFrame, thresholds: Thresholds) -> BudgetVerdict:
+    """Every team's open month per project and tag value (rows of OWNER_SPEND) against the
+    owner's budget in OWNER_BUDGETS, judged like a team's budget."""
+    records, alerts, seen = [], [], set()
+    for row in spend.itertuples(index=False):
+        owner, budget = str(row.owner), thresholds.owner_budgets[str(row.owner)]
+        seen.add(owner)
+        mtd, forecast = Decimal(row.month_to_date), owner_forecast(row)
+        level = budget_level(mtd, forecast, budget, thresholds.budget_warn_share)
+        share = f"{(max(mtd, forecast or mtd) / budget * 100).quantize(Decimal('0.1'))} %"
+        team_uuid, team_name = str(row.team_uuid), str(row.team_name)
+        records.append(
+            {
+                "team": team_name,
+                "owner": owner,
+                "month": row.month,
+                "month_to_date": money(mtd),
+                "forecast": money(forecast),
+                "budget": money(budget),
+                "share_of_budget": share,
+                "level": level or "ok",
+            }
+        )
+        if level is None:
+            continue
+        verb = (
+            "is past"
+            if mtd > budget
+            else "is forecast past"
+            if level == FAIL
+            else ("is forecast to reach")
+        )
+        alerts.append(
+            Alert(
+                key=f"budget:{team_uuid}:{row.month}:{owner}:{level}",
+                check="budget",
+                asset=BALANCE_ASSET,
+                kind="budget",
+                level=level,
+                team_uuid=team_uuid,
+                team_name=team_name,
+                title=f"Budget {'exceeded' if level == FAIL else 'warning'}: {owner} in "
+                f"{team_name}, {row.month}",
+                lines=(
+                    f"{owner} in team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
+                    f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
+                    f"({share} of the budget of {money(budget)}).",
+                ),
+            )
+        )
+    unknown = sorted(key for key in thresholds.owner_budgets if key not in seen)
+    return BudgetVerdict(pd.DataFrame.from_records(records), alerts, unknown)
+
+
 # -- anomalies -------------------------------------------------------------------------------
-def anomaly_alert(row: pd.Series) -> Alert:
-    """A cost_anomalies row as an alert (a warning: a signal to look, not a failed load)."""
+def anomaly_alert(row: pd.Series, owners: pd.DataFrame | None = None) -> Alert:
+    """A cost_anomalies row as an alert (a warning: a signal to look, not a failed load); with
+    `owners` (rows of SKU_OWNERS), it names the projects and tag values behind the SKU."""
     team_uuid, team_name = str(row["team_uuid"]), str(row["team_name"])
     day = pd.Timestamp(row["usage_date"]).date().isoformat()
     cost, baseline = Decimal(row["cost"]), Decimal(row["baseline"])
@@ -208,6 +299,7 @@ def anomaly_alert(row: pd.Series) -> Alert:
     where = [f"Region: {row['region']}."]
     if row["grain"] == "sku" and not pd.isna(row["service"]):
         where.append(f"Service: {row['service']}.")
+    behind = _owners_of(row, owners)
     return Alert(
         key=str(row["alert_key"]),
         check=check,
@@ -218,9 +310,32 @@ def anomaly_alert(row: pd.Series) -> Alert:
         team_name=team_name,
         title=f"Cost {'anomaly' if row['kind'] == 'spike' else 'from a new SKU'}: "
         f"{team_name}, {subject}, {day}",
-        lines=(f"Team {team_name} ({team_uuid}): {subject} {facts}", " ".join(where)),
+        lines=(f"Team {team_name} ({team_uuid}): {subject} {facts}", " ".join(where), *behind),
     )
 
 
-def anomaly_alerts(found: pd.DataFrame) -> list[Alert]:
-    return [anomaly_alert(row) for _, row in found.iterrows()]
+def _owners_of(row: pd.Series, owners: pd.DataFrame | None) -> tuple[str, ...]:
+    """'Projects: web ($1.00), …' and 'Tags: env:prod ($1.00), …' for the anomaly's SKU and
+    month, when its invoice lines tie to resources; nothing when they do not."""
+    if owners is None or owners.empty or row["grain"] != "sku" or pd.isna(row["sku"]):
+        return ()
+    month = pd.Timestamp(row["usage_date"]).strftime("%Y-%m")
+    mine = owners[
+        (owners["team_uuid"] == row["team_uuid"])
+        & (owners["invoice_period"] == month)
+        & (owners["sku"] == row["sku"])
+    ]
+    lines = []
+    for kind, label in (("project:", "Projects"), ("tag:", "Tags")):
+        found = mine[mine["owner"].str.startswith(kind)]
+        if not found.empty:
+            named = ", ".join(
+                f"{o.removeprefix(kind)} ({money(Decimal(a))})"
+                for o, a in zip(found["owner"], found["amount"], strict=True)
+            )
+            lines.append(f"{label} behind it this month: {named}.")
+    return tuple(lines)
+
+
+def anomaly_alerts(found: pd.DataFrame, owners: pd.DataFrame | None = None) -> list[Alert]:
+    return [anomaly_alert(row, owners) for _, row in found.iterrows()]

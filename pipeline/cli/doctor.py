@@ -41,6 +41,7 @@ from pipeline.settings import (
     get_settings,
     token_place,
 )
+from pipeline.sources import INVENTORY
 from pipeline.teams import Account, TeamMissingError, read_team
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
 from pipeline.warehouse.publish import working_file
@@ -181,13 +182,33 @@ def check_account(client: DigitalOceanClient) -> Check:
     return _account(client)[0]
 
 
+def check_inventory(client: DigitalOceanClient) -> list[Check]:
+    """Each inventory list's scope (`droplet:read`, `project:read`, …): one page of one record,
+    as a run reads it. A missing scope fails that list's step only; allocation lacks it."""
+    checks = []
+    for source in INVENTORY:
+        endpoint = source.index
+        assert endpoint is not None
+        name = f"{endpoint.scope} ({source.name})"
+        try:
+            client.get_page(endpoint.path, endpoint.paginator.params(1, 1), endpoint.scope)
+        except ApiError as exc:
+            detail = _api_failure(exc, endpoint.scope, client.host, client.token_name)
+            if isinstance(exc, AuthError) and exc.status == 403:
+                detail += f"; the {source.name} step fails and allocation lacks its {endpoint.noun}"
+            checks.append(Check(name, False, detail))
+            continue
+        checks.append(Check(name, True, f"{client.host} answered GET {endpoint.path}"))
+    return checks
+
+
 def _check_api(url: str, token: str, place: str) -> tuple[list[Check], str | None]:
     with new_client(url, token, place) as client:
         billing, error = _billing(client)
         if error is not None and not (isinstance(error, AuthError) and error.status == 403):
             return [billing, Check("account:read", None, "not checked: see the line above")], None
         account, team = _account(client)
-        return [billing, account], team
+        return [billing, account, *check_inventory(client)], team
 
 
 def check_api(url: str, token: str, place: str = TOKEN_ENV) -> list[Check]:

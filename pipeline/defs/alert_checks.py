@@ -4,7 +4,8 @@ Three checks in one step, run after every load:
 
 - `budget` (on `balance`): each team's open month, to date and forecast (`month_forecast`),
   against its budget (`BUDGET_USD`, or its entry in `BUDGETS`); warn from `BUDGET_WARN_SHARE`
-  of it, fail past it.
+  of it, fail past it. Projects and tag values with a budget in `OWNER_BUDGETS` are judged
+  the same way, in every team that has them.
 - `cost_spikes` and `new_skus` (on `daily_costs`): the anomalies of the last
   `ALERT_LOOKBACK_DAYS` loaded days, from `cost_anomalies_at(...)` called with the thresholds
   (the `cost_anomalies` view shows the whole history at the defaults).
@@ -25,16 +26,21 @@ from pipeline.alerts.rules import (
     DAILY_COSTS_ASSET,
     FAIL,
     OPEN_MONTHS,
+    OWNER_SPEND,
     RECENT_ANOMALIES,
+    SKU_OWNERS,
     TEAMS,
     Alert,
     BudgetVerdict,
+    Thresholds,
     anomaly_alerts,
     evaluate_budgets,
+    evaluate_owner_budgets,
 )
 from pipeline.defs.partitions import WAREHOUSE_POOL
 from pipeline.defs.resources import AlertsResource, WarehouseResource
 from pipeline.sources import INVOICES
+from pipeline.warehouse.store import Warehouse
 
 BALANCE = dg.AssetKey(BALANCE_ASSET)
 DAILY_COSTS = dg.AssetKey(DAILY_COSTS_ASSET)
@@ -66,24 +72,48 @@ def _delivery_metadata(report: DeliveryReport, alerts: Sequence[Alert]) -> dict[
     }
 
 
-def budget_result(verdict: BudgetVerdict, report: DeliveryReport) -> dg.AssetCheckResult:
-    levels = {alert.level for alert in verdict.alerts}
+def budget_result(
+    verdict: BudgetVerdict, report: DeliveryReport, owners: BudgetVerdict | None = None
+) -> dg.AssetCheckResult:
+    alerts = [*verdict.alerts, *(owners.alerts if owners else [])]
+    levels = {alert.level for alert in alerts}
     metadata: dict[str, object] = {
         "teams_over_warning": len(verdict.alerts),
-        **_delivery_metadata(report, verdict.alerts),
+        **_delivery_metadata(report, alerts),
     }
     if not verdict.rows.empty:
         metadata["budgets"] = _table(verdict.rows)
     if verdict.unknown_keys:
         metadata["budgets_naming_no_team"] = ", ".join(verdict.unknown_keys)
+    if owners is not None:
+        metadata["owners_over_warning"] = len(owners.alerts)
+        if not owners.rows.empty:
+            metadata["owner_budgets"] = _table(owners.rows)
+        if owners.unknown_keys:
+            metadata["owner_budgets_with_no_spend"] = ", ".join(owners.unknown_keys)
     return dg.AssetCheckResult(
         asset_key=BALANCE,
         check_name="budget",
-        passed=not verdict.alerts,
+        passed=not alerts,
         severity=dg.AssetCheckSeverity.ERROR if FAIL in levels else dg.AssetCheckSeverity.WARN,
-        description="; ".join(alert.title for alert in verdict.alerts) or None,
+        description="; ".join(alert.title for alert in alerts) or None,
         metadata=metadata,
     )
+
+
+def owner_verdict(store: Warehouse, thresholds: Thresholds) -> BudgetVerdict | None:
+    """The open months per project and tag value against OWNER_BUDGETS, if any are set."""
+    if not thresholds.owner_budgets:
+        return None
+    spend = store.query(OWNER_SPEND, {"owners": list(thresholds.owner_budgets)})
+    return evaluate_owner_budgets(spend, thresholds)
+
+
+def sku_owners(store: Warehouse, anomalies: pd.DataFrame) -> pd.DataFrame | None:
+    """The projects and tag values behind the anomalies' SKUs (rows of SKU_OWNERS)."""
+    if anomalies.empty:
+        return None
+    return store.query(SKU_OWNERS, {"teams": sorted(set(anomalies["team_uuid"].astype(str)))})
 
 
 def anomaly_result(
@@ -126,20 +156,22 @@ def alerts_checks(
     store = warehouse.store
     thresholds = alerts.thresholds()
     selected = {key.name for key in context.selected_asset_check_keys}
-    verdict = None
+    verdict = owners = None
     if "budget" in selected:
         verdict = evaluate_budgets(store.query(OPEN_MONTHS), store.query(TEAMS), thresholds)
-    spikes = news = None
+        owners = owner_verdict(store, thresholds)
+    spikes = news = behind = None
     if selected & {"cost_spikes", "new_skus"}:
         anomalies = store.query(RECENT_ANOMALIES, thresholds.anomaly_params())
+        behind = sku_owners(store, anomalies)
         if "cost_spikes" in selected:
             spikes = anomalies[anomalies["kind"] == "spike"]
         if "new_skus" in selected:
             news = anomalies[anomalies["kind"] == "new_sku"]
-    found = list(verdict.alerts) if verdict else []
+    found = [*(verdict.alerts if verdict else []), *(owners.alerts if owners else [])]
     for frame in (spikes, news):
         if frame is not None:
-            found += anomaly_alerts(frame)
+            found += anomaly_alerts(frame, behind)
     urls = alerts.destinations()
     report = DeliveryReport()
     if found and urls:
@@ -149,7 +181,7 @@ def alerts_checks(
         )
         record_sent(store, found, report)
     if verdict is not None:
-        yield budget_result(verdict, report)
+        yield budget_result(verdict, report, owners)
     if spikes is not None:
         yield anomaly_result("cost_spikes", spikes, found, report)
     if news is not None:

@@ -218,6 +218,7 @@ class AlertsResource(dg.ConfigurableResource):
 
     budget_usd: str | None = None
     budgets: dict[str, str] = {}
+    owner_budgets: dict[str, str] = {}  # by `project:<name>` or `tag:<key>:<value>`
     budget_warn_share: str = "0.8"
     spike_mads: str = "6"
     spike_min_usd: str = "50"
@@ -232,6 +233,7 @@ class AlertsResource(dg.ConfigurableResource):
         return cls(
             budget_usd=None if settings.budget_usd is None else str(settings.budget_usd),
             budgets={key: str(amount) for key, amount in settings.budgets.items()},
+            owner_budgets={key: str(amount) for key, amount in settings.owner_budgets.items()},
             **{name: str(getattr(settings, name)) for name in THRESHOLD_DECIMALS},
             alert_lookback_days=settings.alert_lookback_days,
             alert_urls=dg.EnvVar(ALERT_URLS_ENV) if settings.alert_urls else None,
@@ -242,6 +244,7 @@ class AlertsResource(dg.ConfigurableResource):
         return Thresholds(
             budget_usd=None if self.budget_usd is None else Decimal(self.budget_usd),
             budgets={key: Decimal(amount) for key, amount in self.budgets.items()},
+            owner_budgets={key: Decimal(amount) for key, amount in self.owner_budgets.items()},
             **{name: Decimal(getattr(self, name)) for name in THRESHOLD_DECIMALS},
             alert_lookback_days=self.alert_lookback_days,
         )

@@ -39,7 +39,8 @@ WITH each_tag AS (
     FROM each_tag
 )
 SELECT team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key,
-       coalesce(arg_min(valued, position) FILTER (WHERE valued IS NOT NULL), 'true') AS tag_value
+       coalesce(arg_min(valued, position) FILTER (WHERE valued IS NOT NULL), 'true') AS tag_value,
+       bool_or(valued IS NOT NULL) AS is_valued  -- false: a plain tag, 'true' by the rule
 FROM split
 WHERE tag_key <> ''
 GROUP BY team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key;
@@ -202,3 +203,36 @@ LEFT JOIN month_projects AS p
  AND p.name = i.project_name
 LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
 GROUP BY i.invoice_period, coalesce(i.project_name, '(no project)'), i.team_uuid;
+
+-- The projects and tag values behind each Billing Insights SKU in a month: the month's invoice
+-- lines whose description and group its points carry (the Insights tie, as in focus_costs),
+-- allocated to their resources. What spike alerts name; `owner` is `project:<name>` or
+-- `tag:<key>:<value>`.
+CREATE OR REPLACE VIEW sku_owners AS
+WITH points AS (
+    SELECT DISTINCT team_uuid, usage_month, sku, description,
+           coalesce(group_description, '') AS group_key
+    FROM daily_costs
+    WHERE sku IS NOT NULL AND description IS NOT NULL
+), lines AS (
+    SELECT p.team_uuid, p.usage_month AS invoice_period, p.sku, a.project_name, a.source,
+           a.snapshot_id, a.resource_id, a.allocated, i.amount
+    FROM points AS p
+    JOIN invoice_items AS i
+      ON i.team_uuid = p.team_uuid AND i.invoice_period = p.usage_month
+     AND i.description = p.description AND coalesce(i.group_description, '') = p.group_key
+    JOIN item_allocation AS a
+      ON a.team_uuid = i.team_uuid AND a.invoice_uuid = i.invoice_uuid
+     AND a.line_number = i.line_number
+)
+SELECT team_uuid, invoice_period, sku, 'project:' || project_name AS owner, sum(amount) AS amount
+FROM lines WHERE project_name IS NOT NULL
+GROUP BY ALL
+UNION ALL
+SELECT l.team_uuid, l.invoice_period, l.sku, 'tag:' || t.tag_key || ':' || t.tag_value,
+       sum(l.amount)
+FROM lines AS l
+JOIN resource_tags AS t
+  ON t.team_uuid = l.team_uuid AND t.source = l.source AND t.snapshot_id = l.snapshot_id
+ AND t.resource_id = l.resource_id
+GROUP BY ALL;

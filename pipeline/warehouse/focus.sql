@@ -60,8 +60,33 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     FROM invoices AS i
     LEFT JOIN teams AS t ON t.team_uuid = i.team_uuid
     LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
+), resource_tags_json AS (
+    -- Tags (FOCUS 1.2): the resource's tags as of the month's inventory snapshot. User tags
+    -- `k:v` are "k": "v" and a plain `k` is "k": true (a valueless tag gets boolean true, the one
+    -- change FOCUS allows). DigitalOcean's own tags (DOKS's `k8s`, `k8s:<cluster id>`,
+    -- `k8s:worker`) are provider-defined: each is kept whole under the prefix `do/`, valueless.
+    SELECT team_uuid, source, snapshot_id, resource_id,
+           json_group_object(tag_key, CASE WHEN is_valued THEN to_json(tag_value)
+                                           ELSE to_json(true) END) AS tags
+    FROM (
+        SELECT team_uuid, source, snapshot_id, resource_id, tag_key, tag_value, is_valued
+        FROM resource_tags WHERE tag_key <> 'k8s'
+        UNION ALL
+        SELECT team_uuid, source, snapshot_id, resource_id, 'do/' || tag, NULL, false
+        FROM (SELECT team_uuid, source, snapshot_id, resource_id, unnest(tags) AS tag
+              FROM inventory_resources)
+        WHERE tag = 'k8s' OR tag LIKE 'k8s:%'
+    )
+    GROUP BY team_uuid, source, snapshot_id, resource_id
+), item_tags AS (
+    SELECT a.team_uuid, a.invoice_uuid, a.line_number, t.tags
+    FROM item_allocation AS a
+    JOIN resource_tags_json AS t
+      ON t.team_uuid = a.team_uuid AND t.source = a.source AND t.snapshot_id = a.snapshot_id
+     AND t.resource_id = a.resource_id
 ), lines AS (
     SELECT it.*,
+           tg.tags AS resource_tags,
            inv.invoice_id,
            a.billing_account_id,
            a.billing_account_name,
@@ -76,6 +101,9 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     FROM invoice_items AS it
     JOIN invoices AS inv USING (invoice_uuid, invoice_period)
     LEFT JOIN accounts AS a USING (invoice_uuid, invoice_period)
+    LEFT JOIN item_tags AS tg
+      ON tg.team_uuid = it.team_uuid AND tg.invoice_uuid = it.invoice_uuid
+     AND tg.line_number = it.line_number
 ), tied AS (
     SELECT l.*,
            p.service_category,
@@ -136,8 +164,11 @@ SELECT amount AS BilledCost,
        region_name AS RegionName,
        sku AS SkuId,
        coalesce(invoice_id, invoice_uuid) AS InvoiceId,
-       CASE WHEN project_name IS NULL THEN '{}'::JSON
-            ELSE json_object('project', project_name) END AS Tags,
+       -- The item's project (provider-defined: `do/project`) and its resource's tags.
+       CAST(json_merge_patch(
+           CASE WHEN project_name IS NULL THEN '{}'::JSON
+                ELSE json_object('do/project', project_name) END,
+           coalesce(resource_tags, '{}'::JSON)) AS JSON) AS Tags,
        project_name AS x_ProjectName,
        category AS x_ProductCategory,
        invoice_period AS x_InvoicePeriod,
