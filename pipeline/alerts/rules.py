@@ -29,23 +29,28 @@ OPEN_MONTHS = """
     FROM month_forecast WHERE is_open ORDER BY team_name, team_uuid
 """
 TEAMS = "SELECT team_uuid, team_name FROM teams"
-# Each owner's spend in every team's open month (its preview's items), beside the team's month
-# to date and forecast: an owner's forecast grows its month to date as the team's does.
+# Each owner's spend in every team's open month (the month of its preview: its items), beside
+# the team's month to date and forecast, when loaded: an owner's forecast grows its month to
+# date as the team's does.
 OWNER_SPEND = """
-    WITH owners AS (
+    WITH open_months AS (
+        SELECT team_uuid, invoice_period AS month FROM invoices WHERE status = 'preview'
+    ), owners AS (
         SELECT team_uuid, invoice_period, 'project:' || project_name AS owner, amount
         FROM monthly_spend_by_project WHERE project_name <> '(no project)'
         UNION ALL
         SELECT team_uuid, invoice_period, 'tag:' || tag_key || ':' || tag_value, amount
         FROM cost_by_tag WHERE tag_value IS NOT NULL
     )
-    SELECT f.month, o.owner, o.amount AS month_to_date,
+    SELECT m.month, o.owner, o.amount AS month_to_date,
            f.month_to_date AS team_month_to_date, f.forecast AS team_forecast,
-           f.team_uuid, f.team_name
-    FROM month_forecast AS f
-    JOIN owners AS o ON o.team_uuid = f.team_uuid AND o.invoice_period = f.month
-    WHERE f.is_open AND list_contains(CAST($owners AS VARCHAR[]), o.owner)
-    ORDER BY f.team_name, f.team_uuid, o.owner
+           m.team_uuid, coalesce(t.team_name, m.team_uuid) AS team_name
+    FROM open_months AS m
+    JOIN owners AS o ON o.team_uuid = m.team_uuid AND o.invoice_period = m.month
+    LEFT JOIN month_forecast AS f ON f.team_uuid = m.team_uuid AND f.month = m.month
+    LEFT JOIN teams AS t ON t.team_uuid = m.team_uuid
+    WHERE list_contains(CAST($owners AS VARCHAR[]), o.owner)
+    ORDER BY team_name, m.team_uuid, o.owner
 """
 # The projects and tag values behind each SKU's cost in a month: the invoice lines the SKU's
 # Insights points describe (the Insights tie), allocated to their resources.
