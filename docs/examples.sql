@@ -83,3 +83,30 @@ ORDER BY jump DESC LIMIT 10;
 SELECT invoice_period, invoiced, paid, outstanding
 FROM payments_vs_invoices ORDER BY invoice_period;
 
+
+-- 15. Spend by the tag key `env` last closed month, the untagged share included (every key
+--     splits the whole month: the NULL value is what no resource with that key explains).
+SELECT team_name, coalesce(tag_value, '(untagged)') AS env, amount,
+       round(100 * amount / sum(amount) OVER (PARTITION BY team_uuid), 1) AS pct
+FROM cost_by_tag
+WHERE tag_key = 'env'
+  AND invoice_period = (SELECT max(invoice_period) FROM cost_by_tag WHERE NOT is_partial)
+ORDER BY team_name, amount DESC;
+
+-- 16. Untagged spend by product last closed month: lines whose resource has no tag, or that
+--     name no resource that is still listed.
+SELECT product, sum(amount) AS untagged_usd, count(*) AS lines
+FROM item_allocation
+WHERE NOT tagged
+  AND invoice_period = (SELECT max(invoice_period) FROM allocation_coverage WHERE NOT is_partial)
+GROUP BY product ORDER BY untagged_usd DESC;
+
+-- 17. The top ten resources of the last closed month, with their project and tags.
+SELECT resource_kind, resource_name, project_name, tags, amount
+FROM cost_by_resource
+WHERE invoice_period = (SELECT max(invoice_period) FROM cost_by_resource WHERE NOT is_partial)
+ORDER BY amount DESC LIMIT 10;
+
+-- 18. Allocation coverage per month: the share of spend that names a live resource.
+SELECT invoice_period, team_name, amount, allocated_amount, tagged_amount, share
+FROM allocation_coverage ORDER BY invoice_period, team_name;
