@@ -22,12 +22,13 @@ from pipeline.defs.definitions import source_defs
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import SandboxData, build_teams
 from pipeline.settings import SettingsError, parse_owner_budgets
-from pipeline.sources import INVENTORY, INVOICES
+from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
 from pipeline.warehouse.store import Warehouse
 
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
 MONTHS = ("2026-09", "2026-12")  # three closed months and the open one
 ASSETS = [a for source in (INVOICES, *INVENTORY) for a in source_defs(source)]
+WITH_INSIGHTS = [*ASSETS, *source_defs(INSIGHTS)]
 INVENTORY_ASSETS = [a for source in INVENTORY for a in source_defs(source)]
 UUID_KINDS = ("volumes", "kubernetes_clusters", "databases", "load_balancers")
 
@@ -73,6 +74,14 @@ def month_items(data: SandboxData) -> dict[str, list[dict]]:
     }
 
 
+def each_month(server: SandboxServer):
+    """(data, month, items) for every team and month of MONTHS."""
+    for token in server.tokens:
+        data = server.data_for(token)
+        for month, items in month_items(data).items():
+            yield data, month, items
+
+
 def expected_cost_by_tag(data: SandboxData) -> dict[tuple, int]:
     droplets, others = resources_of(data)
     keys = {k for r in [*droplets.values(), *others.values()] for k in tag_pairs(r.get("tags", []))}
@@ -92,7 +101,7 @@ def teams_loaded(tmp_path_factory, materialize):
     path = tmp_path_factory.mktemp("allocation") / "warehouse.duckdb"
     with SandboxServer.with_teams(build_teams(2, now=NOW)) as server:
         with time_machine.travel(NOW, tick=True):
-            result = materialize(server, path, *MONTHS, assets=ASSETS)
+            result = materialize(server, path, *MONTHS, assets=WITH_INSIGHTS)
         yield server, path, result
 
 
@@ -116,9 +125,8 @@ def test_cost_by_tag_is_exact_per_team_month_and_key(teams_loaded):
     assert stored == expected
     # Each key splits its month whole: its values and the untagged rest add up to the items.
     totals = {
-        (server.data_for(t).team["uuid"], month): sum(cents(i["amount"]) for i in items)
-        for t in server.tokens
-        for month, items in month_items(server.data_for(t)).items()
+        (data.team["uuid"], month): sum(cents(i["amount"]) for i in items)
+        for data, month, items in each_month(server)
     }
     by_key: dict[tuple, int] = defaultdict(int)
     for (team, month, key, _), amount in stored.items():
@@ -171,6 +179,15 @@ def test_inventory_lists_are_read_once_per_run_not_per_month(teams_loaded):
             assert asked[f"/v2/projects/{project['id']}/resources"] == 1
 
 
+def project_of(data: SandboxData) -> dict[str, str]:
+    """Each live resource's project name, by id, as `project_resources` assigns it."""
+    return {
+        r["urn"].split(":", 2)[2]: p["name"]
+        for p in data.inventory.lists["projects"]
+        for r in data.inventory.project_resources[p["id"]]
+    }
+
+
 def test_cost_by_resource_names_each_resource_its_project_tags_and_snapshot(teams_loaded):
     server, path, _ = teams_loaded
     rows = query(
@@ -186,11 +203,7 @@ def test_cost_by_resource_names_each_resource_its_project_tags_and_snapshot(team
     for token in server.tokens:
         data = server.data_for(token)
         team = data.team["uuid"]
-        project_of = {
-            r["urn"].split(":", 2)[2]: p["name"]
-            for p in data.inventory.lists["projects"]
-            for r in data.inventory.project_resources[p["id"]]
-        }
+        projects = project_of(data)
         for month, items in month_items(data).items():
             for item in items:
                 resource = allocated(data, item)
@@ -200,16 +213,83 @@ def test_cost_by_resource_names_each_resource_its_project_tags_and_snapshot(team
                 expected[(team, month, rid)] += cents(item["amount"])
                 names[(team, rid)] = (
                     resource["name"],
-                    project_of[rid],
+                    projects[rid],
                     tag_pairs(resource.get("tags", [])),
                 )
     stored = {(t, m, rid): cents(str(a)) for t, m, _, rid, _, _, _, a, _ in rows}
     assert stored == dict(expected)
-    kinds = {"droplet": "droplets", "volume": "volumes", "kubernetes_cluster": "kubernetes_clusters"}
+    kinds = {
+        "droplet": "droplets",
+        "volume": "volumes",
+        "kubernetes_cluster": "kubernetes_clusters",
+    }
     kinds |= {"database_cluster": "database_clusters", "load_balancer": "load_balancers"}
     for team, _, kind, rid, name, project, tags, _, snapshot in rows:
         assert (name, project, json.loads(tags)) == names[(team, rid)]
         assert snapshot == snapshots[f"{kinds[kind]}:{team}"]  # one run: its snapshot
+
+
+def line_owner(data: SandboxData, projects: dict[str, str], item: dict) -> tuple:
+    """The line's resource, its id, and its project: the resource's, else the line's own."""
+    resource = allocated(data, item)
+    rid = str(resource["id"]) if resource else None
+    return resource, rid, projects[rid] if rid else (item.get("project_name") or None)
+
+
+def test_item_allocation_names_each_line_its_resource(teams_loaded):
+    server, path, _ = teams_loaded
+    stored = {
+        (team, month, line): (rid, project)
+        for team, month, inv, line, rid, project in query(
+            path,
+            "SELECT team_uuid, invoice_period, invoice_uuid, line_number, resource_id, "
+            "project_name FROM item_allocation",
+        )
+    }
+    expected = {}
+    for data, month, items in each_month(server):
+        projects = project_of(data)
+        for line, item in enumerate(items, start=1):
+            _, rid, project = line_owner(data, projects, item)
+            expected[(data.team["uuid"], month, line)] = (rid, project)
+    assert stored == expected
+
+
+def test_sku_owners_name_the_projects_and_tags_behind_each_sku(teams_loaded):
+    """A SKU's owners: the month's lines its Insights points describe, allocated."""
+    server, path, _ = teams_loaded
+    stored = {
+        (t, m, sku, owner): cents(str(a))
+        for t, m, sku, owner, a in query(
+            path, "SELECT team_uuid, invoice_period, sku, owner, amount FROM sku_owners"
+        )
+    }
+    expected: dict[tuple, int] = defaultdict(int)
+    for token in server.tokens:
+        data = server.data_for(token)
+        projects = project_of(data)
+        described: dict[tuple, set] = defaultdict(set)
+        for point in data.insights:
+            if point.get("sku") and point.get("description"):
+                month = point["start_date"][:7]
+                group = point.get("group_description") or ""
+                described[(month, point["sku"])].add((point["description"], group))
+        for month, items in month_items(data).items():
+            for (point_month, sku), pairs in described.items():
+                if point_month != month:
+                    continue
+                for item in items:
+                    if (item.get("description"), item.get("group_description") or "") not in pairs:
+                        continue
+                    resource, _, project = line_owner(data, projects, item)
+                    key = (data.team["uuid"], month, sku)
+                    if project:
+                        expected[(*key, f"project:{project}")] += cents(item["amount"])
+                    pairs_of = tag_pairs(resource.get("tags", [])) if resource else {}
+                    for tag_key, value in pairs_of.items():
+                        expected[(*key, f"tag:{tag_key}:{value}")] += cents(item["amount"])
+    assert stored == dict(expected)
+    assert any(owner.startswith("tag:") for *_, owner in stored)
 
 
 def test_allocation_coverage_adds_up(teams_loaded):
@@ -223,15 +303,13 @@ def test_allocation_coverage_adds_up(teams_loaded):
         )
     }
     expected = {}
-    for token in server.tokens:
-        data = server.data_for(token)
-        for month, items in month_items(data).items():
-            total = sum(cents(i["amount"]) for i in items)
-            found = [(i, allocated(data, i)) for i in items]
-            on = sum(cents(i["amount"]) for i, r in found if r is not None)
-            tagged = sum(cents(i["amount"]) for i, r in found if r is not None and r.get("tags"))
-            share = (Decimal(on) / Decimal(total)).quantize(Decimal("0.0001"))
-            expected[(data.team["uuid"], month)] = (total, on, tagged, share)
+    for data, month, items in each_month(server):
+        total = sum(cents(i["amount"]) for i in items)
+        found = [(i, allocated(data, i)) for i in items]
+        on = sum(cents(i["amount"]) for i, r in found if r is not None)
+        tagged = sum(cents(i["amount"]) for i, r in found if r is not None and r.get("tags"))
+        share = (Decimal(on) / Decimal(total)).quantize(Decimal("0.0001"))
+        expected[(data.team["uuid"], month)] = (total, on, tagged, share)
     assert stored == expected
     assert any(0 < on < total for total, on, _, _ in expected.values())
 
@@ -308,6 +386,14 @@ def test_a_closed_month_keeps_the_tags_it_had(tmp_path, materialize):
     seen = {}
     for month, tags, taken in rows:
         seen.setdefault(month, set()).add((tags == '{"env":"retagged"}', taken.date()))
+    chosen = dict(
+        query(
+            path,
+            "SELECT invoice_period, by_month_end FROM allocation_snapshots "
+            "WHERE source = 'volumes'",
+        )
+    )
+    assert chosen == {"2026-10": False, "2026-11": True, "2026-12": True}
     # October ended before any snapshot: the oldest after it (the first run's).
     assert {retagged for retagged, _ in seen["2026-10"]} == {False}
     assert {taken for _, taken in seen["2026-10"] | seen["2026-11"]} == {first.date()}
@@ -335,7 +421,9 @@ def test_a_bad_tag_list_is_named_and_the_pages_are_kept(tmp_path, materialize, f
         volume = server.data.inventory.lists["volumes"][0]
         volume["tags"] = "env:prod"
         with time_machine.travel(NOW, tick=True):
-            result = materialize(server, path, "2026-12", assets=INVENTORY_ASSETS, raise_on_error=False)
+            result = materialize(
+                server, path, "2026-12", assets=INVENTORY_ASSETS, raise_on_error=False
+            )
     message = failure_message(result)
     assert f"volume '{volume['id']}'" in message and "field 'tags'" in message
     kept = Warehouse(Path(str(path).replace(".duckdb", ".working.duckdb"))).query(

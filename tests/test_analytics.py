@@ -39,6 +39,18 @@ VIEWS = [
     "cost_anomalies",
     "month_forecast",
 ]
+# The allocation views, checked value by value in test_allocation.py against the sandbox's
+# items and inventory.
+ALLOCATION_VIEWS = [
+    "inventory_resources",
+    "resource_tags",
+    "allocation_snapshots",
+    "item_allocation",
+    "cost_by_resource",
+    "cost_by_tag",
+    "allocation_coverage",
+    "sku_owners",
+]
 CENT = Decimal("0.01")
 TODAY = datetime.now(UTC).date()
 PLANT_DAYS = (TODAY - timedelta(days=2), TODAY - timedelta(days=3))  # the spike, the new SKU
@@ -129,7 +141,8 @@ def test_every_view_has_a_value_test(loaded, rows):
     """VIEWS lists the views this module checks value by value; a new view must join them."""
     _, path, _ = loaded
     views = rows(path, "SELECT view_name FROM duckdb_views() WHERE NOT internal")
-    assert sorted({name for (name,) in views} - set(VIEWS)) == [], "views with no value test"
+    untested = {name for (name,) in views} - set(VIEWS) - set(ALLOCATION_VIEWS)
+    assert sorted(untested) == [], "views with no value test"
 
 
 def test_monthly_spend_by_product_is_exact(loaded, rows):

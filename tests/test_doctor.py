@@ -22,6 +22,7 @@ from pipeline.cli.doctor import (
     new_client,
 )
 from pipeline.sandbox import SandboxServer
+from pipeline.sandbox.server import DEFAULT_SCOPES
 from pipeline.settings import get_settings
 from pipeline.warehouse.migrate import LATEST_VERSION
 from pipeline.warehouse.store import Warehouse
@@ -375,7 +376,8 @@ def test_main_passes_against_a_healthy_sandbox(sandbox, migrated, point_at, run_
     lines = out.splitlines()
     assert code == 0
     assert lines[-1] == "all checks passed"
-    assert [line[0] for line in lines[:-1]] == ["✓"] * 5
+    assert [line[0] for line in lines[:-1]] == ["✓"] * 6
+    assert "✓ inventory scopes: reads every inventory list" in out
     assert f"the API at {sandbox.url.removeprefix('http://')}" in lines[0]
     assert sandbox.data.team["name"] in out and sandbox.data.team["uuid"] in out
     assert sandbox.token not in out
@@ -388,7 +390,8 @@ def test_main_without_a_token_checks_the_builtin_sandbox(migrated, doctor_env, r
     assert code == 0, out
     assert lines[1].startswith("✓ token: not set: checking the built-in sandbox API instead")
     assert lines[3].startswith('✓ account:read: team "Example Co"')
-    assert len(lines) == 7
+    assert lines[4].startswith("✓ inventory scopes: reads every inventory list")
+    assert len(lines) == 8
 
 
 def test_main_fails_on_a_wrong_token_without_printing_it(sandbox, migrated, point_at, run_doctor):
@@ -440,7 +443,8 @@ def test_main_counts_every_problem(sandbox, old_warehouse, point_at, doctor_env,
     assert "✗ account:read: the token lacks account:read" in out
     assert "run `make migrate`" in out
     assert "✗ Dagster: DAGSTER_HOME is not set" in out
-    assert out.splitlines()[-1] == "2 problem(s): fix the ✗ lines above"
+    assert "✗ inventory scopes: the token lacks project:read, droplet:read" in out
+    assert out.splitlines()[-1] == "3 problem(s): fix the ✗ lines above"
 
 
 def test_main_with_a_bad_setting_checks_nothing_else_that_needs_it(doctor_env, run_doctor):
@@ -461,3 +465,21 @@ def test_main_with_a_bad_setting_checks_nothing_else_that_needs_it(doctor_env, r
 def test_the_report_masks_the_token_should_it_appear():
     text = doctor.report([doctor.Check("x", False, "echo dop_v1_abc")], ["dop_v1_abc"])
     assert text == "✗ x: echo ***\n1 problem(s): fix the ✗ lines above"
+
+
+def test_each_inventory_scope_is_checked_and_a_missing_one_named():
+    scopes = DEFAULT_SCOPES - {"kubernetes:read", "database:read"}
+    with SandboxServer(scopes=scopes) as server:
+        _, _, inventory = check_api(server.url, server.token, inventory=True)
+        asked = [r["path"] for r in server.requests]
+    assert inventory.ok is False
+    assert inventory.detail.startswith(
+        "the token lacks kubernetes:read, database:read (HTTP 403): the kubernetes_clusters, "
+        "database_clusters step(s) fail"
+    )
+    for path in ("/v2/projects", "/v2/droplets", "/v2/volumes", "/v2/load_balancers"):
+        assert path in asked
+    with SandboxServer() as server:
+        _, _, inventory = check_api(server.url, server.token, inventory=True)
+    assert inventory.ok is True
+    assert "droplet:read" in inventory.detail and "load_balancer:read" in inventory.detail

@@ -25,7 +25,9 @@ from pipeline.warehouse.migrate import (
 )
 
 ROOT = Path(__file__).parents[1]
-VIEW_FILES = [ROOT / "pipeline" / "warehouse" / name for name in ("views.sql", "focus.sql")]
+VIEW_FILES = [
+    ROOT / "pipeline" / "warehouse" / name for name in ("views.sql", "allocation.sql", "focus.sql")
+]
 NORMALIZED = ["invoices", "invoice_items", "invoice_summaries"]
 OLD_RAW = ["invoice_list_pages", "invoices", "invoice_item_pages", "invoice_summaries"]
 FETCH_COLUMNS = (
@@ -121,13 +123,14 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 5
+    assert schema_version(con) == LATEST_VERSION == 6
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
         (3, "daily_costs_history_balance"),
         (4, "teams"),
         (5, "alerts"),
+        (6, "inventory"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -329,7 +332,7 @@ def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path)
             for sql in VIEW_FILES
             for view in re.findall(r"CREATE OR REPLACE VIEW (\w+)", sql.read_text())
         }
-        assert len(views) == 13
+        assert len(views) == 21
         stored = {
             v
             for (v,) in con.execute(
@@ -450,6 +453,7 @@ def test_migrations_ship_with_the_package():
         (3, "daily_costs_history_balance"),
         (4, "teams"),
         (5, "alerts"),
+        (6, "inventory"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][

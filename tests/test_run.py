@@ -99,7 +99,10 @@ def test_a_failed_run_names_the_cause_in_a_few_lines_without_a_traceback(tmp_pat
     assert len(lines) <= 25, done.stdout
     assert "Traceback" not in done.stdout and "Error occurred while executing" not in done.stdout
     (failed,) = [line for line in lines if line.startswith("Failed: ")]
-    assert failed.startswith("Failed: balance, billing_history, daily_costs, invoice_tables: ")
+    assert failed.startswith(
+        "Failed: balance, billing_history, daily_costs, database_clusters, droplets, "
+        "invoice_tables, kubernetes_clusters, load_balancers, projects, volumes: "
+    )
     assert "HTTP 401" in failed and "DIGITALOCEAN_TOKEN" in failed
     assert "revoked-token" not in done.stdout
     assert lines[-1].startswith("The failed steps' months keep their previous rows.")

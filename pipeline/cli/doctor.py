@@ -183,38 +183,59 @@ def check_account(client: DigitalOceanClient) -> Check:
 
 
 def check_inventory(client: DigitalOceanClient) -> list[Check]:
-    """Each inventory list's scope (`droplet:read`, `project:read`, …): one page of one record,
-    as a run reads it. A missing scope fails that list's step only; allocation lacks it."""
-    checks = []
+    """The inventory lists' scopes (`project:read`, `droplet:read`, …), one page of one record
+    each, as a run reads them, in one line. A missing scope fails that list's step only, and
+    allocation lacks its resources."""
+    lacking, failures = [], []
     for source in INVENTORY:
         endpoint = source.index
         assert endpoint is not None
-        name = f"{endpoint.scope} ({source.name})"
         try:
             client.get_page(endpoint.path, endpoint.paginator.params(1, 1), endpoint.scope)
+        except AuthError as exc:
+            if exc.status != 403:
+                failures.append(_api_failure(exc, endpoint.scope, client.host, client.token_name))
+            else:
+                lacking.append(source)
         except ApiError as exc:
-            detail = _api_failure(exc, endpoint.scope, client.host, client.token_name)
-            if isinstance(exc, AuthError) and exc.status == 403:
-                detail += f"; the {source.name} step fails and allocation lacks its {endpoint.noun}"
-            checks.append(Check(name, False, detail))
-            continue
-        checks.append(Check(name, True, f"{client.host} answered GET {endpoint.path}"))
-    return checks
+            failures.append(_api_failure(exc, endpoint.scope, client.host, client.token_name))
+    name = "inventory scopes"
+    if failures:
+        return [Check(name, False, failures[0])]
+    if lacking:
+        scopes = ", ".join(s.index.scope for s in lacking if s.index is not None)
+        steps = ", ".join(s.name for s in lacking)
+        return [
+            Check(
+                name,
+                False,
+                f"the token lacks {scopes} (HTTP 403): the {steps} step(s) fail and allocation "
+                f"lacks their resources; create a token that has them at {TOKENS_PAGE} and set "
+                f"{client.token_name} to it",
+            )
+        ]
+    scopes = ", ".join(s.index.scope for s in INVENTORY if s.index is not None)
+    return [Check(name, True, f"reads every inventory list ({scopes})")]
 
 
-def _check_api(url: str, token: str, place: str) -> tuple[list[Check], str | None]:
+def _check_api(
+    url: str, token: str, place: str, inventory: bool = True
+) -> tuple[list[Check], str | None]:
     with new_client(url, token, place) as client:
         billing, error = _billing(client)
         if error is not None and not (isinstance(error, AuthError) and error.status == 403):
             return [billing, Check("account:read", None, "not checked: see the line above")], None
         account, team = _account(client)
-        return [billing, account, *check_inventory(client)], team
+        return [billing, account, *(check_inventory(client) if inventory else [])], team
 
 
-def check_api(url: str, token: str, place: str = TOKEN_ENV) -> list[Check]:
-    """Billing, then the account; the account is only asked when the first call got through or
-    was refused for its scope alone, else its line would repeat the same problem."""
-    return _check_api(url, token, place)[0]
+def check_api(
+    url: str, token: str, place: str = TOKEN_ENV, *, inventory: bool = False
+) -> list[Check]:
+    """Billing, then the account, then (with `inventory`) each inventory list's scope; the
+    account is only asked when the first call got through or was refused for its scope alone,
+    else its line would repeat the same problem."""
+    return _check_api(url, token, place, inventory)[0]
 
 
 def check_tokens(settings: Settings) -> list[Check]:
@@ -253,7 +274,7 @@ def check_token(settings: Settings) -> list[Check]:
             f"not set: checking the built-in sandbox API instead, started at "
             f"{_host(sandbox.url)} for this check",
         )
-        return [note, *check_api(sandbox.url, sandbox.token)]
+        return [note, *check_api(sandbox.url, sandbox.token, inventory=True)]
 
 
 # -- 3. the warehouse file ----------------------------------------------------------------------
