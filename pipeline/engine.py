@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
 from pipeline.api.log import Log
+from pipeline.api.progress import TeamsProgress, team_log
 from pipeline.sources import TABLES
 from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
@@ -291,12 +292,17 @@ def load_teams(
     at a time; each team all or nothing, the others unaffected by its failure. `known`: the
     teams this run already read (`teams.identify`)."""
     teams, failures = identify(accounts, store, list(TABLES), log, known, workers)
+    progress = TeamsProgress(log, len(teams) + len(failures), source.name)
+    for _ in failures:
+        progress.done(False)
 
     def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
+        # A team's own lines are the step's when it is alone, DEBUG among many.
+        api.log = team_log(log, team.name, len(teams))
         batch, result = load(source, api, store, periods, team.uuid, run_id, tables=tables)
         return TeamLoad(batch, result, api.stats.retries, api.stats.rate_limited)
 
-    return for_each_team(teams, work, failures, workers)
+    return for_each_team(teams, work, failures, workers, progress.done)
 
 
 def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Outcome[TeamLoad]:

@@ -205,14 +205,22 @@ def for_each_team(
     work: Callable[[Team, DigitalOceanClient], T],
     failures: Sequence[Failure] = (),
     workers: int = DEFAULT_TEAM_WORKERS,
+    on_done: Callable[[bool], None] | None = None,
 ) -> Outcome[T]:
     """`work(team, client)` for every team, `workers` at a time; what each returned or why it
-    failed."""
+    failed. `on_done(ok)` is told as each team finishes (progress lines)."""
     results: dict[Team, T] = {}
 
     def one(pair: tuple[Team, Account]) -> None:
         team, account = pair
-        results[team] = work(team, account.client)
+        try:
+            results[team] = work(team, account.client)
+        except BaseException:
+            if on_done is not None:
+                on_done(False)
+            raise
+        if on_done is not None:
+            on_done(True)
 
     errors = side_by_side(list(teams), one, workers)
     failed = list(failures) + [

@@ -6,18 +6,27 @@ without calling the API. Every team is loaded side by side, each team × month a
 failed team fails the step, named, after the other teams are committed.
 """
 
+import logging
 from collections.abc import Iterator
 
 import dagster as dg
 
 from pipeline import engine
-from pipeline.defs.metadata import fetch_metadata, load_summary, table_metadata, team_frames
+from pipeline.api.progress import TEAM_LOGGER, failures_summary
+from pipeline.defs.metadata import (
+    fetch_metadata,
+    load_summary,
+    step_summary,
+    table_metadata,
+    team_frames,
+)
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
 from pipeline.sources import SOURCES, Source
 from pipeline.teams import Outcome
 
 GROUP = "digitalocean_billing"
+TEAM_DEBUG = logging.getLogger(TEAM_LOGGER)
 
 
 def _upstream(source: Source) -> list[dg.AssetKey]:
@@ -56,13 +65,19 @@ def _results(
     fetched: bool,
     tables: bool,
 ) -> Iterator[dg.MaterializeResult]:
+    several = len(outcome.results) + len(outcome.failures) > 1
     for team, load in outcome.results.items():
         if load.result is not None:
             for warning in load.result.warnings:
                 context.log.warning(f"{team.name}: {warning}")
-            context.log.info(load_summary(team, source.tables, load.result.tables, periods))
-    for who, error in outcome.failures:
-        context.log.error(f"{who} failed: {error}")
+            line = load_summary(team, source.tables, load.result.tables, periods)
+            if several:  # each team's line is in the metadata's by_team; the step says the sum
+                TEAM_DEBUG.debug(line)
+            else:
+                context.log.info(line)
+    if several:
+        context.log.info(step_summary(source.tables, outcome, periods, tables))
+    failures_summary(outcome.failures, context.log)
     outcome.raise_failures()
     if fetched and source.raw_asset:
         yield dg.MaterializeResult(
