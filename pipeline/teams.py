@@ -162,8 +162,7 @@ def identify(
             elif team is not None:
                 found.append((team, account))
         _refuse_duplicates([team for team, _ in found])
-        for team, _ in found:
-            store.see_team(team.uuid, team.name, team.position)
+        store.see_teams([(team.uuid, team.name, team.position) for team, _ in found])
         _claim_rows_before_teams(accounts, found, store, tables, log)
     return found, failures
 

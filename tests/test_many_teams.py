@@ -12,8 +12,11 @@ import dagster as dg
 import pytest
 
 from pipeline.defs.definitions import source_defs
+from pipeline.engine import WRITE_BATCH
 from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sources import SOURCES
+from pipeline.sources.balance import BALANCE
+from pipeline.warehouse.publish import working_file
 
 TEAMS = 30
 # A fixed moment: the sandbox's open month is this one whatever the day the tests run.
@@ -111,3 +114,30 @@ def test_the_failed_team_is_named_and_every_other_team_is_exact(refreshed, rows)
                     sum(Decimal(p["total_amount"]) for p in points),
                 )
             ], data.team
+
+
+def test_many_teams_land_and_swap_in_few_transactions(tmp_path, pipeline_resources, rows):
+    """Thirty teams' balances: landed and swapped a batch of teams per transaction, not one
+    transaction (or two) per team; every team's snapshot is there."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    with SandboxServer.with_teams(build_teams(TEAMS, "recent", now=NOW)) as server:
+        result = dg.materialize(
+            source_defs(BALANCE)[:1],
+            resources=pipeline_resources(server, warehouse),
+            partition_key=MONTH,
+        )
+        balances = {
+            server.data_for(t).team["uuid"]: server.data_for(t).balance for t in server.tokens
+        }
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    # The teams recorded in one transaction, then a landing and a swap per batch of teams.
+    batches = -(-TEAMS // WRITE_BATCH)
+    assert metadata["write_transactions"].value <= 1 + 2 * batches
+    assert metadata["teams"].value == TEAMS
+    found = rows(
+        working_file(warehouse),
+        "SELECT team_uuid, CAST(account_balance AS VARCHAR) FROM balance ORDER BY 1",
+    )
+    assert found == sorted((t, b["account_balance"]) for t, b in balances.items())

@@ -64,6 +64,7 @@ def _results(
     periods: list[str],
     fetched: bool,
     tables: bool,
+    commits: int,
 ) -> Iterator[dg.MaterializeResult]:
     several = len(outcome.results) + len(outcome.failures) > 1
     for team, load in outcome.results.items():
@@ -81,14 +82,14 @@ def _results(
     outcome.raise_failures()
     if fetched and source.raw_asset:
         yield dg.MaterializeResult(
-            asset_key=source.raw_asset, metadata=fetch_metadata(outcome.results)
+            asset_key=source.raw_asset,
+            metadata={**fetch_metadata(outcome.results), "write_transactions": commits},
         )
     if tables:
         for table in source.tables:
             frames = team_frames(outcome.results, table.name)
-            yield dg.MaterializeResult(
-                asset_key=table.name, metadata=table_metadata(table, frames, periods)
-            )
+            metadata = {**table_metadata(table, frames, periods), "write_transactions": commits}
+            yield dg.MaterializeResult(asset_key=table.name, metadata=metadata)
 
 
 def source_asset(
@@ -117,6 +118,7 @@ def source_asset(
         # No warehouse connection is held here: the engine opens the working file only to
         # record teams, land pages and swap months, never while it waits on the API.
         store = warehouse.store
+        commits = store.commits
         if fetches:
             with digitalocean.accounts(context.log) as accounts:
                 outcome = engine.load_teams(
@@ -133,7 +135,8 @@ def source_asset(
         else:
             with store.session():
                 outcome = engine.replay_teams(source, store, periods)
-        yield from _results(context, source, outcome, periods, fetches, tables)
+        commits = store.commits - commits
+        yield from _results(context, source, outcome, periods, fetches, tables, commits)
 
     return _step
 

@@ -32,10 +32,7 @@ def fetch_metadata(loads: dict[Team, TeamLoad]) -> dict[str, Any]:
     """Pages landed, what they covered and what it took: in all, and per team."""
     batches = {team: load.batch for team, load in loads.items() if load.batch is not None}
     per_team = pd.DataFrame(
-        [
-            (team.name, team.uuid, len(b.targets), len(b.pages), b.requests)
-            for team, b in batches.items()
-        ],
+        [(team.name, team.uuid, b.targets, b.pages, b.requests) for team, b in batches.items()],
         columns=["team", "team_uuid", "targets", "pages", "requests"],
     )
     return {
@@ -166,7 +163,7 @@ def step_summary(
             amounts = [r.tables[first]["amount"].sum() for r in results if len(r.tables[first])]
             line += f", {money(sum(amounts, Decimal(0)))}"
     elif swapped is False:
-        pages = sum(len(load.batch.pages) for load in loads.values() if load.batch is not None)
+        pages = sum(load.batch.pages for load in loads.values() if load.batch is not None)
         line += f": {pages:,} page(s) landed"
     if outcome.failures:
         line += "; failed: " + ", ".join(who for who, _ in outcome.failures)
