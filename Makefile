@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test test-any-day dev check-defs backfill export focus migrate doctor replay prune bench lint lock clean
+.PHONY: run test test-any-day dev check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -78,6 +78,12 @@ $(VENV)/.bench: $(VENV)/.runtime
 
 bench: $(VENV)/.bench  ## this pipeline vs dlt rest_api on the sandbox, scale and rate-limit runs
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.teams 10 100
+
+# The daily refresh of many teams as a whole process; TEAMS="10 100 1000" for the long case.
+TEAMS ?= 10 100 1000
+bench-teams: $(VENV)/.runtime  ## the daily refresh of 10, 100 and 1,000 teams (long: ~minutes)
+	$(BIN)/python -m bench.teams $(TEAMS)
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

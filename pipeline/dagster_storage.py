@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from dagster import Field
+from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -124,8 +126,18 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
+# The variable that moves the instance into PostgreSQL (`dagster.yaml` names it as
+# `postgres_url_env`); unset or empty, the SQLite files under base_dir stay.
+POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"
+
+
 class SqliteStorage(DagsterSqliteStorage):
-    """`storage: sqlite` with the kept-open event log; same `base_dir`, same files."""
+    """`storage: sqlite` with the kept-open event log; same `base_dir`, same files.
+
+    With the variable `postgres_url_env` names set (DAGSTER_POSTGRES_URL, a `postgresql://`
+    URL), the instance is dagster-postgres's `DagsterPostgresStorage` on that database instead:
+    runs, event log and schedules. Dagster's yaml has no conditionals (an `env:` value whose
+    variable is unset is an error), so the choice by one variable is made here."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         super().__init__(base_dir, inst_data)
@@ -134,11 +146,42 @@ class SqliteStorage(DagsterSqliteStorage):
         )
 
     @classmethod
+    def config_type(cls) -> dict[str, Any]:
+        return {
+            **DagsterSqliteStorage.config_type(),
+            "postgres_url_env": Field(str, is_required=False, default_value=POSTGRES_URL_ENV),
+        }
+
+    @classmethod
     def from_config_value(  # type: ignore[override]
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> SqliteStorage:
-        mkdir_p(config_value["base_dir"])
-        return cls(inst_data=inst_data, **config_value)
+    ) -> DagsterStorage:
+        config = dict(config_value)
+        url = postgres_url(config.pop("postgres_url_env", POSTGRES_URL_ENV))
+        if url:
+            from dagster_postgres import DagsterPostgresStorage
+
+            return DagsterPostgresStorage(postgres_url=url, inst_data=inst_data)
+        mkdir_p(config["base_dir"])
+        return cls(inst_data=inst_data, **config)
+
+
+def postgres_url(variable: str = POSTGRES_URL_ENV) -> str | None:
+    """The instance's PostgreSQL URL, if the variable is set (empty counts as unset), for the
+    driver dagster-postgres brings (psycopg2; SQLAlchemy's default for `postgresql://` is the
+    other one)."""
+    url = os.environ.get(variable, "").strip()
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg2://{rest}"
+    return url
+
+
+def storage_kind(storage: object) -> str:
+    """How `make doctor` names an instance's storage: `PostgreSQL` or `SQLite`."""
+    return "PostgreSQL" if type(storage).__name__.startswith("DagsterPostgres") else "SQLite"
 
 
 def instance_config(home: Path) -> Mapping[str, Any]:

@@ -8,15 +8,18 @@ Dagster assets call these steps, and so does `make bench`, so the benchmark meas
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import duckdb
 import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
 from pipeline.api.log import Log
+from pipeline.api.progress import TeamsProgress, team_log
 from pipeline.sources import TABLES
 from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
@@ -28,8 +31,11 @@ from pipeline.teams import (
     for_each_team,
     identify,
 )
-from pipeline.warehouse.store import RawBatch, Warehouse
+from pipeline.warehouse.store import RawBatch, Warehouse, together
 
+# Teams whose fetches are written together: one landing and one swap transaction for this many
+# teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
+WRITE_BATCH = 50
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
 PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body"]
 # Every fetch of a snapshot source (the inventory), kept after raw retention lets its pages go.
@@ -178,15 +184,23 @@ def fetch(
     return raw_batch(source, api, periods, team_uuid, run_id, targets, got, requests)
 
 
+def incomplete(batch: RawBatch) -> IncompleteFetchError | None:
+    """Why a landed batch cannot be used, if it does not add up."""
+    if not batch.error:
+        return None
+    return IncompleteFetchError(
+        batch.error.replace("\n", "; ")
+        + f". The pages are kept in raw (fetch {batch.fetch_id}); the tables still hold the "
+        "previous rows of these months. Re-run the months."
+    )
+
+
 def land(store: Warehouse, batch: RawBatch) -> None:
     """Land the batch in its own transaction, then fail if it did not add up."""
     store.land_raw(batch)
-    if batch.error:
-        raise IncompleteFetchError(
-            batch.error.replace("\n", "; ")
-            + f". The pages are kept in raw (fetch {batch.fetch_id}); the tables still hold the "
-            "previous rows of these months. Re-run the months."
-        )
+    error = incomplete(batch)
+    if error is not None:
+        raise error
 
 
 def read_targets(
@@ -243,16 +257,29 @@ def swap(
 ) -> None:
     """Replace one team's rows of the months in every table of the source, and prune its raw
     fetches (RAW_KEEP), in one transaction."""
+    swap_teams(source, store, periods, {team_uuid: result})
+
+
+def swap_teams(
+    source: Source, store: Warehouse, periods: Sequence[str], results: dict[str, Normalized]
+) -> None:
+    """Replace several teams' rows of the months in every table of the source, and prune their
+    raw fetches (RAW_KEEP), in one transaction: one DELETE and one INSERT per table."""
+    teams = list(results)
+
+    def rows(name: str) -> list[pd.DataFrame]:
+        return [results[team].tables[name] for team in teams]
+
     store.replace_periods(
-        team_uuid,
+        teams,
         periods,
         {
-            t.name: (result.tables[t.name], t.partition_column)
+            t.name: (together(rows(t.name)), t.partition_column)
             for t in source.tables
             if t.write == "months"
         },
         {
-            t.name: (result.tables[t.name], ("team_uuid", *t.primary_key))
+            t.name: (together(rows(t.name)), ("team_uuid", *t.primary_key))
             for t in source.tables
             if t.write == "merge"
         }
@@ -288,13 +315,171 @@ def load(
 
 
 @dataclass(frozen=True)
+class Landed:
+    """What a team's fetch landed, kept after its pages are written (not the pages: a step of a
+    thousand teams must not hold every team's pages until it ends)."""
+
+    fetch_id: str
+    targets: int
+    pages: int
+    requests: int
+
+    @classmethod
+    def of(cls, batch: RawBatch) -> Landed:
+        return cls(batch.fetch_id, len(batch.targets), len(batch.pages), batch.requests)
+
+
+@dataclass(frozen=True)
 class TeamLoad:
     """One team's part of a step: the fetch it landed (if it fetched) and the rows it swapped."""
 
-    batch: RawBatch | None
+    batch: Landed | None
     result: Normalized | None
     retries: int = 0
     rate_limited: int = 0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A team's fetch waiting to be written with others."""
+
+    team: Team
+    named: str  # how failures name it: `team 'Acme' (uuid) (token 2 of DIGITALOCEAN_TOKENS)`
+    batch: RawBatch
+    retries: int
+    rate_limited: int
+
+
+class TeamWrites:
+    """Teams' fetches written a batch at a time, as they finish fetching (from whichever team
+    thread fills the batch, and `flush()` for the rest).
+
+    Each batch: its pages land in one transaction, each team is normalized on its own, and the
+    teams that normalized swap their months in one transaction. Isolation holds: a team whose
+    fetch did not add up or whose rows break an invariant fails alone, before the swap; if a
+    batch's transaction itself fails, its teams are written one by one, so only the team that
+    causes it fails. A failed team keeps its previous rows."""
+
+    def __init__(
+        self,
+        source: Source,
+        store: Warehouse,
+        periods: Sequence[str],
+        tables: bool,
+        size: int,
+        done: Callable[[bool], None],
+    ) -> None:
+        self.source, self.store, self.periods, self.tables = source, store, list(periods), tables
+        self.size = max(1, size)
+        self._done = done
+        self._lock = threading.Lock()
+        self._pending: list[Fetched] = []
+        self.results: dict[Team, TeamLoad] = {}
+        self.failures: list[tuple[str, BaseException]] = []
+
+    def add(self, fetched: Fetched) -> None:
+        with self._lock:
+            self._pending.append(fetched)
+            if len(self._pending) < self.size:
+                return
+            group, self._pending = self._pending, []
+        self._write(group)
+
+    def flush(self) -> None:
+        with self._lock:
+            group, self._pending = self._pending, []
+        self._write(group)
+
+    def _fail(self, fetched: Fetched, error: BaseException) -> None:
+        with self._lock:
+            self.failures.append((fetched.named, error))
+        self._done(False)
+
+    def _write(self, group: list[Fetched]) -> None:
+        """Write the group; if the file cannot be had at all (locked, unreadable), every team
+        of the group fails, named, and the other groups carry on."""
+        if not group:
+            return
+        try:
+            self._write_group(group)
+        except (duckdb.Error, RuntimeError, OSError) as exc:
+            with self._lock:
+                written = set(self.results) | {named for named, _ in self.failures}
+            for fetched in group:
+                if fetched.team not in written and fetched.named not in written:
+                    self._fail(fetched, exc)
+
+    def _write_group(self, group: list[Fetched]) -> None:
+        with self.store.session():
+            landed = self._land(group)
+            good = []
+            for fetched in landed:
+                error = incomplete(fetched.batch)
+                if error is None:
+                    good.append(fetched)
+                else:
+                    self._fail(fetched, error)
+            results = self._normalize(good) if self.tables else {f.team: None for f in good}
+            swapped = self._swap([f for f in good if f.team in results], results)
+        for fetched in swapped:
+            load = TeamLoad(
+                Landed.of(fetched.batch),
+                results[fetched.team],
+                fetched.retries,
+                fetched.rate_limited,
+            )
+            with self._lock:
+                self.results[fetched.team] = load
+            self._done(True)
+
+    def _together(
+        self, group: list[Fetched], write: Callable[[list[Fetched]], None]
+    ) -> list[Fetched]:
+        """`write` the whole group in one transaction; if that fails, each team alone, so only
+        the team that causes the failure fails. The teams written."""
+        if not group:
+            return group
+        try:
+            write(group)
+            return group
+        except duckdb.Error as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return []
+        written = []
+        for fetched in group:
+            try:
+                write([fetched])
+                written.append(fetched)
+            except duckdb.Error as exc:
+                self._fail(fetched, exc)
+        return written
+
+    def _land(self, group: list[Fetched]) -> list[Fetched]:
+        """Land the group's pages together."""
+        return self._together(group, lambda part: self.store.land_raw(*(f.batch for f in part)))
+
+    def _normalize(self, group: list[Fetched]) -> dict[Team, Normalized | None]:
+        results: dict[Team, Normalized | None] = {}
+        for fetched in group:
+            try:
+                results[fetched.team] = normalize(
+                    self.source, self.store, self.periods, fetched.team.uuid
+                )
+            except (RawNotFetchedError, InvalidPayloadError, InvariantError, duckdb.Error) as exc:
+                self._fail(fetched, exc)
+        return results
+
+    def _swap(self, group: list[Fetched], results: dict[Team, Normalized | None]) -> list[Fetched]:
+        """Swap the group's months together."""
+        if not self.tables:
+            return group
+
+        def write(part: list[Fetched]) -> None:
+            rows = {f.team.uuid: results[f.team] for f in part}
+            swap_teams(self.source, self.store, self.periods, rows)  # type: ignore[arg-type]
+
+        return self._together(group, write)
 
 
 def load_teams(
@@ -308,17 +493,38 @@ def load_teams(
     tables: bool = True,
     known: dict[int, Team] | None = None,
     workers: int = DEFAULT_TEAM_WORKERS,
+    write_batch: int = WRITE_BATCH,
 ) -> Outcome[TeamLoad]:
-    """Fetch and land every team's pages (and, with `tables`, swap its months), `workers` teams
-    at a time; each team all or nothing, the others unaffected by its failure. `known`: the
-    teams this run already read (`teams.identify`)."""
+    """Fetch every team's pages, `workers` teams at a time, and land (and, with `tables`, swap)
+    them `write_batch` teams per transaction as they finish fetching; each team all or
+    nothing, the others unaffected by its failure. `known`: the teams this run already read
+    (`teams.identify`)."""
     teams, failures = identify(accounts, store, list(TABLES), log, known, workers)
+    progress = TeamsProgress(log, len(teams) + len(failures), source.name)
+    for _ in failures:
+        progress.done(False)
+    writes = TeamWrites(source, store, periods, tables, write_batch, progress.done)
 
-    def work(team: Team, api: DigitalOceanClient) -> TeamLoad:
-        batch, result = load(source, api, store, periods, team.uuid, run_id, tables=tables)
-        return TeamLoad(batch, result, api.stats.retries, api.stats.rate_limited)
+    def work(team: Team, api: DigitalOceanClient) -> None:
+        # A team's own lines are the step's when it is alone, DEBUG among many.
+        api.log = team_log(log, team.name, len(teams))
+        try:
+            batch = fetch(source, api, store, periods, team.uuid, run_id)
+        except BaseException:
+            progress.done(False)
+            raise
+        writes.add(Fetched(team, place_of(team), batch, api.stats.retries, api.stats.rate_limited))
 
-    return for_each_team(teams, work, failures, workers)
+    places = {team: account.place for team, account in teams}
+
+    def place_of(team: Team) -> str:
+        return f"{team} ({places[team]})"
+
+    fetched = for_each_team(teams, work, failures, workers)
+    writes.flush()
+    order = {team: n for n, (team, _) in enumerate(teams)}
+    results = dict(sorted(writes.results.items(), key=lambda pair: order[pair[0]]))
+    return Outcome(results, [*fetched.failures, *writes.failures])
 
 
 def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Outcome[TeamLoad]:

@@ -162,8 +162,7 @@ def identify(
             elif team is not None:
                 found.append((team, account))
         _refuse_duplicates([team for team, _ in found])
-        for team, _ in found:
-            store.see_team(team.uuid, team.name, team.position)
+        store.see_teams([(team.uuid, team.name, team.position) for team, _ in found])
         _claim_rows_before_teams(accounts, found, store, tables, log)
     return found, failures
 
@@ -205,14 +204,22 @@ def for_each_team(
     work: Callable[[Team, DigitalOceanClient], T],
     failures: Sequence[Failure] = (),
     workers: int = DEFAULT_TEAM_WORKERS,
+    on_done: Callable[[bool], None] | None = None,
 ) -> Outcome[T]:
     """`work(team, client)` for every team, `workers` at a time; what each returned or why it
-    failed."""
+    failed. `on_done(ok)` is told as each team finishes (progress lines)."""
     results: dict[Team, T] = {}
 
     def one(pair: tuple[Team, Account]) -> None:
         team, account = pair
-        results[team] = work(team, account.client)
+        try:
+            results[team] = work(team, account.client)
+        except BaseException:
+            if on_done is not None:
+                on_done(False)
+            raise
+        if on_done is not None:
+            on_done(True)
 
     errors = side_by_side(list(teams), one, workers)
     failed = list(failures) + [

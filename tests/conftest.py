@@ -8,9 +8,13 @@ can use them too.
 
 import json
 import os
+import pwd
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -360,3 +364,42 @@ def killed_run() -> Callable[..., None]:
         assert done.returncode == -9 and "started" in done.stdout, done.stderr
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory) -> Iterator[str]:
+    """A throwaway PostgreSQL server (Debian's `initdb` and `pg_ctl`, which .ci/run installs)
+    in a temporary folder on a free loopback port; as the `postgres` user when the tests run as
+    root, since PostgreSQL refuses root. Its `postgresql://` URL; stopped after the session."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
+    folder = tmp_path_factory.mktemp("postgres")
+    data = folder / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chmod(folder, 0o777)
+        for parent in folder.parents:  # the postgres user must be able to enter the folder
+            if str(parent).startswith(tempfile.gettempdir()) and parent != Path("/"):
+                os.chmod(parent, os.stat(parent).st_mode | 0o711)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://dagster:secret-pw@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"], check=False)

@@ -29,6 +29,8 @@ from pipeline.settings import validate_api_url
 
 MAX_PER_PAGE = 200
 DEFAULT_WORKERS = 8
+# Connections to the API host shared by every team of a run (`shared_session`).
+DEFAULT_HTTP_CONNECTIONS = 32
 DEFAULT_TIMEOUT = 30.0
 # A server that keeps saying "next" is not followed past this many pages of one collection.
 MAX_PAGES = 10_000
@@ -38,6 +40,21 @@ USER_AGENT = "do-billing-pipeline/0.1 (+requests)"
 WAIT_LOG_INTERVAL = 5.0
 # How often fetch loops report progress.
 PROGRESS_SECONDS = 2.0
+
+
+def shared_session(connections: int) -> requests.Session:
+    """A session whose pool holds at most `connections` connections to the API host; with
+    more threads than that, a request waits for a free connection (`pool_block`) rather than
+    opening another, so many teams never mean many sockets."""
+    session = requests.Session()
+    session.trust_env = False
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    adapter = HTTPAdapter(
+        pool_connections=1, pool_maxsize=connections, pool_block=True, max_retries=0
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 @dataclass
@@ -73,6 +90,7 @@ class DigitalOceanClient:
         log: Log | None = None,
         sleep: Callable[[float], None] = time.sleep,
         token_name: str = "DIGITALOCEAN_TOKEN",
+        session: requests.Session | None = None,
     ) -> None:
         # How messages name the token (never its value): `token 2 of DIGITALOCEAN_TOKENS`.
         self.token_name = token_name
@@ -95,15 +113,14 @@ class DigitalOceanClient:
         self._last_wait_log = (-WAIT_LOG_INTERVAL, "")
         self._sleep = sleep
         self.max_workers = max_workers
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_workers, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        # Several teams' clients share one session (`shared_session`): one bounded pool of
+        # connections for every team, each request still with its own token and pacer.
+        self._owns_session = session is None
+        self.session = session if session is not None else shared_session(max_workers)
 
     def close(self) -> None:
-        self.session.close()
+        if self._owns_session:
+            self.session.close()
 
     def __enter__(self) -> DigitalOceanClient:
         return self

@@ -6,18 +6,27 @@ without calling the API. Every team is loaded side by side, each team × month a
 failed team fails the step, named, after the other teams are committed.
 """
 
+import logging
 from collections.abc import Iterator
 
 import dagster as dg
 
 from pipeline import engine
-from pipeline.defs.metadata import fetch_metadata, load_summary, table_metadata, team_frames
+from pipeline.api.progress import TEAM_LOGGER, failures_summary
+from pipeline.defs.metadata import (
+    fetch_metadata,
+    load_summary,
+    step_summary,
+    table_metadata,
+    team_frames,
+)
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
 from pipeline.sources import SOURCES, Source
 from pipeline.teams import Outcome
 
 GROUP = "digitalocean_billing"
+TEAM_DEBUG = logging.getLogger(TEAM_LOGGER)
 
 
 def _upstream(source: Source) -> list[dg.AssetKey]:
@@ -55,25 +64,32 @@ def _results(
     periods: list[str],
     fetched: bool,
     tables: bool,
+    commits: int,
 ) -> Iterator[dg.MaterializeResult]:
+    several = len(outcome.results) + len(outcome.failures) > 1
     for team, load in outcome.results.items():
         if load.result is not None:
             for warning in load.result.warnings:
                 context.log.warning(f"{team.name}: {warning}")
-            context.log.info(load_summary(team, source.tables, load.result.tables, periods))
-    for who, error in outcome.failures:
-        context.log.error(f"{who} failed: {error}")
+            line = load_summary(team, source.tables, load.result.tables, periods)
+            if several:  # each team's line is in the metadata's by_team; the step says the sum
+                TEAM_DEBUG.debug(line)
+            else:
+                context.log.info(line)
+    if several:
+        context.log.info(step_summary(source.tables, outcome, periods, tables))
+    failures_summary(outcome.failures, context.log)
     outcome.raise_failures()
     if fetched and source.raw_asset:
         yield dg.MaterializeResult(
-            asset_key=source.raw_asset, metadata=fetch_metadata(outcome.results)
+            asset_key=source.raw_asset,
+            metadata={**fetch_metadata(outcome.results), "write_transactions": commits},
         )
     if tables:
         for table in source.tables:
             frames = team_frames(outcome.results, table.name)
-            yield dg.MaterializeResult(
-                asset_key=table.name, metadata=table_metadata(table, frames, periods)
-            )
+            metadata = {**table_metadata(table, frames, periods), "write_transactions": commits}
+            yield dg.MaterializeResult(asset_key=table.name, metadata=metadata)
 
 
 def source_asset(
@@ -102,6 +118,7 @@ def source_asset(
         # No warehouse connection is held here: the engine opens the working file only to
         # record teams, land pages and swap months, never while it waits on the API.
         store = warehouse.store
+        commits = store.commits
         if fetches:
             with digitalocean.accounts(context.log) as accounts:
                 outcome = engine.load_teams(
@@ -118,7 +135,8 @@ def source_asset(
         else:
             with store.session():
                 outcome = engine.replay_teams(source, store, periods)
-        yield from _results(context, source, outcome, periods, fetches, tables)
+        commits = store.commits - commits
+        yield from _results(context, source, outcome, periods, fetches, tables, commits)
 
     return _step
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.engine import TeamLoad
 from pipeline.sources.base import Table
-from pipeline.teams import Team
+from pipeline.teams import Outcome, Team
 
 BAR_WIDTH = 24
 SHOWN_MONTHS = 24
@@ -32,10 +32,7 @@ def fetch_metadata(loads: dict[Team, TeamLoad]) -> dict[str, Any]:
     """Pages landed, what they covered and what it took: in all, and per team."""
     batches = {team: load.batch for team, load in loads.items() if load.batch is not None}
     per_team = pd.DataFrame(
-        [
-            (team.name, team.uuid, len(b.targets), len(b.pages), b.requests)
-            for team, b in batches.items()
-        ],
+        [(team.name, team.uuid, b.targets, b.pages, b.requests) for team, b in batches.items()],
         columns=["team", "team_uuid", "targets", "pages", "requests"],
     )
     return {
@@ -143,3 +140,31 @@ def load_summary(
     return (
         f"{team.name}: loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}{total}"
     )
+
+
+def step_summary(
+    tables: Sequence[Table], outcome: Outcome[TeamLoad], periods: list, swapped: bool
+) -> str:
+    """The step's one line for many teams: `loaded 998 of 1000 team(s), 1 month(s) 2026-06…
+    2026-06: 998 invoices, 85,112 items, 1,234.00 USD; failed: team 'Acme' (uuid), …`."""
+    loads = outcome.results
+    total = len(loads) + len(outcome.failures)
+    verb = "loaded" if swapped else "fetched"
+    line = f"{verb} {len(loads)} of {total} team(s), {len(periods)} month(s) "
+    line += f"{periods[0]}…{periods[-1]}"
+    results = [load.result for load in loads.values() if load.result is not None]
+    if results:
+        counts = ", ".join(
+            f"{sum(len(r.tables[t.name]) for r in results):,} {t.noun or t.name}" for t in tables
+        )
+        first = tables[0].name
+        line += f": {counts}"
+        if "amount" in results[0].tables[first]:
+            amounts = [r.tables[first]["amount"].sum() for r in results if len(r.tables[first])]
+            line += f", {money(sum(amounts, Decimal(0)))}"
+    elif swapped is False:
+        pages = sum(load.batch.pages for load in loads.values() if load.batch is not None)
+        line += f": {pages:,} page(s) landed"
+    if outcome.failures:
+        line += "; failed: " + ", ".join(who for who, _ in outcome.failures)
+    return line

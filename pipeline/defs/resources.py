@@ -17,11 +17,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dagster as dg
+import requests
 from pydantic import PrivateAttr, SecretStr
 
 from pipeline.alerts.rules import Thresholds
 from pipeline.api import DigitalOceanClient, Log, Pacer, RetryPolicy
-from pipeline.api.client import DEFAULT_TIMEOUT, DEFAULT_WORKERS, MAX_PER_PAGE
+from pipeline.api.client import (
+    DEFAULT_HTTP_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    MAX_PER_PAGE,
+    shared_session,
+)
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     ALERT_URLS_ENV,
@@ -57,6 +64,9 @@ class BillingApiResource(dg.ConfigurableResource):
     # only against a sandbox whose minute is shortened too, so tests of pacing take seconds.
     minute_seconds: float = 60.0
     team_workers: int = DEFAULT_TEAM_WORKERS
+    # Connections to the API host for all teams together: one pool shared by every team's
+    # client (each still sends its own token and keeps its own pacer).
+    http_connections: int = DEFAULT_HTTP_CONNECTIONS
 
     _teams: dict[int, Team] = PrivateAttr(default_factory=dict)
 
@@ -80,7 +90,12 @@ class BillingApiResource(dg.ConfigurableResource):
             yield accounts[0].client
 
     def _build_client(
-        self, url: str, token: str, log: Log, token_name: str = TOKEN_ENV
+        self,
+        url: str,
+        token: str,
+        log: Log,
+        token_name: str = TOKEN_ENV,
+        session: requests.Session | None = None,
     ) -> DigitalOceanClient:
         return DigitalOceanClient(
             url,
@@ -94,6 +109,7 @@ class BillingApiResource(dg.ConfigurableResource):
             ),
             log=log,
             token_name=token_name,
+            session=session,
         )
 
     @contextmanager
@@ -101,10 +117,11 @@ class BillingApiResource(dg.ConfigurableResource):
         self, url: str, tokens: list[str], token_env: str, log: Log
     ) -> Iterator[list[Account]]:
         with ExitStack() as stack:
+            session = stack.enter_context(shared_session(self.http_connections))
             accounts = []
             for position, token in enumerate(tokens, start=1):
                 place = token_place(position, token_env)
-                client = stack.enter_context(self._build_client(url, token, log, place))
+                client = stack.enter_context(self._build_client(url, token, log, place, session))
                 accounts.append(Account(position, place, client))
             yield accounts
 

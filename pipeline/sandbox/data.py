@@ -34,7 +34,10 @@ EMPTY_MONTH = "2023-04"
 BENCH_INVOICES, BENCH_ITEMS, BENCH_PAGES = 41, 18_306, 112
 # Rate-limit profile: three bench accounts' worth of months back to back (123 invoices, 337
 # requests), so one backfill needs more than the 250 requests a minute allows.
-PROFILES = {"default": 0, "bench": 1, "bench-x3": 3}
+PROFILES = {"default": 0, "bench": 1, "bench-x3": 3, "recent": 0}
+# Recent profile: only the last few closed months (and the open one), so a sandbox can serve a
+# thousand teams in little memory: what the daily refresh of many teams reads.
+RECENT_MONTHS = 3
 
 PRODUCTS = [
     ("Droplets", "iaas"),
@@ -364,6 +367,9 @@ def build_dataset(
             else LARGE_MONTHS.get(p, random.Random(f"{seed}:{p}:n").randint(15, 80))
             for p in months
         }
+    elif profile == "recent":
+        months = [add_months(current, -n) for n in range(RECENT_MONTHS, 0, -1)]
+        counts = {p: random.Random(f"{seed}:{p}:n").randint(15, 80) for p in months}
     elif profile in PROFILES:
         copies = PROFILES[profile]
         months = [add_months(current, -n) for n in range(BENCH_INVOICES * copies, 0, -1)]
@@ -376,7 +382,7 @@ def build_dataset(
     invoices, summaries = [], {}
     for period in months:
         month_items = _month_items(seed, period, counts[period])
-        if profile != "default":
+        if profile not in ("default", "recent"):
             month_items = month_items[: counts[period]]
             month_items += [
                 _item(random.Random(f"{seed}:{period}:pad:{k}"), period, k, 28, seed)[0]

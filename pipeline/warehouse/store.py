@@ -45,10 +45,9 @@ RAW_TEAMS = """
                   WHERE w.m BETWEEN first_period AND last_period)
     ORDER BY team_uuid
 """
-SEE_TEAM = """
+SEE_TEAMS = """
     MERGE INTO teams AS t
-    USING (SELECT $team AS team_uuid, $name AS team_name, $position AS token_position,
-                  $now AS seen_at) AS s
+    USING (SELECT team_uuid, team_name, token_position, $now AS seen_at FROM seen) AS s
     ON t.team_uuid = s.team_uuid
     WHEN MATCHED THEN UPDATE SET team_name = s.team_name, token_position = s.token_position,
                                  last_seen_at = s.seen_at
@@ -91,7 +90,8 @@ RAW_TO_PRUNE = """
                    INTERVAL 1 MONTH)), '%Y-%m') AS month
         FROM raw.fetches
         WHERE (CAST($source AS VARCHAR) IS NULL OR source = $source)
-          AND (CAST($team AS VARCHAR) IS NULL OR team_uuid = $team)
+          AND (CAST($teams AS VARCHAR[]) IS NULL
+               OR list_contains(CAST($teams AS VARCHAR[]), team_uuid))
     ),
     latest AS (
         SELECT *, good AND rank() OVER (
@@ -141,16 +141,20 @@ class Pruned:
 
 
 def prune_raw(
-    con: duckdb.DuckDBPyConnection, keep: int, source: str | None = None, team: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    keep: int,
+    source: str | None = None,
+    team: str | Sequence[str] | None = None,
 ) -> Pruned:
     """Delete the raw fetches retention lets go (RAW_TO_PRUNE), on `con`, inside the caller's
-    transaction; `source` and `team` narrow it (None: every one)."""
+    transaction; `source` and `team` (one or several) narrow it (None: every one)."""
     if keep < 0:
         raise ValueError(f"keep must be 0 or more, not {keep}")
+    teams = None if team is None else _teams(team)
     doomed = [
         fetch_id
         for (fetch_id,) in con.execute(
-            RAW_TO_PRUNE, {"source": source, "team": team, "keep": keep}
+            RAW_TO_PRUNE, {"source": source, "teams": teams, "keep": keep}
         ).fetchall()
     ]
     if not doomed:
@@ -189,6 +193,18 @@ class RawBatch:
     requests: int
     targets: pd.DataFrame  # target_key, partition_key, status, entry
     pages: pd.DataFrame  # endpoint, request_key, partition_key, page, body
+
+
+def _teams(team: str | Sequence[str]) -> list[str]:
+    return [team] if isinstance(team, str) else list(team)
+
+
+def together(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Several teams' rows of one table as one frame (one INSERT); empty frames left out."""
+    full = [f for f in frames if len(f)]
+    if len(full) == 1:
+        return full[0]
+    return pd.concat(full, ignore_index=True) if full else frames[0]
 
 
 def _identifier(name: str) -> str:
@@ -232,8 +248,10 @@ class Warehouse:
         self.lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._held: _Held | None = None
-        # Whether a write committed since this object was made (or last published).
+        # Whether a write committed since this object was made (or last published), and how
+        # many write transactions committed (a step's count shows in its metadata).
         self.changed = False
+        self.commits = 0
         # Raw retention (RAW_KEEP): older fetches kept per source × team × month besides the
         # latest good one; applied with every swap and by `prune()`.
         self.raw_keep = raw_keep
@@ -310,6 +328,7 @@ class Warehouse:
                 raise
             con.commit()
             self.changed = True
+            self.commits += 1
 
     def migrate(self) -> list[int]:
         """Bring the file's schema up to date (versioned, idempotent); the versions applied.
@@ -327,27 +346,32 @@ class Warehouse:
         self.changed = False
         return done
 
-    def land_raw(self, batch: RawBatch) -> None:
-        """Keep every page as received, with the fetch's verdict, in one transaction."""
+    def land_raw(self, *batches: RawBatch) -> None:
+        """Keep every page as received, with each fetch's verdict, in one transaction (several
+        teams' fetches land together: one write for a batch of teams)."""
+        if not batches:
+            return
+        fetches = [
+            [
+                b.fetch_id,
+                b.source,
+                b.team_uuid,
+                b.run_id,
+                b.fetched_at,
+                b.first_period,
+                b.last_period,
+                b.api_host,
+                b.status,
+                b.error,
+                b.requests,
+            ]
+            for b in batches
+        ]
         with self.transaction() as con:
-            con.execute(
-                INSERT_FETCH,
-                [
-                    batch.fetch_id,
-                    batch.source,
-                    batch.team_uuid,
-                    batch.run_id,
-                    batch.fetched_at,
-                    batch.first_period,
-                    batch.last_period,
-                    batch.api_host,
-                    batch.status,
-                    batch.error,
-                    batch.requests,
-                ],
-            )
-            _insert(con, "raw.targets", batch.targets.assign(fetch_id=batch.fetch_id))
-            _insert(con, "raw.pages", batch.pages.assign(fetch_id=batch.fetch_id))
+            con.executemany(INSERT_FETCH, fetches)
+            for table, part in (("raw.targets", "targets"), ("raw.pages", "pages")):
+                frames = [getattr(b, part).assign(fetch_id=b.fetch_id) for b in batches]
+                _insert(con, table, together(frames))
 
     def read_raw(
         self, source: str, team_uuid: str, periods: Sequence[str], *, with_pages: bool = True
@@ -371,16 +395,18 @@ class Warehouse:
 
     def see_team(self, team_uuid: str, name: str, position: int) -> None:
         """Record a team as `GET /v2/account` named it, and where its token sits in the list."""
+        self.see_teams([(team_uuid, name, position)])
+
+    def see_teams(self, teams: Sequence[tuple[str, str, int]]) -> None:
+        """Record teams (uuid, name, token position) in one transaction: a run of a thousand
+        teams records them in one write, not a thousand."""
+        if not teams:
+            return
+        seen = pd.DataFrame(list(teams), columns=["team_uuid", "team_name", "token_position"])
         with self.transaction() as con:
-            con.execute(
-                SEE_TEAM,
-                {
-                    "team": team_uuid,
-                    "name": name,
-                    "position": position,
-                    "now": pd.Timestamp.now(tz="UTC"),
-                },
-            )
+            con.register("seen", seen)
+            con.execute(SEE_TEAMS, {"now": pd.Timestamp.now(tz="UTC")})
+            con.unregister("seen")
 
     def team_names(self, uuids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """uuid → (name, token position) as last seen, for the given teams that are recorded."""
@@ -423,15 +449,15 @@ class Warehouse:
 
     def replace_periods(
         self,
-        team_uuid: str,
+        team_uuid: str | Sequence[str],
         periods: Sequence[str],
         tables: dict[str, tuple[pd.DataFrame, str]],
         merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
         *,
         raw_source: str | None = None,
     ) -> Pruned:
-        """Swap one team's rows of these months in every table at once: delete and insert in
-        one transaction. Other teams' rows are not touched.
+        """Swap one team's (or several teams') rows of these months in every table at once:
+        delete and insert in one transaction. Other teams' rows are not touched.
 
         `tables` maps a table name to its new rows and the column that holds the month;
         `merges` maps a table that keeps history (snapshots) to rows replacing those with the
@@ -443,8 +469,9 @@ class Warehouse:
             for table, (frame, column) in tables.items():
                 con.execute(
                     f"DELETE FROM {_identifier(table)} "  # noqa: S608
-                    f"WHERE team_uuid = $team AND list_contains({PERIODS}, {_identifier(column)})",
-                    {"periods": list(periods), "team": team_uuid},
+                    "WHERE list_contains(CAST($teams AS VARCHAR[]), team_uuid) "
+                    f"AND list_contains({PERIODS}, {_identifier(column)})",
+                    {"periods": list(periods), "teams": _teams(team_uuid)},
                 )
                 _insert(con, table, frame)
             for table, (frame, key) in (merges or {}).items():
