@@ -283,7 +283,7 @@ def swap_teams(
             for t in source.tables
             if t.write == "merge"
         }
-        | ({SNAPSHOTS: (result.tables[SNAPSHOTS], SNAPSHOT_KEY)} if source.snapshot else {}),
+        | ({SNAPSHOTS: (together(rows(SNAPSHOTS)), SNAPSHOT_KEY)} if source.snapshot else {}),
         raw_source=source.name,
     )
 
