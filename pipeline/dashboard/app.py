@@ -8,7 +8,6 @@ next interaction.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.alerts.rules import DAILY_COSTS_ASSET, money
-from pipeline.dashboard.landing import team_figures, thresholds_of
+from pipeline.dashboard.landing import share_text, team_figures, thresholds_of
 from pipeline.dashboard.queries import ALLOCATION_VIEWS, Reader, WarehouseUnavailable, params
 from pipeline.settings import SettingsError, get_settings
 
@@ -113,8 +112,8 @@ def allocation(reader: Reader, p: dict, views: set[str]) -> None:
     else:
         share = read(reader, "untagged_share", **p)
         untagged, total = share.at[0, "untagged"], share.at[0, "total"]
-        pct = "n/a" if not total else f"{100 * (untagged or Decimal(0)) / total:.1f} %"
-        st.metric(f"untagged share of spend for tag key “{p['tag_key']}”", pct)
+        label = f"untagged share of spend for tag key “{p['tag_key']}”"
+        st.metric(label, share_text(untagged, total))
         by_tag = read(reader, "spend_by_tag", **p)
         if len(by_tag):
             st.altair_chart(

@@ -36,6 +36,13 @@ class TeamFigures:
         return self.forecast - self.budget
 
 
+def share_text(part: Decimal | None, total: Decimal | None) -> str:
+    """A share of spend as the page shows it, in percent to one decimal (`n/a` without spend)."""
+    if not total:
+        return "n/a"
+    return f"{100 * (part or Decimal(0)) / total:.1f} %"
+
+
 def thresholds_of(settings: Settings) -> Thresholds:
     """The budget settings as the alert rules read them."""
     return Thresholds(budget_usd=settings.budget_usd, budgets=settings.budgets)
