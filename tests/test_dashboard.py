@@ -92,18 +92,16 @@ def test_each_landing_figure_equals_the_sql(loaded, dashboard):
         assert closed[uuid]["invoice_total"] == Decimal(invoice["amount"])
         assert to_date[uuid]["month_to_date"] == Decimal(data.preview["amount"])
         # …and the page shows exactly them.
-        label = f"{name} · last closed month ({CLOSED}) invoice"
+        label = f"{name} · {CLOSED} invoice"
         assert shown[label] == money(closed[uuid]["invoice_total"])
-        assert shown[f"{name} · open month ({OPEN}) to date"] == money(
-            to_date[uuid]["month_to_date"]
-        )
-        assert shown[f"{name} · month-end forecast"] == money(forecast[uuid]["forecast"])
+        assert shown[f"{name} · {OPEN} to date"] == money(to_date[uuid]["month_to_date"])
+        assert shown[f"{name} · forecast"] == money(forecast[uuid]["forecast"])
     # The budget as the budget check picks it: BUDGETS by name first, else BUDGET_USD.
     assert shown[f"{name_of[first]} · budget"] == "$1,000.00"
     assert shown[f"{name_of[other]} · budget"] == "$250,000.00"
     deltas = {m.label: m.delta for m in app.metric}
     over = forecast[first]["forecast"] - Decimal(1000)
-    assert deltas[f"{name_of[first]} · month-end forecast"] == (
+    assert deltas[f"{name_of[first]} · forecast"] == (
         f"{money(abs(over))} {'over' if over > 0 else 'under'} budget"
     )
 

@@ -31,6 +31,7 @@ def main() -> int:
     args += ["--server.port", str(settings.dashboard_port), "--server.address", "127.0.0.1"]
     args += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
     args += ["--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+    args += ["--client.toolbarMode", "viewer"]
     os.execv(sys.executable, args)
     return 0  # not reached
 

@@ -54,19 +54,21 @@ def chartable(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].astype(float) for c in columns})
 
 
-def stacked(frame: pd.DataFrame, x: str, x_type: str, color: str, title: str) -> alt.Chart:
-    chart = (
-        alt.Chart(chartable(frame, "amount"), title=title)
-        .mark_bar()
-        .encode(
-            x=alt.X(f"{x}:{x_type}", title=None),
-            y=alt.Y("sum(amount):Q", title="USD"),
-            color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
-            tooltip=[x, color, alt.Tooltip("sum(amount):Q", format=",.2f", title="USD")],
+def stacked(frame: pd.DataFrame, x: str, x_type: str, color: str, title: str) -> None:
+    """A stacked bar chart per team, as wide as the page."""
+    for team, rows in frame.groupby("team_name", sort=True):
+        chart = (
+            alt.Chart(chartable(rows, "amount"), title=f"{team} {title}".strip())
+            .mark_bar()
+            .encode(
+                x=alt.X(f"{x}:{x_type}", title=None),
+                y=alt.Y("sum(amount):Q", title="USD"),
+                color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+                tooltip=[x, color, alt.Tooltip("sum(amount):Q", format=",.2f", title="USD")],
+            )
+            .properties(height=260)
         )
-        .properties(height=260)
-    )
-    return chart.facet(row=alt.Row("team_name:N", title=None)) if "team_name" in frame else chart
+        st.altair_chart(chart, width="stretch")
 
 
 def landing(reader: Reader, teams: list[tuple[str, str]], settings) -> None:
@@ -75,20 +77,23 @@ def landing(reader: Reader, teams: list[tuple[str, str]], settings) -> None:
         st.subheader(f.team_name)
         c1, c2, c3, c4 = st.columns(4)
         c1.metric(
-            f"{f.team_name} · last closed month ({f.closed_period or 'none'}) invoice",
+            f"{f.team_name} · {f.closed_period or 'no'} invoice",
             money(f.closed_total),
+            help="The last closed month's invoice total",
         )
         c2.metric(
-            f"{f.team_name} · open month ({f.open_period or 'none'}) to date",
+            f"{f.team_name} · {f.open_period or 'open month'} to date",
             money(f.month_to_date),
+            help="The open month so far, as the preview invoice says",
         )
         over = f.over_budget
         side = "over" if over is not None and over > 0 else "under"
         c3.metric(
-            f"{f.team_name} · month-end forecast",
+            f"{f.team_name} · forecast",
             money(f.forecast),
             delta=None if over is None else f"{money(abs(over))} {side} budget",
             delta_color="inverse",
+            help="Month end: to date plus the last 7 days' daily rate (month_forecast)",
         )
         c4.metric(
             f"{f.team_name} · budget",
@@ -116,10 +121,7 @@ def allocation(reader: Reader, p: dict, views: set[str]) -> None:
         st.metric(label, share_text(untagged, total))
         by_tag = read(reader, "spend_by_tag", **p)
         if len(by_tag):
-            st.altair_chart(
-                stacked(by_tag, "invoice_period", "O", "tag_value", f"Spend by {p['tag_key']}"),
-                width="stretch",
-            )
+            stacked(by_tag, "invoice_period", "O", "tag_value", f"Spend by {p['tag_key']}")
     coverage = read(reader, "allocation_coverage", **p)
     st.subheader("Allocation coverage")
     st.caption("allocated_amount: spend tied to a resource or project; share: allocated ÷ amount")
@@ -210,7 +212,7 @@ def main() -> None:
     )
     monthly = read(reader, "monthly_by_product", **p)
     if len(monthly):
-        st.altair_chart(stacked(monthly, "invoice_period", "O", "product", ""), width="stretch")
+        stacked(monthly, "invoice_period", "O", "product", "")
     else:
         st.caption("No invoice lines in these months.")
 
@@ -220,17 +222,11 @@ def main() -> None:
     with left:
         daily = read(reader, "daily_by_sku", **p)
         if len(daily):
-            st.altair_chart(
-                stacked(daily, "usage_date", "T", "product", "by product (SKU)"),
-                width="stretch",
-            )
+            stacked(daily, "usage_date", "T", "product", "by product (SKU)")
     with right:
         region = read(reader, "daily_by_region", **p)
         if len(region):
-            st.altair_chart(
-                stacked(region, "usage_date", "T", "region", "by region"),
-                width="stretch",
-            )
+            stacked(region, "usage_date", "T", "region", "by region")
     if daily.empty and region.empty:
         st.caption("No Billing Insights loaded (they begin 2025-12-01).")
 
