@@ -18,6 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline.alerts.rules import money
+from pipeline.dashboard import report
 from pipeline.dashboard.landing import share_text
 from pipeline.dashboard.queries import ALLOCATION_VIEWS, QUERIES, params
 from pipeline.defs.definitions import source_defs
@@ -170,3 +171,27 @@ def test_dashboard_port_is_a_validated_setting():
     assert Settings.from_env({"DASHBOARD_PORT": "8600"}, now=now).dashboard_port == 8600
     with pytest.raises(SettingsError, match="DASHBOARD_PORT"):
         Settings.from_env({"DASHBOARD_PORT": "70000"}, now=now)
+
+
+def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
+    loaded, monkeypatch, tmp_path
+):
+    server, path = loaded
+    monkeypatch.setenv("WAREHOUSE_PATH", str(path))
+    get_settings.cache_clear()
+    out = tmp_path / "report.html"
+    try:
+        assert report.main([CLOSED, "--out", str(out)]) == 0
+        assert report.main(["2024-13", "--out", str(out)]) == 2
+    finally:
+        get_settings.cache_clear()
+    text = out.read_text()
+    assert "<script" not in text and "http" not in text
+    for token in server.tokens:
+        data = server.data_for(token)
+        invoice = next(i for i in data.invoices if i["invoice_period"] == CLOSED)
+        assert f"<h2>{data.team['name']}</h2>" in text
+        assert (
+            f'Invoice total (final): <span class="figure">{money(Decimal(invoice["amount"]))}'
+            in text
+        )
