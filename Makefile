@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test test-any-day dev check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
+.PHONY: run test test-any-day dev dashboard report check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -42,6 +42,13 @@ test-any-day: $(VENV)/.test  ## the suite with every process's wall clock at DAY
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
 	mkdir -p data/dagster
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port $(DEV_PORT)
+
+dashboard: $(VENV)/.runtime  ## the cost dashboard on localhost:DASHBOARD_PORT (default 8501), reading WAREHOUSE_PATH
+	$(if $(DASHBOARD_PORT),DASHBOARD_PORT=$(DASHBOARD_PORT)) $(BIN)/python -m pipeline.dashboard
+
+report: $(VENV)/.runtime  ## the landing page of a month as one self-contained HTML file: make report MONTH=2024-05
+	@test -n "$(MONTH)" || { echo "usage: make report MONTH=YYYY-MM"; exit 2; }
+	$(BIN)/python -m pipeline.dashboard.report $(MONTH)
 
 check-defs: $(VENV)/.runtime  ## load and validate the Dagster definitions (`dg check defs`)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs

@@ -49,6 +49,7 @@ DEFAULT_NEW_SKU_MIN_USD = Decimal("10")
 DEFAULT_LOOKBACK_DAYS = 7
 DEFAULT_TEAM_WORKERS = 8  # teams fetched at once (each with its own client pool)
 MAX_TEAM_WORKERS = 64
+DEFAULT_DASHBOARD_PORT = 8501  # `make dashboard` (Streamlit's own default)
 ALERT_URLS_ENV = "ALERT_URLS"
 # Raw retention: the latest good fetch of each team × month × source, and this many older ones.
 # The same default as the store's (pipeline/warehouse/store.py), which reads no settings.
@@ -389,6 +390,7 @@ class Settings(BaseSettings):
     ui_url: str = Field(default=DEFAULT_UI_URL, validation_alias="DAGSTER_UI_URL")
     team_workers: int = Field(default=DEFAULT_TEAM_WORKERS, validation_alias="TEAM_WORKERS")
     raw_keep: int = Field(default=DEFAULT_RAW_KEEP, validation_alias="RAW_KEEP")
+    dashboard_port: int = Field(default=DEFAULT_DASHBOARD_PORT, validation_alias="DASHBOARD_PORT")
 
     @model_validator(mode="before")
     @classmethod
@@ -483,6 +485,11 @@ class Settings(BaseSettings):
     @classmethod
     def _team_workers(cls, value: Any) -> int:
         return whole_number(value, "TEAM_WORKERS", 1, MAX_TEAM_WORKERS, "how many teams at once")
+
+    @field_validator("dashboard_port", mode="before")
+    @classmethod
+    def _dashboard_port(cls, value: Any) -> int:
+        return whole_number(value, "DASHBOARD_PORT", 1, 65535, "a TCP port")
 
     @field_validator("alert_urls_text")
     @classmethod

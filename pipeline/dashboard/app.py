@@ -1,0 +1,246 @@
+"""The cost dashboard: `make dashboard` serves this Streamlit script.
+
+It reads the published warehouse (WAREHOUSE_PATH) through the named queries of `queries.py`
+only, one read-only open per query, so a load is never blocked and the page and an analyst's
+SQL never disagree. Results are cached per file version: a load that publishes shows on the
+next interaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pipeline.alerts.rules import DAILY_COSTS_ASSET, money
+from pipeline.dashboard.landing import share_text, team_figures, thresholds_of
+from pipeline.dashboard.queries import ALLOCATION_VIEWS, Reader, WarehouseUnavailable, params
+from pipeline.settings import SettingsError, get_settings
+
+ALL_PROJECTS = "(all projects)"
+ANY_VALUE = "(any value)"
+HOW_TO_LOAD = """
+**No loaded data yet** in `{path}`.
+
+Load it, then reload this page:
+
+```bash
+make run                               # every month (the built-in sandbox without a token)
+make backfill FROM=2024-01 TO=2024-12  # or a range of months
+```
+
+Set `DIGITALOCEAN_TOKEN` (or `DIGITALOCEAN_TOKENS` for several teams) in `.env` to read your own
+bills; `make doctor` checks the set-up. The dashboard reads the published file `WAREHOUSE_PATH`.
+"""
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached(path: str, version: int, name: str, args: tuple) -> pd.DataFrame:
+    """One named query's rows, per file version (a new publication is a new version)."""
+    return Reader(Path(path)).read(name, **dict(args))
+
+
+def read(reader: Reader, name: str, **kw: Any) -> pd.DataFrame:
+    args = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kw.items()))
+    frame = _cached(str(reader.path), reader.version(), name, args)
+    return frame.copy()
+
+
+def chartable(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Decimal amounts as floats, for drawing only (tables and figures keep the Decimals)."""
+    return frame.assign(**{c: frame[c].astype(float) for c in columns})
+
+
+def stacked(frame: pd.DataFrame, x: str, x_type: str, color: str, title: str) -> None:
+    """A stacked bar chart per team, as wide as the page."""
+    for team, rows in frame.groupby("team_name", sort=True):
+        chart = (
+            alt.Chart(chartable(rows, "amount"), title=f"{team} {title}".strip())
+            .mark_bar()
+            .encode(
+                x=alt.X(f"{x}:{x_type}", title=None),
+                y=alt.Y("sum(amount):Q", title="USD"),
+                color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
+                tooltip=[x, color, alt.Tooltip("sum(amount):Q", format=",.2f", title="USD")],
+            )
+            .properties(height=260)
+        )
+        st.altair_chart(chart, width="stretch")
+
+
+def landing(reader: Reader, teams: list[tuple[str, str]], settings) -> None:
+    st.header("Where each team stands")
+    for f in team_figures(reader, teams, thresholds_of(settings)):
+        st.subheader(f.team_name)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric(
+            f"{f.team_name} · {f.closed_period or 'no'} invoice",
+            money(f.closed_total),
+            help="The last closed month's invoice total",
+        )
+        c2.metric(
+            f"{f.team_name} · {f.open_period or 'open month'} to date",
+            money(f.month_to_date),
+            help="The open month so far, as the preview invoice says",
+        )
+        over = f.over_budget
+        side = "over" if over is not None and over > 0 else "under"
+        c3.metric(
+            f"{f.team_name} · forecast",
+            money(f.forecast),
+            delta=None if over is None else f"{money(abs(over))} {side} budget",
+            delta_color="inverse",
+            help="Month end: to date plus the last 7 days' daily rate (month_forecast)",
+        )
+        c4.metric(
+            f"{f.team_name} · budget",
+            money(f.budget) if f.budget is not None else "none set",
+            help="BUDGETS (by team name or uuid), else BUDGET_USD",
+        )
+
+
+def allocation(reader: Reader, p: dict, views: set[str]) -> None:
+    st.header("Spend by tag, and allocation coverage")
+    missing = [v for v in ALLOCATION_VIEWS if v not in views]
+    if missing:
+        st.info(
+            "This warehouse has no allocation views yet ("
+            + ", ".join(missing)
+            + "): a load with this version of the pipeline adds them."
+        )
+        return
+    if p["tag_key"] is None:
+        st.info("No tags loaded for these teams.")
+    else:
+        share = read(reader, "untagged_share", **p)
+        untagged, total = share.at[0, "untagged"], share.at[0, "total"]
+        label = f"untagged share of spend for tag key “{p['tag_key']}”"
+        st.metric(label, share_text(untagged, total))
+        by_tag = read(reader, "spend_by_tag", **p)
+        if len(by_tag):
+            stacked(by_tag, "invoice_period", "O", "tag_value", f"Spend by {p['tag_key']}")
+    coverage = read(reader, "allocation_coverage", **p)
+    st.subheader("Allocation coverage")
+    st.caption("allocated_amount: spend tied to a resource or project; share: allocated ÷ amount")
+    st.dataframe(coverage, hide_index=True, width="stretch")
+    st.subheader("Resources behind the spend")
+    st.dataframe(read(reader, "resources", **p), hide_index=True, width="stretch")
+
+
+def anomalies(reader: Reader, p: dict, ui_url: str) -> None:
+    st.header("Anomalies")
+    found = read(reader, "anomalies", **p)
+    if found.empty:
+        st.caption("No cost anomaly in these months (spikes and new SKUs, default thresholds).")
+        return
+    found["in Dagster"] = [
+        f"{ui_url}/assets/{DAILY_COSTS_ASSET}?view=checks" for _ in range(len(found))
+    ]
+    st.dataframe(
+        found.drop(columns=["team_uuid", "alert_key"]),
+        hide_index=True,
+        width="stretch",
+        column_config={"in Dagster": st.column_config.LinkColumn(display_text="checks")},
+    )
+
+
+def main() -> None:
+    st.set_page_config(page_title="DigitalOcean costs", layout="wide")
+    st.title("DigitalOcean costs")
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        st.error(f"The settings are not valid: {exc}")
+        st.stop()
+    reader = Reader(settings.warehouse_path)
+    try:
+        views = reader.views()
+        teams_frame = read(reader, "teams") if "month_forecast" in views else pd.DataFrame()
+    except WarehouseUnavailable:
+        views, teams_frame = set(), pd.DataFrame()
+    if teams_frame.empty:
+        st.markdown(HOW_TO_LOAD.format(path=settings.warehouse_path))
+        st.stop()
+    names = dict(zip(teams_frame.team_uuid, teams_frame.team_name, strict=True))
+    months = list(read(reader, "months").invoice_period)
+
+    with st.sidebar:
+        st.header("Filters")
+        chosen = st.multiselect("Teams", list(names), default=list(names), format_func=names.get)
+        if not chosen:
+            st.warning("Choose at least one team.")
+            st.stop()
+        first, last = (
+            (months[0], months[-1])
+            if len(months) < 2
+            else st.select_slider(
+                "Months", options=months, value=(months[max(0, len(months) - 12)], months[-1])
+            )
+        )
+        projects = list(read(reader, "projects", teams=chosen).project_name)
+        project = st.selectbox("Project", [ALL_PROJECTS, *projects])
+        tag_key = tag_value = None
+        if all(v in views for v in ALLOCATION_VIEWS):
+            keys = list(read(reader, "tag_keys", teams=chosen).tag_key)
+            tag_key = st.selectbox("Tag key", keys) if keys else None
+            if tag_key is not None:
+                values = list(read(reader, "tag_values", teams=chosen, tag_key=tag_key).tag_value)
+                picked = st.selectbox("Tag value", [ANY_VALUE, *values])
+                tag_value = None if picked == ANY_VALUE else picked
+        days = st.radio("Daily window", [30, 90], horizontal=True, format_func="{} days".format)
+
+    p = dict(
+        params(
+            chosen,
+            first,
+            last,
+            project=None if project == ALL_PROJECTS else project,
+            tag_key=tag_key,
+            tag_value=tag_value,
+            days=days,
+        )
+    )
+    landing(reader, [(uuid, names[uuid]) for uuid in chosen], settings)
+
+    st.header("Monthly spend by product")
+    st.caption(
+        "Invoice lines (FOCUS BilledCost), narrowed by the project filter; the open month is"
+        " partial."
+    )
+    monthly = read(reader, "monthly_by_product", **p)
+    if len(monthly):
+        stacked(monthly, "invoice_period", "O", "product", "")
+    else:
+        st.caption("No invoice lines in these months.")
+
+    st.header(f"Daily cost, last {days} loaded days")
+    st.caption("Billing Insights' nightly estimates: a month's sum may differ from its invoice.")
+    left, right = st.columns(2)
+    with left:
+        daily = read(reader, "daily_by_sku", **p)
+        if len(daily):
+            stacked(daily, "usage_date", "T", "product", "by product (SKU)")
+    with right:
+        region = read(reader, "daily_by_region", **p)
+        if len(region):
+            stacked(region, "usage_date", "T", "region", "by region")
+    if daily.empty and region.empty:
+        st.caption("No Billing Insights loaded (they begin 2025-12-01).")
+
+    st.header("Top movers")
+    st.caption("The newest whole month in the range against the month before, by product.")
+    st.dataframe(read(reader, "top_movers", **p), hide_index=True, width="stretch")
+
+    allocation(reader, p, views)
+    anomalies(reader, p, settings.ui_url)
+
+    st.header("Credits, taxes and reconciliation")
+    st.dataframe(read(reader, "reconciliation", **p), hide_index=True, width="stretch")
+    st.header("Payments against invoices")
+    st.dataframe(read(reader, "payments", **p), hide_index=True, width="stretch")
+
+
+main()

@@ -1,0 +1,75 @@
+"""The landing page's figures per team, from the named queries: what the app and the report show.
+
+Kept apart from the Streamlit script so the HTML report and the tests read the same figures the
+page does, with the budget chosen as the `budget` check chooses it (BUDGETS, then BUDGET_USD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pipeline.alerts.rules import Thresholds, budget_of
+from pipeline.dashboard.queries import Reader
+from pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class TeamFigures:
+    """One team's headline numbers; a figure is None when its month is not loaded."""
+
+    team_uuid: str
+    team_name: str
+    closed_period: str | None
+    closed_total: Decimal | None
+    open_period: str | None
+    month_to_date: Decimal | None
+    forecast: Decimal | None
+    budget: Decimal | None
+
+    @property
+    def over_budget(self) -> Decimal | None:
+        """Forecast minus budget (negative: under it)."""
+        if self.forecast is None or self.budget is None:
+            return None
+        return self.forecast - self.budget
+
+
+def share_text(part: Decimal | None, total: Decimal | None) -> str:
+    """A share of spend as the page shows it, in percent to one decimal (`n/a` without spend)."""
+    if not total:
+        return "n/a"
+    return f"{100 * (part or Decimal(0)) / total:.1f} %"
+
+
+def thresholds_of(settings: Settings) -> Thresholds:
+    """The budget settings as the alert rules read them."""
+    return Thresholds(budget_usd=settings.budget_usd, budgets=settings.budgets)
+
+
+def team_figures(
+    reader: Reader, teams: Sequence[tuple[str, str]], thresholds: Thresholds
+) -> list[TeamFigures]:
+    """Every given team's (uuid, name) figures, in the given order."""
+    uuids = [uuid for uuid, _ in teams]
+    closed = reader.read("last_closed_month", teams=uuids).set_index("team_uuid")
+    to_date = reader.read("open_month_to_date", teams=uuids).set_index("team_uuid")
+    forecast = reader.read("forecast", teams=uuids).set_index("team_uuid")
+
+    def cell(frame, uuid: str, column: str):
+        return frame.at[uuid, column] if uuid in frame.index else None
+
+    return [
+        TeamFigures(
+            team_uuid=uuid,
+            team_name=name,
+            closed_period=cell(closed, uuid, "invoice_period"),
+            closed_total=cell(closed, uuid, "invoice_total"),
+            open_period=cell(to_date, uuid, "invoice_period"),
+            month_to_date=cell(to_date, uuid, "month_to_date"),
+            forecast=cell(forecast, uuid, "forecast"),
+            budget=budget_of(thresholds, uuid, name),
+        )
+        for uuid, name in teams
+    ]

@@ -1,0 +1,93 @@
+"""`make report MONTH=YYYY-MM`: a month of the landing page as one self-contained HTML file.
+
+Tables only, no scripts or outside references, so a mail client shows it as it is. It reads the
+same named queries as the dashboard: per team, the month's invoice total (its status: final or
+the preview), spend by product, the top movers into the month, reconciliation and payments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.alerts.rules import money
+from pipeline.dashboard.queries import Reader, WarehouseUnavailable, params
+from pipeline.settings import SettingsError, get_settings, validate_period
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+.figure { font-size: 1.6em; font-weight: bold; }
+"""
+
+
+def table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>None.</p>"
+    # Amounts as their exact text: pandas would pad Decimals like floats (22.790).
+    shown = frame.map(lambda v: str(v) if isinstance(v, Decimal) else v)
+    return shown.to_html(index=False, border=0, na_rep="", escape=True)
+
+
+def render(reader: Reader, month: str) -> str:
+    """The month's report as HTML text."""
+    teams = reader.read("teams") if "month_forecast" in reader.views() else pd.DataFrame()
+    if teams.empty:
+        raise WarehouseUnavailable(f"no loaded data in {reader.path}")
+    uuids = list(teams.team_uuid)
+    p = params(uuids, month, month)
+    invoices = reader.read("reconciliation", **p)
+    parts = [f"<h1>DigitalOcean costs, {html.escape(month)}</h1>"]
+    for uuid, name in zip(teams.team_uuid, teams.team_name, strict=True):
+        rows = reader.read("reconciliation", **params([uuid], month, month))
+        total = sum(rows.invoice_amount) if len(rows) else None
+        status = ", ".join(sorted(set(rows.status))) or "not loaded"
+        parts.append(f"<h2>{html.escape(name)}</h2>")
+        parts.append(
+            f"<p>Invoice total ({html.escape(status)}): "
+            f'<span class="figure">{money(total)}</span></p>'
+        )
+        product = reader.read("monthly_by_product", **params([uuid], month, month))
+        parts.append(table(product.drop(columns=["team_name"])))
+    sections = {
+        "Top movers": reader.read("top_movers", **p),
+        "Credits, taxes and reconciliation": invoices,
+        "Payments against invoices": reader.read("payments", **p),
+    }
+    for title, frame in sections.items():
+        parts += [f"<h2>{title}</h2>", table(frame)]
+    body = "\n".join(parts)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>DigitalOcean costs {month}'
+        f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("month", help="YYYY-MM")
+    parser.add_argument("--out", type=Path, help="default: data/report-YYYY-MM.html")
+    args = parser.parse_args(argv)
+    try:
+        month = validate_period(args.month, "MONTH")
+        settings = get_settings()
+        text = render(Reader(settings.warehouse_path), month)
+    except (SettingsError, WarehouseUnavailable) as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or Path("data") / f"report-{month}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

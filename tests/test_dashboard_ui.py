@@ -1,0 +1,156 @@
+"""The cost dashboard as a person opens it: `make dashboard` as a process, rendered in Chromium.
+
+After a two-team load from the sandbox the page shows each team's last closed month's invoice
+total and no exception; a load run while the page is open succeeds and, on reload, its open
+month shows. The screenshot is kept as docs/dashboard.png (the README shows it).
+Runs when Debian's Chromium is at /usr/bin/chromium; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.alerts.rules import money
+from pipeline.dashboard.queries import QUERIES
+from pipeline.defs.definitions import source_defs
+from pipeline.months import month_of, previous_month
+from pipeline.sandbox import SandboxServer, build_teams
+from pipeline.sources import SOURCES
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+SCREENSHOT = REPO / "docs" / "dashboard.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+]
+OPEN = month_of(datetime.now(UTC))
+CLOSED = previous_month(OPEN)
+FIRST = previous_month(previous_month(CLOSED))
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`make dashboard DASHBOARD_PORT=<free port>` reading a warehouse in tmp_path."""
+    path = tmp_path / "warehouse.duckdb"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALOCEAN_")}
+    env["WAREHOUSE_PATH"] = str(path)
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["make", "-C", str(REPO), "dashboard", f"DASHBOARD_PORT={port}"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the dashboard did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url, path
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def figures(path: Path, name: str, teams: list[str]) -> dict[str, tuple]:
+    """The named query on the file, as an analyst runs it: team uuid → row."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {row[0]: row for row in con.execute(QUERIES[name], {"teams": teams}).fetchall()}
+
+
+def rendered(page, url: str) -> str:
+    """The page after Streamlit ran the script to its end: its text, with no exception shown."""
+    page.goto(url)
+    page.get_by_text("Payments against invoices").wait_for(timeout=90_000)
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000
+    )
+    assert page.locator("[data-testid='stException']").count() == 0
+    text = page.inner_text("body")
+    assert "Traceback" not in text
+    return text
+
+
+def test_the_dashboard_renders_every_team_and_a_load_runs_while_it_is_open(dashboard, materialize):
+    url, path = dashboard
+    assets = [a for s in SOURCES for a in source_defs(s)]
+    with (
+        SandboxServer.with_teams(build_teams(2)) as server,
+        playwright_sync.sync_playwright() as pw,
+    ):
+        teams = [server.data_for(t).team for t in server.tokens]
+        uuids = [t["uuid"] for t in teams]
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 3400})
+        # Before any load: how to load it, not an error.
+        assert "No loaded data yet" in rendered_empty(page, url)
+
+        assert materialize(server, path, FIRST, CLOSED, assets=assets).success
+        text = rendered(page, url)
+        closed = figures(path, "last_closed_month", uuids)
+        for team in teams:
+            assert team["name"] in text
+            assert money(closed[team["uuid"]][2]) in text
+
+        # The page stays open (its session and websocket live) while a load runs and publishes.
+        result = materialize(server, path, FIRST, OPEN, assets=assets)
+        assert result.success
+        text = rendered(page, url)
+        to_date = figures(path, "open_month_to_date", uuids)
+        for team in teams:
+            assert f"{team['name']} · {OPEN} to date" in text
+            assert money(to_date[team["uuid"]][2]) in text
+            assert money(closed[team["uuid"]][2]) in text
+        page.wait_for_timeout(1500)  # the charts draw after the script ends
+        page.screenshot(path=str(SCREENSHOT))
+        browser.close()
+
+
+def rendered_empty(page, url: str) -> str:
+    page.goto(url)
+    page.get_by_text("No loaded data yet").wait_for(timeout=90_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    return page.inner_text("body")
