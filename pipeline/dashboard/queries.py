@@ -128,7 +128,7 @@ QUERIES: dict[str, str] = {
     # Spend by one tag key; tag_value NULL is the untagged rest of the month.
     "spend_by_tag": """
         SELECT invoice_period, coalesce(tag_value, '(untagged)') AS tag_value,
-               tag_value IS NULL AS untagged, sum(amount) AS amount
+               tag_value IS NULL AS untagged, sum(amount) AS amount, team_name
         FROM cost_by_tag
         WHERE team_uuid IN {teams} AND invoice_period {months} AND tag_key = $tag_key
         GROUP BY ALL ORDER BY invoice_period, tag_value
@@ -140,13 +140,10 @@ QUERIES: dict[str, str] = {
         WHERE team_uuid IN {teams} AND invoice_period {months} AND tag_key = $tag_key
     """,
     "allocation_coverage": """
-        SELECT c.invoice_period, c.amount, c.allocated_amount, c.tagged_amount, c.share,
-               t.team_name
-        FROM allocation_coverage AS c
-        LEFT JOIN (SELECT DISTINCT team_uuid, team_name FROM monthly_spend_by_product) AS t
-          USING (team_uuid)
-        WHERE c.team_uuid IN {teams} AND c.invoice_period {months}
-        ORDER BY c.invoice_period, t.team_name
+        SELECT invoice_period, amount, allocated_amount, tagged_amount, share, team_name
+        FROM allocation_coverage
+        WHERE team_uuid IN {teams} AND invoice_period {months}
+        ORDER BY invoice_period, team_name
     """,
     # The resources behind the spend, narrowed by project and by one tag's value.
     "resources": """
