@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from statistics import median
 
 import dagster as dg
+import pandas as pd
 import pytest
 from pydantic import SecretStr
 
@@ -19,6 +20,7 @@ from pipeline.alerts.rules import (
     OPEN_MONTHS,
     TEAMS,
     Alert,
+    anomaly_alerts,
     budget_level,
     budget_of,
     evaluate_budgets,
@@ -432,3 +434,38 @@ def test_a_month_with_a_balance_but_no_insights_yet_is_judged_on_its_balance(tmp
     assert "Month to date: $120.50; forecast for the month: $120.50 (120.5 %" in alert.lines[1]
     assert alert.lines[2].startswith("No Billing Insights day of the month is loaded yet")
     assert verdict.rows["level"].tolist() == ["fail"]
+
+
+def test_a_spike_names_the_projects_and_tags_behind_its_sku():
+    row = pd.Series(
+        {
+            "team_uuid": "t1",
+            "team_name": "Team One",
+            "usage_date": date(2026, 11, 30),
+            "cost": Decimal("120.00"),
+            "baseline": Decimal("10.00"),
+            "excess": Decimal("110.00"),
+            "mad": Decimal("1.00"),
+            "kind": "spike",
+            "grain": "sku",
+            "sku": "DO-1",
+            "service": "Droplets",
+            "region": "nyc3",
+            "alert_key": "spike:t1:sku:DO-1:2026-11-30",
+        }
+    )
+    owners = pd.DataFrame(
+        [
+            ("t1", "2026-11", "DO-1", "project:web", Decimal("80.50")),
+            ("t1", "2026-11", "DO-1", "tag:env:prod", Decimal("80.50")),
+            ("t1", "2026-11", "DO-2", "project:other", Decimal("9.00")),  # another SKU
+            ("t2", "2026-11", "DO-1", "project:theirs", Decimal("9.00")),  # another team
+        ],
+        columns=["team_uuid", "invoice_period", "sku", "owner", "amount"],
+    )
+    (alert,) = anomaly_alerts(pd.DataFrame([row]), owners)
+    assert alert.lines[-2:] == (
+        "Projects behind it this month: web ($80.50).",
+        "Tags behind it this month: env:prod ($80.50).",
+    )
+    assert anomaly_alerts(pd.DataFrame([row]))[0].lines[-1].startswith("Region: nyc3")

@@ -352,3 +352,12 @@ def test_a_half_made_validator_venv_is_made_again(tmp_path, monkeypatch):
     made.clear()
     validator_venv("python3.12")
     assert made == []
+
+
+def test_the_validated_file_carries_resource_tags(loaded):
+    """The file the validator passes has Tags filled from the inventory: user tags, DOKS's own
+    under `do/`, and the project."""
+    _, _, parquet = loaded
+    tags = pq.read_table(parquet, columns=["Tags"]).column("Tags").to_pylist()
+    keys = {key for value in tags for key in json.loads(value)}
+    assert {"do/project", "env", "team", "do/k8s"} <= keys
