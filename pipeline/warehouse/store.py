@@ -204,8 +204,8 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
 
 def _as_arrow(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
     """The frame as an Arrow table (its Arrow-backed columns as they are, no copy), which
-    DuckDB inserts about twice as fast as it scans a frame; the frame itself when a column
-    does not convert."""
+    DuckDB inserts faster than it scans a frame (1M items: 10-30% less time in four
+    alternating pairs); the frame itself when a column does not convert."""
     try:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
