@@ -387,6 +387,7 @@ def main() -> int:
         "--whole", action="store_true", help="only the whole-process comparison, printed"
     )
     args = parser.parse_args()
+    load_before = os.getloadavg()[1]
     if args.one:
         print(json.dumps(one(args.one, args.latency, args.items)))
         return 0
@@ -505,6 +506,13 @@ def main() -> int:
             f"({r['wall'] / r['floor']:.2f}×, the rest is landing, normalizing and loading "
             "the three teams' items).",
         ]
+    lines[0] += (
+        "\n\nThe machine is shared with other busy sessions: the comparisons alternate the "
+        "tools run by run and quote medians (and each run), so compare the ratios, measured side "
+        f"by side, rather than the seconds. Load average (5 min) at the start "
+        f"{load_before:.1f}, at the end {os.getloadavg()[1]:.1f}, on "
+        f"{len(os.sched_getaffinity(0))} cores."
+    )
     text = "\n".join(lines) + "\n"
     (HERE / "results.md").write_text(text)
     print(text)
