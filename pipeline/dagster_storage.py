@@ -166,11 +166,13 @@ class SqliteStorage(DagsterSqliteStorage):
         return cls(inst_data=inst_data, **config)
 
 
-def postgres_url(variable: str = POSTGRES_URL_ENV) -> str | None:
+def postgres_url(
+    variable: str = POSTGRES_URL_ENV, env: Mapping[str, str] | None = None
+) -> str | None:
     """The instance's PostgreSQL URL, if the variable is set (empty counts as unset), for the
     driver dagster-postgres brings (psycopg2; SQLAlchemy's default for `postgresql://` is the
     other one)."""
-    url = os.environ.get(variable, "").strip()
+    url = (os.environ if env is None else env).get(variable, "").strip()
     if not url:
         return None
     scheme, sep, rest = url.partition("://")

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
+from pipeline.cli.doctor import check_dagster
+
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = "raw_invoice_pages,invoices,invoice_items"
 
@@ -83,3 +85,23 @@ def test_the_password_never_shows_when_postgres_refuses(home, sandbox, postgres_
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode != 0
     assert "secret-pw" not in out
+
+
+def test_doctor_names_the_instance_storage_and_a_url_that_does_not_connect(home, postgres_url):
+    """`make doctor` says the instance is in PostgreSQL; a URL that does not connect fails
+    there, naming the server, never the password."""
+    env = {"DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": postgres_url}
+    found = check_dagster(env)
+    assert found.ok is True
+    assert (
+        "the instance (runs, event log, schedules) is in PostgreSQL at 127.0.0.1:" in found.detail
+    )
+    # The test server trusts its own user, so a refusal is an unknown one (with a password).
+    refused = postgres_url.replace("dagster:secret-pw", "nobody:wrong-pw-4471")
+    for url in (refused, "postgresql://dagster:secret-pw@127.0.0.1:1/postgres"):
+        found = check_dagster({**env, "DAGSTER_POSTGRES_URL": url})
+        assert found.ok is False
+        assert found.detail.startswith("DAGSTER_POSTGRES_URL does not connect to PostgreSQL at")
+        assert "wrong-pw-4471" not in found.line() and "secret-pw" not in found.line()
+    unset = check_dagster({"DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": ""})
+    assert unset.ok is True and "runs stored in" in unset.detail

@@ -24,13 +24,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
+import sqlalchemy as sa
 import yaml
 
 from pipeline.api import ApiError, AuthError, DigitalOceanClient, RetryPolicy
-from pipeline.dagster_storage import instance_config
+from pipeline.dagster_storage import POSTGRES_URL_ENV, instance_config, postgres_url
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import (
     ENV_FILE,
@@ -442,6 +444,35 @@ def stuck_runs(runs_dir: Path) -> list[tuple[str, int | None]]:
     return stuck
 
 
+def check_postgres(home: Path, url: str) -> Check:
+    """DAGSTER_POSTGRES_URL moves the instance into PostgreSQL: it must connect. Names the
+    server and database, never the password (masked should the driver's message hold it)."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+    engine = sa.create_engine(url, connect_args={"connect_timeout": int(API_TIMEOUT)})
+    try:
+        with engine.connect() as con:
+            con.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        if parts.password:
+            reason = reason.replace(parts.password, "***")
+        return Check(
+            "Dagster",
+            False,
+            f"{POSTGRES_URL_ENV} does not connect to PostgreSQL at {where}: {reason}. Fix the "
+            f"URL or the server, or unset {POSTGRES_URL_ENV} to keep the instance in SQLite",
+        )
+    finally:
+        engine.dispose()
+    return Check(
+        "Dagster",
+        True,
+        f"DAGSTER_HOME={home}; the instance (runs, event log, schedules) is in PostgreSQL at "
+        f"{where} ({POSTGRES_URL_ENV})",
+    )
+
+
 def check_dagster(env: Mapping[str, str] | None = None) -> Check:
     """DAGSTER_HOME points at a folder whose dagster.yaml Dagster accepts (schedules, the
     warehouse pool, storage under data/dagster); says where runs are kept. Reads only."""
@@ -460,6 +491,9 @@ def check_dagster(env: Mapping[str, str] | None = None) -> Check:
     except (yaml.YAMLError, dg.DagsterInvalidConfigError) as exc:  # bad YAML, or not the schema
         first = str(exc).strip().splitlines()
         return Check("Dagster", False, f"{home / 'dagster.yaml'}: {' '.join(first[:2])}")
+    url = postgres_url(env=env)
+    if url is not None:
+        return check_postgres(home, url)
     runs = _runs_dir(config, home)
     if isinstance(runs, str):
         return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs}")
