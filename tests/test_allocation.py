@@ -394,6 +394,15 @@ def test_a_closed_month_keeps_the_tags_it_had(tmp_path, materialize):
         )
     )
     assert chosen == {"2026-10": False, "2026-11": True, "2026-12": True}
+    intervals = query(
+        path,
+        "SELECT valid_from, valid_to FROM inventory_validity WHERE source = 'volumes' "
+        "ORDER BY valid_from",
+    )
+    assert [(f.date(), t.date() if t else None) for f, t in intervals] == [
+        (first.date(), second.date()),
+        (second.date(), None),
+    ]
     # October ended before any snapshot: the oldest after it (the first run's).
     assert {retagged for retagged, _ in seen["2026-10"]} == {False}
     assert {taken for _, taken in seen["2026-10"] | seen["2026-11"]} == {first.date()}

@@ -43,6 +43,7 @@ VIEWS = [
 # items and inventory.
 ALLOCATION_VIEWS = [
     "inventory_resources",
+    "inventory_validity",
     "resource_tags",
     "allocation_snapshots",
     "item_allocation",

@@ -332,7 +332,7 @@ def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path)
             for sql in VIEW_FILES
             for view in re.findall(r"CREATE OR REPLACE VIEW (\w+)", sql.read_text())
         }
-        assert len(views) == 21
+        assert len(views) == 22
         stored = {
             v
             for (v,) in con.execute(

@@ -45,6 +45,15 @@ FROM split
 WHERE tag_key <> ''
 GROUP BY team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key;
 
+-- Each snapshot of each inventory list as a validity interval: from when it was read until the
+-- next snapshot of the same list (NULL: the newest, still current).
+CREATE OR REPLACE VIEW inventory_validity AS
+SELECT team_uuid, source, snapshot_id,
+       snapshot_at AS valid_from,
+       lead(snapshot_at) OVER (PARTITION BY team_uuid, source ORDER BY snapshot_at, snapshot_id)
+           AS valid_to
+FROM inventory_snapshots;
+
 -- Which snapshot of each inventory list each team's month is allocated with.
 CREATE OR REPLACE VIEW allocation_snapshots AS
 WITH months AS (
