@@ -227,14 +227,39 @@ def normalize(
             f"no successful raw fetch of {source.name} covers {found.missing}: "
             f"materialize {step} first"
         )
-    raw = RawData(periods, found.fetches, found.targets, found.pages)
+    return normalized(
+        source, RawData(periods, found.fetches, found.targets, found.pages), team_uuid
+    )
+
+
+def landed_raw(batch: RawBatch, periods: Sequence[str]) -> RawData:
+    """A good fetch just landed, as `read_raw` would read it back: it is the newest good fetch
+    of every month it covers. Reading it back instead would scan every team's pages, once per
+    team (a thousand teams: a million page reads per step)."""
+    periods = list(periods)
+    fetches = pd.DataFrame(
+        {
+            "partition_key": periods,
+            "fetch_id": batch.fetch_id,
+            "fetched_at": [batch.fetched_at] * len(periods),
+        }
+    )
+    targets = batch.targets.sort_values(["partition_key", "target_key"]).reset_index(drop=True)
+    pages = batch.pages.assign(fetch_id=batch.fetch_id)[["fetch_id", *PAGE_COLUMNS]]
+    pages = pages.sort_values(["endpoint", "request_key", "page"], na_position="first")
+    return RawData(periods, fetches, targets, pages.reset_index(drop=True))
+
+
+def normalized(source: Source, raw: RawData, team_uuid: str) -> Normalized:
+    """The source's rows from its raw fetch, checked against its invariants, marked with the
+    team; nothing is written here."""
     result = source.normalize(raw, datetime.now(UTC))
-    problems = source.invariants(raw, result.tables, periods)
+    problems = source.invariants(raw, result.tables, raw.periods)
     if problems:
         raise InvariantError("; ".join(problems) + ". Nothing was written.")
     tables = {name: frame.assign(team_uuid=team_uuid) for name, frame in result.tables.items()}
     if source.snapshot:
-        tables[SNAPSHOTS] = snapshots_of(source, found.fetches, team_uuid)
+        tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid)
     return Normalized(tables, result.warnings)
 
 
@@ -312,6 +337,43 @@ def load(
     with store.session():
         land(store, batch)
         return batch, replay(source, store, periods, team_uuid) if tables else None
+
+
+def normalized_together(
+    source: Source, group: Sequence[Fetched], periods: Sequence[str]
+) -> dict[Team, Normalized] | None:
+    """A snapshot source's teams normalized in one call, then split by snapshot (every row of a
+    snapshot source carries its fetch as `snapshot_id`): a normalizer's fixed cost is most of
+    the work for a list of a few resources, paid once per batch instead of once per team. None
+    when anything is wrong or worth a warning: then each team is normalized alone, so only the
+    team that causes it fails, and its warnings are its own."""
+    raws = [landed_raw(f.batch, periods) for f in group]
+    combined = RawData(
+        list(periods),
+        pd.concat([r.fetches for r in raws], ignore_index=True),
+        pd.concat([r.targets for r in raws], ignore_index=True),
+        pd.concat([r.pages for r in raws], ignore_index=True),
+    )
+    try:
+        result = source.normalize(combined, datetime.now(UTC))
+    except InvalidPayloadError:
+        return None
+    if result.warnings or source.invariants(combined, result.tables, periods):
+        return None
+    parts = {
+        name: dict(tuple(frame.groupby("snapshot_id", sort=False)))
+        for name, frame in result.tables.items()
+    }
+    out = {}
+    for fetched, raw in zip(group, raws, strict=True):
+        fetch_id, team_uuid = fetched.batch.fetch_id, fetched.team.uuid
+        tables = {
+            name: parts[name].get(fetch_id, frame.iloc[0:0]).assign(team_uuid=team_uuid)
+            for name, frame in result.tables.items()
+        }
+        tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid)
+        out[fetched.team] = Normalized(tables)
+    return out
 
 
 @dataclass(frozen=True)
@@ -460,12 +522,15 @@ class TeamWrites:
         return self._together(group, lambda part: self.store.land_raw(*(f.batch for f in part)))
 
     def _normalize(self, group: list[Fetched]) -> dict[Team, Normalized | None]:
+        if self.source.snapshot and len(group) > 1:
+            together = normalized_together(self.source, group, self.periods)
+            if together is not None:
+                return together  # type: ignore[return-value]
         results: dict[Team, Normalized | None] = {}
         for fetched in group:
             try:
-                results[fetched.team] = normalize(
-                    self.source, self.store, self.periods, fetched.team.uuid
-                )
+                raw = landed_raw(fetched.batch, self.periods)
+                results[fetched.team] = normalized(self.source, raw, fetched.team.uuid)
             except (RawNotFetchedError, InvalidPayloadError, InvariantError, duckdb.Error) as exc:
                 self._fail(fetched, exc)
         return results

@@ -23,6 +23,7 @@ from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import SandboxData, build_teams
 from pipeline.settings import SettingsError, parse_owner_budgets
 from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
+from pipeline.sources.inventory import VOLUMES
 from pipeline.warehouse.store import Warehouse
 
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
@@ -466,3 +467,23 @@ def test_owner_budgets_judge_projects_and_tags_like_teams(teams_loaded):
 def test_owner_budgets_refuse_what_they_cannot_read(text):
     with pytest.raises(SettingsError, match="OWNER_BUDGETS"):
         parse_owner_budgets(text)
+
+
+def test_a_bad_list_fails_its_team_only_when_teams_are_normalized_together(
+    tmp_path, materialize, failure_message
+):
+    """Snapshot lists of a batch of teams are normalized in one call; a bad value sends them
+    back one by one, so only the team that sent it fails."""
+    path = tmp_path / "warehouse.duckdb"
+    with SandboxServer.with_teams(build_teams(3, now=NOW)) as server:
+        bad = server.data_for(server.tokens[1])
+        bad.inventory.lists["volumes"][0]["tags"] = "env:prod"
+        with time_machine.travel(NOW, tick=True):
+            result = materialize(
+                server, path, "2026-12", assets=source_defs(VOLUMES), raise_on_error=False
+            )
+        assert not result.success
+        assert bad.team["name"] in failure_message(result)
+        loaded = dict(query(path, "SELECT team_uuid, count(*) FROM volumes GROUP BY 1"))
+        others = [server.data_for(t) for t in server.tokens if t != server.tokens[1]]
+        assert loaded == {d.team["uuid"]: len(d.inventory.lists["volumes"]) for d in others}
