@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal, DecimalException
@@ -122,50 +122,55 @@ def whole_number(value: Any, what: str, low: int, high: int, noun: str) -> int:
     return int(text)
 
 
-def parse_budgets(text: str) -> dict[str, Decimal]:
-    """`BUDGETS`: `Team A=5000, <team uuid>=1200`, keyed by team name or uuid."""
+def _amounts(
+    text: str, variable: str, form: str, valid: Callable[[str], bool]
+) -> dict[str, Decimal]:
+    """`key=amount, key=amount` (split at each key's last `=`), each key `valid` and named once,
+    each amount in dollars; an error names the variable, the entry and the `form` it must have."""
     budgets: dict[str, Decimal] = {}
     for entry in (part.strip() for part in text.split(",")):
         if not entry:
             continue
-        team, sep, amount = entry.rpartition("=")
-        if not sep or not team.strip():
-            raise SettingsError(
-                f"BUDGETS entry {entry!r} is not `team name or uuid=amount` (e.g. Team A=5000)"
-            )
-        key = team.strip()
+        key, sep, amount = entry.rpartition("=")
+        key = key.strip()
+        if not sep or not key or not valid(key):
+            raise SettingsError(f"{variable} entry {entry!r} is not {form}")
         if key in budgets:
-            raise SettingsError(f"BUDGETS names {key!r} twice")
-        budgets[key] = usd(amount, f"BUDGETS entry for {key!r}:")
+            raise SettingsError(f"{variable} names {key!r} twice")
+        budgets[key] = usd(amount, f"{variable} entry for {key!r}:")
     return budgets
 
 
+def parse_budgets(text: str) -> dict[str, Decimal]:
+    """`BUDGETS`: `Team A=5000, <team uuid>=1200`, keyed by team name or uuid."""
+    return _amounts(
+        text, "BUDGETS", "`team name or uuid=amount` (e.g. Team A=5000)", lambda key: True
+    )
+
+
 OWNER_KINDS = ("project", "tag")
+
+
+def _owner(key: str) -> bool:
+    """`project:<name>`, or `tag:<key>:<value>` with both parts."""
+    kind, _, name = key.partition(":")
+    if kind == "tag":
+        tag_key, colon, value = name.partition(":")
+        return bool(tag_key and colon and value)
+    return kind in OWNER_KINDS and bool(name)
 
 
 def parse_owner_budgets(text: str) -> dict[str, Decimal]:
     """`OWNER_BUDGETS`: `project:web=2000, tag:env:prod=1500`, a monthly budget for a project
     (by name) or a tag value (`tag:<key>:<value>`; a plain tag's value is `true`), in every
     team that has it."""
-    budgets: dict[str, Decimal] = {}
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        owner, sep, amount = entry.rpartition("=")
-        kind, colon, name = owner.strip().partition(":")
-        tag_ok = kind != "tag" or (
-            ":" in name and name.partition(":")[0] and name.partition(":")[2]
-        )
-        if not sep or kind not in OWNER_KINDS or not colon or not name or not tag_ok:
-            raise SettingsError(
-                f"OWNER_BUDGETS entry {entry!r} is not `project:<name>=amount` or "
-                "`tag:<key>:<value>=amount` (e.g. project:web=2000, tag:env:prod=1500)"
-            )
-        key = f"{kind}:{name}"
-        if key in budgets:
-            raise SettingsError(f"OWNER_BUDGETS names {key!r} twice")
-        budgets[key] = usd(amount, f"OWNER_BUDGETS entry for {key!r}:")
-    return budgets
+    return _amounts(
+        text,
+        "OWNER_BUDGETS",
+        "`project:<name>=amount` or `tag:<key>:<value>=amount` "
+        "(e.g. project:web=2000, tag:env:prod=1500)",
+        _owner,
+    )
 
 
 def validate_period(value: str, what: str = "invoice period") -> str:

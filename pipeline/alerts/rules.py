@@ -154,33 +154,93 @@ def _decimal(value: object) -> Decimal | None:
     return None if pd.isna(value) else Decimal(value)
 
 
-def _budget_alert(row: object, level: str, budget: Decimal, share: str) -> Alert:
-    mtd = Decimal(row.month_to_date)
-    forecast, run_rate = _decimal(row.forecast), _decimal(row.run_rate)
-    team_uuid, team_name = str(row.team_uuid), str(row.team_name)
-    verb = "is forecast past" if level == FAIL else "is forecast to reach"
-    if level == FAIL and mtd > budget:
-        verb = "is past"
-    return Alert(
-        key=f"budget:{team_uuid}:{row.month}:{level}",
-        check="budget",
-        asset=BALANCE_ASSET,
-        kind="budget",
-        level=level,
-        team_uuid=team_uuid,
-        team_name=team_name,
-        title=f"Budget {'exceeded' if level == FAIL else 'warning'}: {team_name}, {row.month}",
-        lines=(
-            f"Team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
-            f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
-            f"({share} of the budget of {money(budget)}).",
-            f"Run rate: {money(run_rate)} a day over the last "
-            f"{min(RUN_RATE_DAYS, int(row.days_loaded))} loaded days ({row.days_loaded} of "
-            f"{row.days_in_month} days loaded); the forecast adds it for each day left."
-            if run_rate is not None
-            else "No Billing Insights day of the month is loaded yet: the forecast is "
-            "the month to date.",
-        ),
+@dataclass(frozen=True)
+class Judged:
+    """One open month of one team, or of one owner in a team, against its budget."""
+
+    team_uuid: str
+    team_name: str
+    month: str
+    month_to_date: Decimal
+    forecast: Decimal | None
+    budget: Decimal | None
+    warn_share: Decimal
+    owner: str | None = None  # `project:<name>` or `tag:<key>:<value>`; None: the team itself
+
+    @property
+    def level(self) -> str | None:
+        if self.budget is None:
+            return None
+        return budget_level(self.month_to_date, self.forecast, self.budget, self.warn_share)
+
+    @property
+    def share(self) -> str:
+        if not self.budget:
+            return "n/a"
+        reached = max(self.month_to_date, self.forecast or self.month_to_date)
+        return f"{(reached / self.budget * 100).quantize(Decimal('0.1'))} %"
+
+    def record(self) -> dict[str, str]:
+        """The check's metadata row."""
+        return {
+            "team": self.team_name,
+            **({"owner": self.owner} if self.owner else {}),
+            "month": self.month,
+            "month_to_date": money(self.month_to_date),
+            "forecast": money(self.forecast),
+            "budget": money(self.budget) if self.budget is not None else "no budget",
+            "share_of_budget": self.share,
+            "level": self.level or "ok",
+        }
+
+    def alert(self, more: tuple[str, ...] = ()) -> Alert | None:
+        """The alert, when the level calls for one; `more`: lines after the figures."""
+        level, budget = self.level, self.budget
+        if level is None or budget is None:
+            return None
+        mtd, team = self.month_to_date, f"{self.team_name} ({self.team_uuid})"
+        verb = "is forecast past" if level == FAIL else "is forecast to reach"
+        if level == FAIL and mtd > budget:
+            verb = "is past"
+        who = f"{self.owner} in team {team}" if self.owner else f"Team {team}"
+        title_who = f"{self.owner} in {self.team_name}" if self.owner else self.team_name
+        return Alert(
+            key=f"budget:{self.team_uuid}:{self.month}:"
+            + (f"{self.owner}:" if self.owner else "")
+            + level,
+            check="budget",
+            asset=BALANCE_ASSET,
+            kind="budget",
+            level=level,
+            team_uuid=self.team_uuid,
+            team_name=self.team_name,
+            title=f"Budget {'exceeded' if level == FAIL else 'warning'}: {title_who}, {self.month}",
+            lines=(
+                f"{who} {verb} its budget for {self.month}.",
+                f"Month to date: {money(mtd)}; forecast for the month: {money(self.forecast)} "
+                f"({self.share} of the budget of {money(budget)}).",
+                *more,
+            ),
+        )
+
+
+def _run_rate_line(row: object) -> str:
+    run_rate = _decimal(row.run_rate)
+    if run_rate is None:
+        return (
+            "No Billing Insights day of the month is loaded yet: the forecast is the month to date."
+        )
+    return (
+        f"Run rate: {money(run_rate)} a day over the last "
+        f"{min(RUN_RATE_DAYS, int(row.days_loaded))} loaded days ({row.days_loaded} of "
+        f"{row.days_in_month} days loaded); the forecast adds it for each day left."
+    )
+
+
+def verdict_of(judged: list[tuple[Judged, tuple[str, ...]]], unknown: list[str]) -> BudgetVerdict:
+    alerts = [a for j, more in judged if (a := j.alert(more)) is not None]
+    return BudgetVerdict(
+        pd.DataFrame.from_records([j.record() for j, _ in judged]), alerts, unknown
     )
 
 
@@ -190,34 +250,24 @@ def evaluate_budgets(
     """Every team's open month (rows of OPEN_MONTHS) against its budget; teams without a budget
     are listed, not judged. `teams` (rows of TEAMS) tells which BUDGETS keys name no team."""
     known = set(teams["team_uuid"]) | set(teams["team_name"])
-    records, alerts = [], []
+    judged = []
     for row in months.itertuples(index=False):
         team_uuid, team_name = str(row.team_uuid), str(row.team_name)
-        mtd, forecast = Decimal(row.month_to_date), _decimal(row.forecast)
-        budget = budget_of(thresholds, team_uuid, team_name)
-        level = None
-        if budget is not None:
-            level = budget_level(mtd, forecast, budget, thresholds.budget_warn_share)
-        share = (
-            f"{(max(mtd, forecast or mtd) / budget * 100).quantize(Decimal('0.1'))} %"
-            if budget
-            else "n/a"
+        judged.append(
+            (
+                Judged(
+                    team_uuid,
+                    team_name,
+                    row.month,
+                    Decimal(row.month_to_date),
+                    _decimal(row.forecast),
+                    budget_of(thresholds, team_uuid, team_name),
+                    thresholds.budget_warn_share,
+                ),
+                (_run_rate_line(row),),
+            )
         )
-        records.append(
-            {
-                "team": team_name,
-                "month": row.month,
-                "month_to_date": money(mtd),
-                "forecast": money(forecast),
-                "budget": money(budget) if budget is not None else "no budget",
-                "share_of_budget": share,
-                "level": level or "ok",
-            }
-        )
-        if level is not None and budget is not None:
-            alerts.append(_budget_alert(row, level, budget, share))
-    unknown = sorted(key for key in thresholds.budgets if key not in known)
-    return BudgetVerdict(pd.DataFrame.from_records(records), alerts, unknown)
+    return verdict_of(judged, sorted(key for key in thresholds.budgets if key not in known))
 
 
 def owner_forecast(row: object) -> Decimal | None:
@@ -231,55 +281,24 @@ def owner_forecast(row: object) -> Decimal | None:
 def evaluate_owner_budgets(spend: pd.DataFrame, thresholds: Thresholds) -> BudgetVerdict:
     """Every team's open month per project and tag value (rows of OWNER_SPEND) against the
     owner's budget in OWNER_BUDGETS, judged like a team's budget."""
-    records, alerts, seen = [], [], set()
-    for row in spend.itertuples(index=False):
-        owner, budget = str(row.owner), thresholds.owner_budgets[str(row.owner)]
-        seen.add(owner)
-        mtd, forecast = Decimal(row.month_to_date), owner_forecast(row)
-        level = budget_level(mtd, forecast, budget, thresholds.budget_warn_share)
-        share = f"{(max(mtd, forecast or mtd) / budget * 100).quantize(Decimal('0.1'))} %"
-        team_uuid, team_name = str(row.team_uuid), str(row.team_name)
-        records.append(
-            {
-                "team": team_name,
-                "owner": owner,
-                "month": row.month,
-                "month_to_date": money(mtd),
-                "forecast": money(forecast),
-                "budget": money(budget),
-                "share_of_budget": share,
-                "level": level or "ok",
-            }
+    judged = [
+        (
+            Judged(
+                str(row.team_uuid),
+                str(row.team_name),
+                row.month,
+                Decimal(row.month_to_date),
+                owner_forecast(row),
+                thresholds.owner_budgets[str(row.owner)],
+                thresholds.budget_warn_share,
+                owner=str(row.owner),
+            ),
+            (),
         )
-        if level is None:
-            continue
-        verb = (
-            "is past"
-            if mtd > budget
-            else "is forecast past"
-            if level == FAIL
-            else ("is forecast to reach")
-        )
-        alerts.append(
-            Alert(
-                key=f"budget:{team_uuid}:{row.month}:{owner}:{level}",
-                check="budget",
-                asset=BALANCE_ASSET,
-                kind="budget",
-                level=level,
-                team_uuid=team_uuid,
-                team_name=team_name,
-                title=f"Budget {'exceeded' if level == FAIL else 'warning'}: {owner} in "
-                f"{team_name}, {row.month}",
-                lines=(
-                    f"{owner} in team {team_name} ({team_uuid}) {verb} its budget for {row.month}.",
-                    f"Month to date: {money(mtd)}; forecast for the month: {money(forecast)} "
-                    f"({share} of the budget of {money(budget)}).",
-                ),
-            )
-        )
-    unknown = sorted(key for key in thresholds.owner_budgets if key not in seen)
-    return BudgetVerdict(pd.DataFrame.from_records(records), alerts, unknown)
+        for row in spend.itertuples(index=False)
+    ]
+    seen = {j.owner for j, _ in judged}
+    return verdict_of(judged, sorted(k for k in thresholds.owner_budgets if k not in seen))
 
 
 # -- anomalies -------------------------------------------------------------------------------
