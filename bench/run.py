@@ -78,7 +78,7 @@ def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[
     t1 = time.perf_counter()
     engine.land(store, batch)
     t2 = time.perf_counter()
-    normalized = engine.normalize(INVOICES, store, periods, team)
+    normalized = engine.normalize(INVOICES, store, periods, team, now=batch.fetched_at)
     t3 = time.perf_counter()
     engine.swap(INVOICES, store, periods, normalized, team)
     t4 = time.perf_counter()

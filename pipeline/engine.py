@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import pandas as pd
@@ -216,10 +216,10 @@ def read_targets(
 
 
 def normalize(
-    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
+    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str, *, now: datetime
 ) -> Normalized:
     """The team's latest good raw fetch of each month, normalized and checked before any write;
-    every row is marked with the team."""
+    every row is marked with the team and `now` as its loaded_at."""
     found = store.read_raw(source.name, team_uuid, periods)
     if found.missing or found.pages is None:
         step = source.raw_asset or source.name
@@ -228,7 +228,7 @@ def normalize(
             f"materialize {step} first"
         )
     return normalized(
-        source, RawData(periods, found.fetches, found.targets, found.pages), team_uuid
+        source, RawData(periods, found.fetches, found.targets, found.pages), team_uuid, now
     )
 
 
@@ -250,10 +250,10 @@ def landed_raw(batch: RawBatch, periods: Sequence[str]) -> RawData:
     return RawData(periods, fetches, targets, pages.reset_index(drop=True))
 
 
-def normalized(source: Source, raw: RawData, team_uuid: str) -> Normalized:
+def normalized(source: Source, raw: RawData, team_uuid: str, loaded_at: datetime) -> Normalized:
     """The source's rows from its raw fetch, checked against its invariants, marked with the
     team; nothing is written here."""
-    result = source.normalize(raw, datetime.now(UTC))
+    result = source.normalize(raw, loaded_at)
     problems = source.invariants(raw, result.tables, raw.periods)
     if problems:
         raise InvariantError("; ".join(problems) + ". Nothing was written.")
@@ -313,9 +313,12 @@ def swap_teams(
     )
 
 
-def replay(source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str) -> Normalized:
-    """Normalize and swap one team's months from raw alone: zero requests."""
-    result = normalize(source, store, periods, team_uuid)
+def replay(
+    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str, *, now: datetime
+) -> Normalized:
+    """Normalize and swap one team's months from raw alone: zero requests. `now`: the rows'
+    loaded_at."""
+    result = normalize(source, store, periods, team_uuid, now=now)
     swap(source, store, periods, result, team_uuid)
     return result
 
@@ -336,7 +339,9 @@ def load(
     # One open of the file for the writes (each still its own transaction), after the fetch.
     with store.session():
         land(store, batch)
-        return batch, replay(source, store, periods, team_uuid) if tables else None
+        if not tables:
+            return batch, None
+        return batch, replay(source, store, periods, team_uuid, now=batch.fetched_at)
 
 
 def normalized_together(
@@ -355,7 +360,8 @@ def normalized_together(
         pd.concat([r.pages for r in raws], ignore_index=True),
     )
     try:
-        result = source.normalize(combined, datetime.now(UTC))
+        # One loaded_at for the batch: its newest fetch, as each team alone takes its own.
+        result = source.normalize(combined, max(f.batch.fetched_at for f in group))
     except InvalidPayloadError:
         return None
     if result.warnings or source.invariants(combined, result.tables, periods):
@@ -530,7 +536,9 @@ class TeamWrites:
         for fetched in group:
             try:
                 raw = landed_raw(fetched.batch, self.periods)
-                results[fetched.team] = normalized(self.source, raw, fetched.team.uuid)
+                results[fetched.team] = normalized(
+                    self.source, raw, fetched.team.uuid, fetched.batch.fetched_at
+                )
             except (RawNotFetchedError, InvalidPayloadError, InvariantError, duckdb.Error) as exc:
                 self._fail(fetched, exc)
         return results
@@ -592,8 +600,11 @@ def load_teams(
     return Outcome(results, [*fetched.failures, *writes.failures])
 
 
-def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Outcome[TeamLoad]:
-    """Rebuild every team's months that raw holds, from raw alone: zero requests."""
+def replay_teams(
+    source: Source, store: Warehouse, periods: Sequence[str], *, now: datetime
+) -> Outcome[TeamLoad]:
+    """Rebuild every team's months that raw holds, from raw alone: zero requests. `now`: the
+    rows' loaded_at."""
     uuids = store.raw_teams(source.name, periods)
     if not uuids:
         step = source.raw_asset or source.name
@@ -606,7 +617,8 @@ def replay_teams(source: Source, store: Warehouse, periods: Sequence[str]) -> Ou
     outcome: Outcome[TeamLoad] = Outcome({}, [])
     for team in teams:
         try:
-            outcome.results[team] = TeamLoad(None, replay(source, store, periods, team.uuid))
+            result = replay(source, store, periods, team.uuid, now=now)
+            outcome.results[team] = TeamLoad(None, result)
         except (RawNotFetchedError, InvalidPayloadError, InvariantError) as exc:
             outcome.failures.append((str(team), exc))
     return outcome

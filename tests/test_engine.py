@@ -2,7 +2,7 @@
 
 import dataclasses
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -21,6 +21,7 @@ from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import Warehouse
 
 MONTHS = ["2024-02", "2024-03"]
+NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)  # a replay's loaded_at
 
 
 def month_invoices(sandbox, months=MONTHS):
@@ -64,7 +65,7 @@ def test_a_broken_summary_normalizer_loses_nothing_and_raw_replays_with_zero_req
     assert table(warehouse_path, "SELECT count(*) FROM invoice_summaries") == [(0,)]
 
     requests_before = len(sandbox.requests)
-    engine.replay(SUMMARIES, store, MONTHS, team(sandbox))
+    engine.replay(SUMMARIES, store, MONTHS, team(sandbox), now=NOW)
     assert len(sandbox.requests) == requests_before
     stored = table(warehouse_path, "SELECT invoice_uuid, amount FROM invoice_summaries")
     assert sorted(stored) == sorted(
@@ -79,7 +80,7 @@ def test_invoices_replay_from_raw_gives_the_same_rows(sandbox, client, warehouse
     query = "SELECT * EXCLUDE (loaded_at) FROM invoice_items ORDER BY invoice_uuid, line_number"
     first = table(warehouse_path, query)
     requests_before = len(sandbox.requests)
-    engine.replay(INVOICES, store, MONTHS, team(sandbox))
+    engine.replay(INVOICES, store, MONTHS, team(sandbox), now=NOW)
     assert len(sandbox.requests) == requests_before
     assert table(warehouse_path, query) == first
     assert len(first) == sum(

@@ -3,6 +3,7 @@ older ones, pruned in the swap's transaction, and `make replay` still rebuilds e
 
 import dataclasses
 import uuid
+from datetime import UTC, datetime
 
 import duckdb
 import pandas as pd
@@ -17,6 +18,7 @@ from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import RawBatch, Warehouse
 
 MONTHS = ["2025-12", "2026-01"]
+NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)  # a replay's loaded_at
 # Every fetch × every month it covers: what "fetches per team, month and source" counts.
 PER_MONTH = """
     SELECT source, team_uuid, strftime(m, '%Y-%m') AS month, count(*) AS fetches
@@ -89,7 +91,7 @@ def test_twenty_reruns_keep_raw_keep_plus_one_fetches_and_replay_is_exact(
     assert loaded["invoice_items"] and loaded["daily_costs"], "the months have rows to rebuild"
     requests = len(sandbox.requests)
     for source in SOURCES:
-        engine.replay(source, store, MONTHS, team(sandbox))
+        engine.replay(source, store, MONTHS, team(sandbox), now=NOW)
     assert len(sandbox.requests) == requests
     assert table_rows(warehouse_path) == loaded
 
@@ -111,7 +113,7 @@ def test_a_fetch_spanning_months_stays_while_it_is_the_latest_good_one_of_any(
     assert query(warehouse_path, list_pages, [spanning.fetch_id]) == index_pages
 
     loaded = table_rows(warehouse_path)
-    engine.replay(INVOICES, store, ["2025-11", *MONTHS], team(sandbox))
+    engine.replay(INVOICES, store, ["2025-11", *MONTHS], team(sandbox), now=NOW)
     assert table_rows(warehouse_path) == loaded
 
 
@@ -129,7 +131,7 @@ def test_failed_reruns_never_push_out_the_latest_good_fetch(sandbox, client, war
     kept = query(warehouse_path, "SELECT fetch_id, status FROM raw.fetches ORDER BY fetched_at")
     # The good one the tables were built from, and the newest failure (RAW_KEEP = 1).
     assert kept == [(good.fetch_id, "ok"), (failed.fetch_id, "incomplete")]
-    engine.replay(INVOICES, store, MONTHS, team(sandbox))
+    engine.replay(INVOICES, store, MONTHS, team(sandbox), now=NOW)
     assert table_rows(warehouse_path) == loaded
 
 

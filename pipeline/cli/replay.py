@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from pipeline import engine
 from pipeline.defs.partitions import monthly_partitions, validate_periods
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
     store.migrate()
     try:
-        outcome = engine.replay_teams(source, store, periods)
+        outcome = engine.replay_teams(source, store, periods, now=datetime.now(UTC))
     except engine.RawNotFetchedError as exc:
         print(f"replay of {source.name} failed: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ failed team fails the step, named, after the other teams are committed.
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -134,7 +135,7 @@ def source_asset(
                 )
         else:
             with store.session():
-                outcome = engine.replay_teams(source, store, periods)
+                outcome = engine.replay_teams(source, store, periods, now=datetime.now(UTC))
         commits = store.commits - commits
         yield from _results(context, source, outcome, periods, fetches, tables, commits)
 
