@@ -11,11 +11,13 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -376,9 +378,7 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
     folder = tmp_path_factory.mktemp("postgres")
     data = folder / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     prefix: list[str] = []
     if os.geteuid() == 0:
         user = pwd.getpwnam("postgres")
@@ -403,3 +403,72 @@ def postgres_url(tmp_path_factory) -> Iterator[str]:
         yield f"postgresql://dagster:secret-pw@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"], check=False)
+
+
+# -- processes and a browser, for the tests that drive `make dev` and `make dashboard` ----------
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# Chromium as root in a machine without outside network: no sandbox, no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def port() -> Callable[[], int]:
+    """`port()`: a free loopback port."""
+    return free_port
+
+
+@contextmanager
+def _make(target: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """`make <target…>` as a person runs it, in its own session, its output in `log`; stopped
+    with SIGTERM (then SIGKILL) for the whole group at the end."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            ["make", "-C", str(REPO), *target],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def make_process() -> Callable[..., Any]:
+    """`with make_process([target, VAR=…], env, log) as proc:` a `make` target as a process."""
+    return _make
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium through Playwright; skipped where Debian's Chromium is not installed."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -9,9 +9,6 @@ Runs when Debian's Chromium is at /usr/bin/chromium; skipped otherwise.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,29 +26,12 @@ from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOT = REPO / "docs" / "dashboard.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 OPEN = month_of(datetime.now(UTC))
 CLOSED = previous_month(OPEN)
 FIRST = previous_month(previous_month(CLOSED))
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.browser  # skipped without Chromium (the `browser` fixture)
 
 
 def healthy(url: str) -> bool:
@@ -63,36 +43,21 @@ def healthy(url: str) -> bool:
 
 
 @pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def dashboard(tmp_path: Path, port, make_process) -> Iterator[tuple[str, Path]]:
     """`make dashboard DASHBOARD_PORT=<free port>` reading a warehouse in tmp_path."""
     path = tmp_path / "warehouse.duckdb"
-    port = free_port()
+    free = port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALOCEAN_")}
     env["WAREHOUSE_PATH"] = str(path)
     log = tmp_path / "dashboard.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["make", "-C", str(REPO), "dashboard", f"DASHBOARD_PORT={port}"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with make_process(["dashboard", f"DASHBOARD_PORT={free}"], env, log) as proc:
+        url = f"http://127.0.0.1:{free}"
         deadline = time.monotonic() + 120
         while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the dashboard did not come up:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
         yield url, path
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def figures(path: Path, name: str, teams: list[str]) -> dict[str, tuple]:
@@ -114,16 +79,14 @@ def rendered(page, url: str) -> str:
     return text
 
 
-def test_the_dashboard_renders_every_team_and_a_load_runs_while_it_is_open(dashboard, materialize):
+def test_the_dashboard_renders_every_team_and_a_load_runs_while_it_is_open(
+    browser, dashboard, materialize
+):
     url, path = dashboard
     assets = [a for s in SOURCES for a in source_defs(s)]
-    with (
-        SandboxServer.with_teams(build_teams(2)) as server,
-        playwright_sync.sync_playwright() as pw,
-    ):
+    with SandboxServer.with_teams(build_teams(2)) as server:
         teams = [server.data_for(t).team for t in server.tokens]
         uuids = [t["uuid"] for t in teams]
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 3400})
         # Before any load: how to load it, not an error.
         assert "No loaded data yet" in rendered_empty(page, url)
@@ -146,7 +109,7 @@ def test_the_dashboard_renders_every_team_and_a_load_runs_while_it_is_open(dashb
             assert money(closed[team["uuid"]][2]) in text
         page.wait_for_timeout(1500)  # the charts draw after the script ends
         page.screenshot(path=str(SCREENSHOT))
-        browser.close()
+        page.close()
 
 
 def rendered_empty(page, url: str) -> str:

@@ -10,9 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +23,6 @@ import pytest
 from pipeline.sources import SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 BACKFILL_MONTHS = ["2024-01", "2024-02", "2024-03"]
 # Every asset the source declarations make: a raw asset where a source has one, and its tables.
 ASSETS = [
@@ -48,24 +44,10 @@ SCHEDULES = {
     "preview_refresh_schedule": ("0 7 * * *", "At 07:00 AM UTC"),
     "freshness_schedule": ("0 9 * * *", "At 09:00 AM UTC"),
 }
-# Chromium as root in a machine without outside network: no sandbox, no background traffic.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 playwright_sync = pytest.importorskip("playwright.sync_api")
 # The UI loads asset status and partitions after the page: allow for a slow first load.
 playwright_sync.expect.set_options(timeout=30_000)
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = pytest.mark.browser  # skipped without Chromium (the `browser` fixture)
 
 
 @dataclass
@@ -85,12 +67,6 @@ class DagsterUI:
             answer = json.load(resp)
         assert "errors" not in answer, answer["errors"]
         return answer["data"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(what: str, probe, timeout: float, log: Path | None = None):
@@ -119,26 +95,20 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def dagster_ui(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterator[DagsterUI]:
+def dagster_ui(
+    tmp_path_factory: pytest.TempPathFactory, output_dir: Path, port, make_process
+) -> Iterator[DagsterUI]:
     """`make dev` on a free loopback port, with its own DAGSTER_HOME and warehouse file."""
     home = tmp_path_factory.mktemp("dagster-home")
     # The repo's dagster.yaml, with its state directories moved into this temporary home.
     config = (REPO / "dagster.yaml").read_text().replace("data/dagster", str(home / "state"))
     (home / "dagster.yaml").write_text(config)
-    port = free_port()
+    free = port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALOCEAN_")}
     env.update(WAREHOUSE_PATH=str(home / "warehouse.duckdb"), INVOICE_START_PERIOD="2023-01")
     log = output_dir / "dagster-dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            ["make", "-C", str(REPO), "dev", f"DEV_PORT={port}", f"DAGSTER_HOME={home}"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    ui = DagsterUI(f"http://127.0.0.1:{port}", home, home / "warehouse.duckdb", log)
-    try:
+    with make_process(["dev", f"DEV_PORT={free}", f"DAGSTER_HOME={home}"], env, log):
+        ui = DagsterUI(f"http://127.0.0.1:{free}", home, home / "warehouse.duckdb", log)
         wait_for("the webserver", lambda: _get(f"{ui.url}/server_info"), 180, log)
         wait_for("the code location to load", lambda: _location_loaded(ui), 180, log)
         # `make dev` is `dg dev`: Dagster's current CLI, with no supersession notice.
@@ -146,13 +116,6 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> It
         # Dagster greets a new instance with a newsletter dialog; a person would click it away.
         ui.graphql("mutation { setNuxSeen }")
         yield ui
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _get(url: str) -> bool:
@@ -171,14 +134,6 @@ def _location_loaded(ui: DagsterUI) -> bool:
         if error and error["__typename"] == "PythonError":
             pytest.fail(f"code location {entry['name']} failed to load: {error['message']}")
     return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
