@@ -341,7 +341,10 @@ def load(
         land(store, batch)
         if not tables:
             return batch, None
-        return batch, replay(source, store, periods, team_uuid, now=batch.fetched_at)
+        # Normalized from the batch as landed, not read back (as a step's batches are).
+        result = normalized(source, landed_raw(batch, periods), team_uuid, batch.fetched_at)
+        swap(source, store, periods, result, team_uuid)
+        return batch, result
 
 
 def normalized_together(

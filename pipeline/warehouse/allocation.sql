@@ -98,7 +98,7 @@ WITH month_resources AS (
     GROUP BY ALL
 ), matched AS (
     SELECT i.team_uuid, i.invoice_period, i.invoice_uuid, i.line_number, i.status, i.product,
-           i.amount, i.project_name AS item_project_name,
+           i.description, i.group_description, i.amount, i.project_name AS item_project_name,
            r.resource_kind, r.source, r.urn_kind, r.resource_id, r.name AS resource_name,
            r.region, r.tags, r.project_id AS resource_project_id, r.snapshot_id, r.snapshot_at
     FROM invoice_items AS i
@@ -113,7 +113,7 @@ WITH month_resources AS (
     ) = 1
 )
 SELECT m.team_uuid, m.invoice_period, m.invoice_uuid, m.line_number, m.status, m.product,
-       m.amount, m.resource_kind, m.source, m.resource_id, m.resource_name, m.region, m.tags,
+       m.description, m.group_description, m.amount, m.resource_kind, m.source, m.resource_id, m.resource_name, m.region, m.tags,
        coalesce(a.project_id, m.resource_project_id) AS project_id,
        coalesce(p.project_name, m.item_project_name) AS project_name,
        m.item_project_name,
@@ -225,14 +225,11 @@ WITH points AS (
     WHERE sku IS NOT NULL AND description IS NOT NULL
 ), lines AS (
     SELECT p.team_uuid, p.usage_month AS invoice_period, p.sku, a.project_name, a.source,
-           a.snapshot_id, a.resource_id, a.allocated, i.amount
+           a.snapshot_id, a.resource_id, a.allocated, a.amount
     FROM points AS p
-    JOIN invoice_items AS i
-      ON i.team_uuid = p.team_uuid AND i.invoice_period = p.usage_month
-     AND i.description = p.description AND coalesce(i.group_description, '') = p.group_key
     JOIN item_allocation AS a
-      ON a.team_uuid = i.team_uuid AND a.invoice_uuid = i.invoice_uuid
-     AND a.line_number = i.line_number
+      ON a.team_uuid = p.team_uuid AND a.invoice_period = p.usage_month
+     AND a.description = p.description AND coalesce(a.group_description, '') = p.group_key
 )
 SELECT team_uuid, invoice_period, sku, 'project:' || project_name AS owner, sum(amount) AS amount
 FROM lines WHERE project_name IS NOT NULL
