@@ -5,7 +5,8 @@ month-to-date preview), each invoice's items are fetched page by page.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -102,7 +103,7 @@ HOURS_PER_UNIT = {
 
 # Known item fields parse as text; a field the spec does not know is inferred.
 _ITEM_PAGE_SCHEMA = pa.schema(
-    [("invoice_items", pa.list_(pa.struct([(f, pa.string()) for f in sorted(ITEM_FIELDS)])))]
+    [("invoice_items", pa.list_(pa.struct([(f, pa.large_string()) for f in sorted(ITEM_FIELDS)])))]
 )
 
 
@@ -112,22 +113,24 @@ _BLOCK_BYTES = 4 << 20
 _CHUNK_BYTES = 8 * _BLOCK_BYTES
 
 
-def _concatenated(pages: pa.ChunkedArray) -> pa.Buffer:
-    """The pages' bodies back to back in one buffer: Arrow's string data as it is, no copy
-    beyond joining the column's chunks. The reader, told that values may hold newlines, finds
-    where each page's object ends by parsing it."""
-    bodies = pages.combine_chunks()
+def _concatenated(bodies: pa.Array) -> pa.Buffer:
+    """A run of pages' bodies back to back: a slice of Arrow's own string data, no copy."""
     offsets = np.frombuffer(bodies.buffers()[1], dtype=np.int64)[bodies.offset :]
     start, end = int(offsets[0]), int(offsets[len(bodies)])
     return bodies.buffers()[2].slice(start, end - start)
 
 
-def _chunks(bodies: pa.ChunkedArray) -> list[slice]:
-    """Runs of consecutive pages of about `_CHUNK_BYTES` each."""
-    sizes = np.cumsum(pc.binary_length(bodies).to_numpy())
-    cuts = np.searchsorted(sizes, np.arange(_CHUNK_BYTES, sizes[-1], _CHUNK_BYTES), "right")
-    edges = [0, *sorted(set(cuts.tolist()) - {0, len(bodies)}), len(bodies)]
-    return [slice(lo, hi) for lo, hi in zip(edges, edges[1:], strict=False)]
+def _chunks(bodies: pa.ChunkedArray) -> Iterator[pa.Array]:
+    """Runs of consecutive pages of about `_CHUNK_BYTES` each, cut inside the column's own
+    chunks so that each run's bodies already lie in one buffer."""
+    for chunk in bodies.chunks:
+        if not len(chunk):
+            continue
+        sizes = np.cumsum(pc.fill_null(pc.binary_length(chunk), 0).to_numpy())
+        cuts = np.searchsorted(sizes, np.arange(_CHUNK_BYTES, sizes[-1], _CHUNK_BYTES), "right")
+        edges = [0, *sorted(set(cuts.tolist()) - {0, len(chunk)}), len(chunk)]
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            yield chunk[lo:hi]
 
 
 def _bodies(pages: pd.DataFrame) -> pa.ChunkedArray:
@@ -135,50 +138,69 @@ def _bodies(pages: pd.DataFrame) -> pa.ChunkedArray:
     return pa.chunked_array([bodies]) if isinstance(bodies, pa.Array) else bodies
 
 
-def _read_items(bodies: pa.ChunkedArray) -> tuple[pa.StructArray, np.ndarray]:
-    """Pages parsed by Arrow's JSON reader (C++, multi-threaded): their items as one struct
-    array of text fields, and how many each page holds.
+def _parsed(bodies: pa.Array, *, newlines_in_values: bool) -> pa.Table:
+    """One row per body. A body on one line (as the API sends it) is parsed in parallel blocks
+    cut at newlines, so each gets one appended; otherwise the reader must find where each
+    object ends by parsing, which is slower."""
+    if not newlines_in_values:
+        empty, newline = pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+        bodies = pc.binary_join_element_wise(bodies, empty, newline)
+    return pa_json.read_json(
+        pa.BufferReader(_concatenated(bodies)),
+        read_options=pa_json.ReadOptions(block_size=_BLOCK_BYTES),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_ITEM_PAGE_SCHEMA,
+            unexpected_field_behavior="infer",
+            newlines_in_values=newlines_in_values,
+        ),
+    )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Known fields parse as large_string; an unknown one read as text is inferred as string."""
+    return pa.types.is_large_string(kind) or pa.types.is_string(kind) or pa.types.is_null(kind)
+
+
+def _read_items(bodies: pa.Array) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """Pages parsed by Arrow's JSON reader (C++, multi-threaded): their items as struct arrays
+    of text fields, one per block the reader parsed, and how many each page holds.
 
     Raises NotClean when a value has the wrong JSON type (a number where text belongs, an item
     that is not an object): the slower path then names each bad value precisely.
     """
+    if bodies.null_count:
+        raise NotClean
     try:
-        table = pa_json.read_json(
-            pa.BufferReader(_concatenated(bodies)),
-            read_options=pa_json.ReadOptions(block_size=_BLOCK_BYTES),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=_ITEM_PAGE_SCHEMA,
-                unexpected_field_behavior="infer",
-                newlines_in_values=True,
-            ),
-        )
+        table = _parsed(bodies, newlines_in_values=False)
     except pa.ArrowInvalid:
-        raise NotClean from None
+        try:  # a body that spans lines (pretty-printed): the slower mode that allows it
+            table = _parsed(bodies, newlines_in_values=True)
+        except pa.ArrowInvalid:
+            raise NotClean from None
     if table.num_rows != len(bodies):  # a blank body, which the reader skips
         raise NotClean
-    column = table.column("invoice_items").combine_chunks()
+    column = table.column("invoice_items")
     flat = pc.list_flatten(column)
-    if any(not pa.types.is_string(f.type) and not pa.types.is_null(f.type) for f in flat.type):
+    if not all(_is_text(f.type) for f in flat.type):
         raise NotClean
     return flat, pc.fill_null(pc.list_value_length(column), 0).to_numpy()
 
 
-def _items_with_arrow(pages: pd.DataFrame) -> tuple[pa.StructArray, np.ndarray] | None:
-    """Every page's items as one struct array (for the pandas path), or None where Arrow cannot
-    read them as text."""
-    bodies = _bodies(pages)
+def _items_with_arrow(pages: pd.DataFrame) -> tuple[pa.ChunkedArray, np.ndarray] | None:
+    """Every page's items as one chunked struct array (for the pandas path), or None where
+    Arrow cannot read them as text."""
     try:
-        parts = [_read_items(bodies[chunk]) for chunk in _chunks(bodies)]
-        flat = pa.concat_arrays([items for items, _ in parts])
+        parts = [_read_items(chunk) for chunk in _chunks(_bodies(pages))]
+        flat = pa.chunked_array([c for items, _ in parts for c in items.chunks])
     except (NotClean, pa.ArrowInvalid):  # or chunks that found different unknown fields
         return None
     return flat, np.concatenate([counts for _, counts in parts])
 
 
-def _typed_chunk(flat: pa.StructArray) -> dict[str, pa.ChunkedArray]:
+def _typed_chunk(flat: pa.ChunkedArray) -> dict[str, pa.ChunkedArray]:
     """One chunk's item fields typed; NotClean at the first value that breaks a rule."""
     n = len(flat)
-    fields = {f.name: pa.chunked_array([pc.struct_field(flat, f.name)]) for f in flat.type}
+    fields = {f.name: pc.struct_field(flat, f.name) for f in flat.type}
     typed = {name: arrow_text(fields.get(name), n) for name in ITEM_TEXT_FIELDS}
     typed["amount"] = arrow_decimal(
         arrow_text(fields.get("amount"), n), MONEY_PATTERN, MONEY, required=True
@@ -191,10 +213,24 @@ def _typed_chunk(flat: pa.StructArray) -> dict[str, pa.ChunkedArray]:
     units = pc.utf8_lower(pc.utf8_trim_whitespace(typed["duration_unit"]))
     factor = pc.take(
         pa.array(HOURS_PER_UNIT.values(), pa.float64()),
-        pc.index_in(units, value_set=pa.array(HOURS_PER_UNIT.keys(), pa.string())),
+        pc.index_in(units, value_set=pa.array(HOURS_PER_UNIT.keys(), pa.large_string())),
     )
     typed["duration_hours"] = pc.multiply(pc.cast(typed["duration"], pa.float64()), factor)
     return typed
+
+
+def _read_ahead(chunks: Iterator[pa.Array]) -> Iterator[tuple[pa.ChunkedArray, np.ndarray]]:
+    """Each run of pages parsed, the next one already being parsed while the caller types this
+    one: the reader's threads leave gaps that the typing fills."""
+    with ThreadPoolExecutor(1) as ahead:
+        pending = None
+        for chunk in chunks:
+            parsing = ahead.submit(_read_items, chunk)
+            if pending is not None:
+                yield pending.result()
+            pending = parsing
+        if pending is not None:
+            yield pending.result()
 
 
 def _typed_with_arrow(
@@ -203,13 +239,11 @@ def _typed_with_arrow(
     """The `invoice_items` rows computed on Arrow columns alone, a few blocks of pages at a
     time, for items that break no rule; None at the first value that does, for the pandas path
     to name."""
-    bodies = _bodies(pages)
     columns: dict[str, list] = {}
     types: dict[str, pa.DataType] = {}
     counts, unknown = [], set()
     try:
-        for chunk in _chunks(bodies):
-            flat, per_page = _read_items(bodies[chunk])
+        for flat, per_page in _read_ahead(_chunks(_bodies(pages))):
             unknown |= {f.name for f in flat.type} - ITEM_FIELDS
             for name, values in _typed_chunk(flat).items():
                 columns.setdefault(name, []).extend(values.chunks)
@@ -229,10 +263,10 @@ def _typed_with_arrow(
     first = np.maximum.accumulate(np.where(starts, index, 0))
 
     def strings(values: pa.ChunkedArray) -> pd.Series:
-        return pd.Series(pd.arrays.ArrowStringArray(values.cast(pa.string())))
+        return pd.Series(pd.arrays.ArrowStringArray(values))
 
     def per_page(column: str) -> pd.Series:
-        values = pc.take(pa.array(pages[column], pa.string()), page_of_item)
+        values = pc.take(pa.array(pages[column], pa.large_string()), page_of_item)
         return strings(pa.chunked_array([values]))
 
     out = pd.DataFrame(
@@ -261,7 +295,9 @@ def _pages_to_items(
         flat, counts = parsed
         items = pd.DataFrame(
             {
-                f.name: pd.Series(pc.struct_field(flat, f.name), dtype=pd.ArrowDtype(pa.string()))
+                f.name: pd.Series(
+                    pc.struct_field(flat, f.name), dtype=pd.ArrowDtype(pa.large_string())
+                )
                 for f in flat.type
             }
         )

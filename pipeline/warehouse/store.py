@@ -229,11 +229,29 @@ def _as_arrow(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
         return frame
 
 
+# What an INSERT may buffer on top of what DuckDB already holds: it keeps the rows it converts
+# until their row groups are written, and unbounded that doubles a big load in memory (1M
+# items: +268 MiB; bounded so: about +110 MiB, in the same time).
+_INSERT_BUFFER_MIB = 256
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame | pa.Table) -> None:
-    """Append a DataFrame's (or Arrow table's) rows by column name (one set-based INSERT)."""
+    """Append a DataFrame's (or Arrow table's) rows by column name (one set-based INSERT).
+
+    Rows carry their own order (line numbers, dates) and every reader sorts, so DuckDB may
+    write the row groups on all its threads instead of one (1M items: about half the time)."""
+    (held,) = con.execute(
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+    ).fetchone()
+    con.execute(f"SET memory_limit = '{held // 2**20 + _INSERT_BUFFER_MIB}MiB'")
+    con.execute("SET preserve_insertion_order = false")
     con.register("incoming", frame)
-    con.execute(f"INSERT INTO {_identifier(table)} BY NAME SELECT * FROM incoming")  # noqa: S608
-    con.unregister("incoming")
+    try:
+        con.execute(f"INSERT INTO {_identifier(table)} BY NAME SELECT * FROM incoming")  # noqa: S608
+    finally:
+        con.unregister("incoming")
+        con.execute("RESET preserve_insertion_order")
+        con.execute("RESET memory_limit")
 
 
 @dataclass
