@@ -24,8 +24,10 @@ from pipeline.warehouse.store import Warehouse
 # Every table the sources declare, with the column that holds its month.
 TABLES = {name: table.partition_column for name, table in SOURCE_TABLES.items()}
 # Constant queries per table (names from the declarations only); months are bound parameters.
+# Sorted by every column, so a month's file is the same whatever order its rows were written in
+# (a big load writes its row groups on several threads).
 MONTH_ROWS = {
-    table: f"SELECT * EXCLUDE ({column}) FROM {table} WHERE {column} = ?"  # noqa: S608
+    table: f"SELECT * EXCLUDE ({column}) FROM {table} WHERE {column} = ? ORDER BY ALL"  # noqa: S608
     for table, column in TABLES.items()
 }
 # Table and column names come from the declarations, never from input.

@@ -238,8 +238,9 @@ _INSERT_BUFFER_MIB = 256
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame | pa.Table) -> None:
     """Append a DataFrame's (or Arrow table's) rows by column name (one set-based INSERT).
 
-    Rows carry their own order (line numbers, dates) and every reader sorts, so DuckDB may
-    write the row groups on all its threads instead of one (1M items: about half the time)."""
+    Rows carry their own order (line numbers, dates) and what the project reads back in order
+    sorts, so DuckDB may write the rows on all its threads instead of one, in any order (1M
+    items: about half the time)."""
     (held,) = con.execute(
         "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
     ).fetchone()
