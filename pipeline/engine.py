@@ -31,7 +31,7 @@ from pipeline.teams import (
     for_each_team,
     identify,
 )
-from pipeline.warehouse.store import RawBatch, Warehouse, together
+from pipeline.warehouse.store import RawBatch, RawRead, Warehouse, together
 
 # Teams whose fetches are written together: one landing and one swap transaction for this many
 # teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
@@ -166,19 +166,25 @@ def fetch(
     periods: Sequence[str],
     team_uuid: str,
     run_id: str | None = None,
+    parent: RawRead | None = None,
 ) -> RawBatch:
     """Every page the source needs for these months from one team's token, as received, ready
-    to land.
+    to land. `parent`: the parent source's targets for the team, if already read (a step reads
+    every team's at once).
 
     Pages that do not add up are recorded in the batch (`status` incomplete) rather than raised
     here, so they are landed before the run fails.
     """
     periods = list(periods)
     requests_before = api.stats.requests
-    parent = read_targets(source.parent, store, periods, team_uuid) if source.parent else None
+    targets_of_parent = None
+    if source.parent:
+        if parent is None:
+            parent = store.read_raw(source.parent.name, team_uuid, periods, with_pages=False)
+        targets_of_parent = parent_targets(source.parent, parent)
     got = _Fetched()
     index = fetch_index(source, api, got)
-    targets = choose_targets(source, periods, index, parent, team_uuid, got)
+    targets = choose_targets(source, periods, index, targets_of_parent, team_uuid, got)
     fetch_pages(source, api, periods, targets, got)
     requests = api.stats.requests - requests_before
     return raw_batch(source, api, periods, team_uuid, run_id, targets, got, requests)
@@ -203,11 +209,8 @@ def land(store: Warehouse, batch: RawBatch) -> None:
         raise error
 
 
-def read_targets(
-    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
-) -> pd.DataFrame:
-    """The targets of the team's latest good fetch of the source for each month."""
-    found = store.read_raw(source.name, team_uuid, periods, with_pages=False)
+def parent_targets(source: Source, found: RawRead) -> pd.DataFrame:
+    """The targets of the team's latest good fetch of the (parent) source for each month."""
     if found.missing:
         raise RawNotFetchedError(
             f"no successful {source.name} fetch covers {found.missing}: load {source.name} first"
@@ -606,12 +609,19 @@ def load_teams(
     for _ in failures:
         progress.done(False)
     writes = TeamWrites(source, store, periods, tables, write_batch, progress.done)
+    # A child source's parent targets, every team's in one read (one per team would scan raw
+    # once per team).
+    parents: dict[str, RawRead] = {}
+    if source.parent is not None and teams:
+        parents = store.read_teams_targets(
+            source.parent.name, [team.uuid for team, _ in teams], periods
+        )
 
     def work(team: Team, api: DigitalOceanClient) -> None:
         # A team's own lines are the step's when it is alone, DEBUG among many.
         api.log = team_log(log, team.name, len(teams))
         try:
-            batch = fetch(source, api, store, periods, team.uuid, run_id)
+            batch = fetch(source, api, store, periods, team.uuid, run_id, parents.get(team.uuid))
         except BaseException:
             progress.done(False)
             raise
