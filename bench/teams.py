@@ -6,10 +6,15 @@ recent`, one token each), then `dagster asset materialize` runs every source of 
 with all N tokens in DIGITALOCEAN_TOKENS. Measured: wall seconds, the peak of the summed
 resident memory and of the summed threads of the run's process tree (sampled every 0.1 s), its
 lines of output; then every team's open month is checked against the sandbox's own data.
+
+`--revoke K` revokes K of the tokens (spread over the list) after their teams are read (the
+sandbox's `--revoke`): the run must fail naming each of those teams, and every other team must
+be exact. The run's output is kept in its work folder as `output.log`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -57,10 +62,16 @@ def _sample(pid: int) -> tuple[int, int]:
     return rss, threads
 
 
-def _sandbox(teams: int) -> tuple[subprocess.Popen, str]:
+def revoked_places(teams: int, revoke: int) -> list[int]:
+    """Which tokens `--revoke` revokes: `revoke` places spread evenly over the list."""
+    return sorted({teams * (2 * k + 1) // (2 * revoke) + 1 for k in range(revoke)})
+
+
+def _sandbox(teams: int, revoked: list[int]) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.sandbox", "--teams", str(teams), "--profile", "recent"]
-        + ["--port", "0"],
+        + ["--port", "0"]
+        + [arg for place in revoked for arg in ("--revoke", str(place))],
         stdout=subprocess.PIPE,
         text=True,
         cwd=HERE.parent,
@@ -72,13 +83,15 @@ def _sandbox(teams: int) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def refresh(teams: int) -> dict:
-    """One daily refresh of `teams` teams, measured and checked."""
+def refresh(teams: int, revoke: int = 0) -> dict:
+    """One daily refresh of `teams` teams (`revoke` of their tokens revoked), measured and
+    checked."""
     month = datetime.now(UTC).strftime("%Y-%m")
     work = Path(tempfile.mkdtemp(prefix=f"bench-teams-{teams}-"))
     (work / "dagster.yaml").write_text((HERE.parent / "dagster.yaml").read_text())
     warehouse = work / "warehouse.duckdb"
-    server, url = _sandbox(teams)
+    revoked = revoked_places(teams, revoke) if revoke else []
+    server, url = _sandbox(teams, revoked)
     try:
         env = {
             **os.environ,
@@ -110,7 +123,10 @@ def refresh(teams: int) -> dict:
     finally:
         server.terminate()
         server.wait()
+    (work / "output.log").write_bytes(b"".join(output))
+    text = b"".join(output).decode(errors="replace")
     expected = build_teams(teams, "recent")
+    revoked_uuids = {list(expected.values())[place - 1].team["uuid"] for place in revoked}
     exact = wrong = 0
     with duckdb.connect(str(work / "warehouse.working.duckdb"), read_only=True) as con:
         found = dict(
@@ -122,6 +138,8 @@ def refresh(teams: int) -> dict:
             ).fetchall()
         )
     for data in expected.values():
+        if data.team["uuid"] in revoked_uuids:
+            continue  # checked below: named as failed, and its (empty) rows not counted
         items = data.items[data.preview["invoice_uuid"]]
         want = (len(items), sum(Decimal(i["amount"]) for i in items))
         if found.get(data.team["uuid"]) == want:
@@ -130,6 +148,9 @@ def refresh(teams: int) -> dict:
             wrong += 1
     return {
         "teams": teams,
+        "revoked": len(revoked),
+        # Each revoked team named in the failure, and no other team failed.
+        "named": all(uuid in text for uuid in revoked_uuids),
         "ok": run.returncode == 0,
         "wall": wall,
         "peak_mib": peak_rss / 1024,
@@ -141,26 +162,43 @@ def refresh(teams: int) -> dict:
 
 
 def row(r: dict) -> str:
+    checked = r["teams"] - r["revoked"]
+    if r["revoked"]:
+        named = "named" if r["named"] else "NOT NAMED"
+        verdict = f"failed, {r['revoked']} revoked team(s) {named}" if not r["ok"] else "PASSED"
+    else:
+        verdict = "yes" if r["ok"] else "FAILED"
     return (
         f"| {r['teams']:,} | {r['wall']:.0f} | {r['peak_mib']:.0f} | {r['threads']} | "
-        f"{r['lines']} | {r['exact']:,}/{r['teams']:,} | {'yes' if r['ok'] else 'FAILED'} |"
+        f"{r['lines']} | {r['exact']:,}/{checked:,} | {verdict} |"
     )
+
+
+def good(r: dict) -> bool:
+    """Every checked team exact; the run succeeded, or, with revoked tokens, failed naming
+    each revoked team."""
+    if r["wrong"]:
+        return False
+    return (not r["ok"] and r["named"]) if r["revoked"] else r["ok"]
 
 
 HEADER = (
     "| teams | wall s | peak MiB (all processes) | peak threads | output lines | "
-    "teams exact | run succeeded |\n|---:|---:|---:|---:|---:|---:|---|"
+    "teams exact (not revoked) | run succeeded |\n|---:|---:|---:|---:|---:|---:|---|"
 )
 
 
 def main() -> int:
-    counts = [int(n) for n in sys.argv[1:]] or [10, 100]
-    results = [refresh(n) for n in counts]
+    parser = argparse.ArgumentParser(description="The daily refresh of many teams, measured.")
+    parser.add_argument("counts", nargs="*", type=int, default=[10, 100])
+    parser.add_argument("--revoke", type=int, default=0, help="tokens to revoke (default 0)")
+    args = parser.parse_args()
+    results = [refresh(n, args.revoke) for n in args.counts]
     print(HEADER)
     for r in results:
         print(row(r))
     print(json.dumps(results))
-    return 0 if all(r["ok"] and not r["wrong"] for r in results) else 1
+    return 0 if all(good(r) for r in results) else 1
 
 
 if __name__ == "__main__":

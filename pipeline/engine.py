@@ -21,7 +21,7 @@ from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, P
 from pipeline.api.log import Log
 from pipeline.api.progress import TeamsProgress, team_log
 from pipeline.sources import TABLES
-from pipeline.sources.base import Normalized, RawData, Source, Target, Targets
+from pipeline.sources.base import FETCH, Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
 from pipeline.teams import (
     DEFAULT_TEAM_WORKERS,
@@ -31,7 +31,7 @@ from pipeline.teams import (
     for_each_team,
     identify,
 )
-from pipeline.warehouse.store import RawBatch, Warehouse, together
+from pipeline.warehouse.store import RawBatch, RawRead, Warehouse, together
 
 # Teams whose fetches are written together: one landing and one swap transaction for this many
 # teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
@@ -166,19 +166,25 @@ def fetch(
     periods: Sequence[str],
     team_uuid: str,
     run_id: str | None = None,
+    parent: RawRead | None = None,
 ) -> RawBatch:
     """Every page the source needs for these months from one team's token, as received, ready
-    to land.
+    to land. `parent`: the parent source's targets for the team, if already read (a step reads
+    every team's at once).
 
     Pages that do not add up are recorded in the batch (`status` incomplete) rather than raised
     here, so they are landed before the run fails.
     """
     periods = list(periods)
     requests_before = api.stats.requests
-    parent = read_targets(source.parent, store, periods, team_uuid) if source.parent else None
+    targets_of_parent = None
+    if source.parent:
+        if parent is None:
+            parent = store.read_raw(source.parent.name, team_uuid, periods, with_pages=False)
+        targets_of_parent = parent_targets(source.parent, parent)
     got = _Fetched()
     index = fetch_index(source, api, got)
-    targets = choose_targets(source, periods, index, parent, team_uuid, got)
+    targets = choose_targets(source, periods, index, targets_of_parent, team_uuid, got)
     fetch_pages(source, api, periods, targets, got)
     requests = api.stats.requests - requests_before
     return raw_batch(source, api, periods, team_uuid, run_id, targets, got, requests)
@@ -203,11 +209,8 @@ def land(store: Warehouse, batch: RawBatch) -> None:
         raise error
 
 
-def read_targets(
-    source: Source, store: Warehouse, periods: Sequence[str], team_uuid: str
-) -> pd.DataFrame:
-    """The targets of the team's latest good fetch of the source for each month."""
-    found = store.read_raw(source.name, team_uuid, periods, with_pages=False)
+def parent_targets(source: Source, found: RawRead) -> pd.DataFrame:
+    """The targets of the team's latest good fetch of the (parent) source for each month."""
     if found.missing:
         raise RawNotFetchedError(
             f"no successful {source.name} fetch covers {found.missing}: load {source.name} first"
@@ -236,18 +239,33 @@ def landed_raw(batch: RawBatch, periods: Sequence[str]) -> RawData:
     """A good fetch just landed, as `read_raw` would read it back: it is the newest good fetch
     of every month it covers. Reading it back instead would scan every team's pages, once per
     team (a thousand teams: a million page reads per step)."""
+    return landed_together([batch], periods)
+
+
+def landed_together(batches: Sequence[RawBatch], periods: Sequence[str]) -> RawData:
+    """Several teams' good fetches just landed, as `landed_raw` gives each, one after the other
+    (in one sort, not one per team)."""
     periods = list(periods)
     fetches = pd.DataFrame(
         {
-            "partition_key": periods,
-            "fetch_id": batch.fetch_id,
-            "fetched_at": [batch.fetched_at] * len(periods),
+            "partition_key": periods * len(batches),
+            "fetch_id": [b.fetch_id for b in batches for _ in periods],
+            "fetched_at": [b.fetched_at for b in batches for _ in periods],
         }
     )
-    targets = batch.targets.sort_values(["partition_key", "target_key"]).reset_index(drop=True)
-    pages = batch.pages.assign(fetch_id=batch.fetch_id)[["fetch_id", *PAGE_COLUMNS]]
-    pages = pages.sort_values(["endpoint", "request_key", "page"], na_position="first")
-    return RawData(periods, fetches, targets, pages.reset_index(drop=True))
+    order = "_batch"
+    targets = pd.concat([b.targets.assign(**{order: n}) for n, b in enumerate(batches)])
+    targets = targets.sort_values([order, "partition_key", "target_key"])
+    pages = pd.concat(
+        [b.pages.assign(fetch_id=b.fetch_id, **{order: n}) for n, b in enumerate(batches)]
+    )
+    pages = pages.sort_values([order, "endpoint", "request_key", "page"], na_position="first")
+    return RawData(
+        periods,
+        fetches,
+        targets[TARGET_COLUMNS].reset_index(drop=True),
+        pages[["fetch_id", *PAGE_COLUMNS]].reset_index(drop=True),
+    )
 
 
 def normalized(source: Source, raw: RawData, team_uuid: str, loaded_at: datetime) -> Normalized:
@@ -257,10 +275,18 @@ def normalized(source: Source, raw: RawData, team_uuid: str, loaded_at: datetime
     problems = source.invariants(raw, result.tables, raw.periods)
     if problems:
         raise InvariantError("; ".join(problems) + ". Nothing was written.")
-    tables = {name: frame.assign(team_uuid=team_uuid) for name, frame in result.tables.items()}
+    tables = {
+        name: _unmarked(source, frame).assign(team_uuid=team_uuid)
+        for name, frame in result.tables.items()
+    }
     if source.snapshot:
         tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid)
     return Normalized(tables, result.warnings)
+
+
+def _unmarked(source: Source, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows without the FETCH a `together` source marks them with (never written)."""
+    return frame.drop(columns=FETCH) if source.together and FETCH in frame else frame
 
 
 def snapshots_of(source: Source, fetches: pd.DataFrame, team_uuid: str) -> pd.DataFrame:
@@ -350,37 +376,39 @@ def load(
 def normalized_together(
     source: Source, group: Sequence[Fetched], periods: Sequence[str]
 ) -> dict[Team, Normalized] | None:
-    """A snapshot source's teams normalized in one call, then split by snapshot (every row of a
-    snapshot source carries its fetch as `snapshot_id`): a normalizer's fixed cost is most of
-    the work for a list of a few resources, paid once per batch instead of once per team. None
-    when anything is wrong or worth a warning: then each team is normalized alone, so only the
-    team that causes it fails, and its warnings are its own."""
-    raws = [landed_raw(f.batch, periods) for f in group]
-    combined = RawData(
-        list(periods),
-        pd.concat([r.fetches for r in raws], ignore_index=True),
-        pd.concat([r.targets for r in raws], ignore_index=True),
-        pd.concat([r.pages for r in raws], ignore_index=True),
-    )
+    """A batch of teams normalized in one call, then split by fetch (a snapshot source's rows
+    carry theirs as `snapshot_id`, a `together` source's as FETCH): a normalizer's fixed cost
+    is most of the work for one team's few rows, paid once per batch instead of once per team.
+    Each team's rows carry its own fetch's time as loaded_at, as when it is normalized alone.
+    None when anything is wrong or worth a warning, or two teams' targets share a key: then
+    each team is normalized alone, so only the team that causes it fails, and its warnings are
+    its own."""
+    combined = landed_together([f.batch for f in group], periods)
+    if combined.targets.duplicated(["target_key", "partition_key"]).any():
+        return None
     try:
-        # One loaded_at for the batch: its newest fetch, as each team alone takes its own.
         result = source.normalize(combined, max(f.batch.fetched_at for f in group))
     except InvalidPayloadError:
         return None
     if result.warnings or source.invariants(combined, result.tables, periods):
         return None
+    split = "snapshot_id" if source.snapshot else FETCH
     parts = {
-        name: dict(tuple(frame.groupby("snapshot_id", sort=False)))
-        for name, frame in result.tables.items()
+        name: dict(tuple(frame.groupby(split, sort=False))) for name, frame in result.tables.items()
     }
+    fetches = dict(tuple(combined.fetches.groupby("fetch_id", sort=False)))
     out = {}
-    for fetched, raw in zip(group, raws, strict=True):
-        fetch_id, team_uuid = fetched.batch.fetch_id, fetched.team.uuid
-        tables = {
-            name: parts[name].get(fetch_id, frame.iloc[0:0]).assign(team_uuid=team_uuid)
-            for name, frame in result.tables.items()
-        }
-        tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid)
+    for fetched in group:
+        batch, team_uuid = fetched.batch, fetched.team.uuid
+        tables = {}
+        for name, frame in result.tables.items():
+            rows = _unmarked(source, parts[name].get(batch.fetch_id, frame.iloc[0:0]))
+            rows = rows.assign(team_uuid=team_uuid)
+            if "loaded_at" in rows:
+                rows["loaded_at"] = pd.Timestamp(batch.fetched_at)
+            tables[name] = rows
+        if source.snapshot:
+            tables[SNAPSHOTS] = snapshots_of(source, fetches[batch.fetch_id], team_uuid)
         out[fetched.team] = Normalized(tables)
     return out
 
@@ -425,11 +453,12 @@ class TeamWrites:
     """Teams' fetches written a batch at a time, as they finish fetching (from whichever team
     thread fills the batch, and `flush()` for the rest).
 
-    Each batch: its pages land in one transaction, each team is normalized on its own, and the
-    teams that normalized swap their months in one transaction. Isolation holds: a team whose
-    fetch did not add up or whose rows break an invariant fails alone, before the swap; if a
-    batch's transaction itself fails, its teams are written one by one, so only the team that
-    causes it fails. A failed team keeps its previous rows."""
+    Each batch: its pages land in one transaction, its teams are normalized in one call where
+    the source allows (`normalized_together`; else, or if that call fails, each team on its
+    own), and the teams that normalized swap their months in one transaction. Isolation
+    holds: a team whose fetch did not add up or whose rows break an invariant fails alone,
+    before the swap; if a batch's transaction itself fails, its teams are written one by one,
+    so only the team that causes it fails. A failed team keeps its previous rows."""
 
     def __init__(
         self,
@@ -531,7 +560,7 @@ class TeamWrites:
         return self._together(group, lambda part: self.store.land_raw(*(f.batch for f in part)))
 
     def _normalize(self, group: list[Fetched]) -> dict[Team, Normalized | None]:
-        if self.source.snapshot and len(group) > 1:
+        if (self.source.snapshot or self.source.together) and len(group) > 1:
             together = normalized_together(self.source, group, self.periods)
             if together is not None:
                 return together  # type: ignore[return-value]
@@ -580,12 +609,19 @@ def load_teams(
     for _ in failures:
         progress.done(False)
     writes = TeamWrites(source, store, periods, tables, write_batch, progress.done)
+    # A child source's parent targets, every team's in one read (one per team would scan raw
+    # once per team).
+    parents: dict[str, RawRead] = {}
+    if source.parent is not None and teams:
+        parents = store.read_teams_targets(
+            source.parent.name, [team.uuid for team, _ in teams], periods
+        )
 
     def work(team: Team, api: DigitalOceanClient) -> None:
         # A team's own lines are the step's when it is alone, DEBUG among many.
         api.log = team_log(log, team.name, len(teams))
         try:
-            batch = fetch(source, api, store, periods, team.uuid, run_id)
+            batch = fetch(source, api, store, periods, team.uuid, run_id, parents.get(team.uuid))
         except BaseException:
             progress.done(False)
             raise

@@ -7,14 +7,16 @@ team without ever showing a token.
 
 import threading
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
 import pytest
+import time_machine
 
 from pipeline.defs.definitions import source_defs
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.sources import INVOICES, SOURCES
+from pipeline.sources import HISTORY, INVOICES, SOURCES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.teams import side_by_side
 from pipeline.warehouse.publish import working_file
@@ -318,3 +320,44 @@ def test_teams_run_on_a_bounded_pool_and_side_by_side():
     assert errors == [None] * 20
     assert peak == 4
     assert len(threads) == 4
+
+
+def test_a_bad_value_fails_its_team_only_when_a_batch_is_normalized_together(
+    tmp_path, materialize, failure_message, rows
+):
+    """Billing history of a batch of teams is normalized in one call and split by fetch; a bad
+    amount sends the batch back one team at a time, so only the team that sent it fails; the
+    others' entries are exact and each carries its own fetch's time."""
+    now = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    month = "2026-12"
+    path = tmp_path / "warehouse.duckdb"
+    with SandboxServer.with_teams(build_teams(4, now=now)) as server:
+        bad = server.data_for(server.tokens[2])
+        bad.billing_history[0]["amount"] = "12.3.4"
+        with time_machine.travel(now, tick=True):
+            result = materialize(
+                server, path, month, assets=source_defs(HISTORY), raise_on_error=False
+            )
+        assert not result.success
+        message = failure_message(result)
+        assert bad.team["uuid"] in message and "1 of 4 team(s) failed" in message
+        others = [server.data_for(t) for t in server.tokens if t != server.tokens[2]]
+    work = working_file(path)
+    loaded = {
+        team: (count, total)
+        for team, count, total in rows(
+            work, "SELECT team_uuid, count(*), sum(amount) FROM billing_history GROUP BY 1"
+        )
+    }
+    expected = {}
+    for data in others:
+        mine = [e for e in data.billing_history if e["date"].startswith(month)]
+        expected[data.team["uuid"]] = (len(mine), sum(Decimal(e["amount"]) for e in mine))
+    assert loaded == expected
+    stamps = rows(
+        work,
+        "SELECT h.team_uuid, bool_and(h.loaded_at = f.fetched_at) FROM billing_history AS h "
+        "JOIN raw.fetches AS f ON f.team_uuid = h.team_uuid AND f.source = 'billing_history' "
+        "GROUP BY 1",
+    )
+    assert sorted(stamps) == sorted((uuid, True) for uuid in expected)

@@ -2,6 +2,8 @@
 
 `--teams N` serves N sample teams, one token each: `--token` (with `--scopes`) for the first,
 `sandbox-token-2`, `sandbox-token-3`, … for the others; every token is printed with its team.
+`--revoke P` (repeatable): the P-th team's token answers 401 on every path but `/v2/account`, as
+a token revoked after its team was read.
 """
 
 import argparse
@@ -32,9 +34,19 @@ def main() -> None:
         default=1,
         help="how many teams to serve, one token each (default: %(default)s)",
     )
+    parser.add_argument(
+        "--revoke",
+        type=int,
+        action="append",
+        default=[],
+        metavar="P",
+        help="the P-th team's token answers 401 on everything but /v2/account (repeatable)",
+    )
     args = parser.parse_args()
     if args.teams < 1:
         parser.error("--teams must be at least 1")
+    if any(not 1 <= place <= args.teams for place in args.revoke):
+        parser.error(f"--revoke takes a team's place, 1 to {args.teams}")
     scopes = frozenset(s.strip() for s in args.scopes.split(",") if s.strip())
     teams = build_teams(args.teams, args.profile)
     (_, first), *others = teams.items()
@@ -50,6 +62,8 @@ def main() -> None:
         requests_per_minute=args.requests_per_minute,
         scopes=scopes,
     )
+    for place in args.revoke:  # far more requests than a run of every source makes
+        server.inject(r"^/v2/(?!account$)", "401", times=10_000, token=server.tokens[place - 1])
     with server:
         print(
             f"sandbox DigitalOcean billing API at {server.url} (token {args.token!r}, "

@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from pipeline.api import SINGLE
-from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table
+from pipeline.sources.base import FETCH, Endpoint, Normalized, RawData, Source, Table
 from pipeline.sources.fields import (
     MONEY,
     MONEY_PATTERN,
@@ -38,10 +38,11 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     for field in AMOUNTS:
         out[field] = decimal(snapshots, field, MONEY_PATTERN, MONEY, problems, required=True)
     out["loaded_at"] = pd.Timestamp(loaded_at)
+    out[FETCH] = pages["fetch_id"].to_numpy()
     if problems:
         raise InvalidPayloadError(problems)
-    out = out.drop_duplicates("generated_at")
-    return Normalized({"balance": out[COLUMNS].reset_index(drop=True)})
+    out = out.drop_duplicates([FETCH, "generated_at"])
+    return Normalized({"balance": out[[*COLUMNS, FETCH]].reset_index(drop=True)})
 
 
 BALANCE = Source(
@@ -49,6 +50,7 @@ BALANCE = Source(
     description="Month-to-date balance and usage, one snapshot per fetch.",
     index=Endpoint("balance", "/v2/customers/my/balance", SINGLE, noun="balance"),
     normalize=normalize,
+    together=True,
     tables=(
         Table(
             "balance",

@@ -16,6 +16,9 @@ import pandas as pd
 from pipeline.api import LINKS, Collection, PageRequest, Paginator
 
 MONTH_COLUMN = "invoice_period"
+# The fetch a row was read from, on the rows of a source that is normalized `together`: the
+# engine splits a batch of teams by it, and never writes it.
+FETCH = "fetch_id"
 Write = Literal["months", "merge"]
 
 
@@ -85,8 +88,17 @@ class RawData:
         return self.pages[self.pages["endpoint"] == endpoint]
 
     def month_fetch(self) -> dict[str, str]:
-        """Month → the fetch its rows must come from."""
+        """Month → the fetch its rows must come from (one team's raw)."""
         return dict(zip(self.fetches["partition_key"], self.fetches["fetch_id"], strict=True))
+
+    def read_from(self, months: pd.Series, fetch_ids: pd.Series) -> pd.Series:
+        """Whether each row's month is read from the row's fetch: as `month_fetch`, and also
+        for several teams' fetches at once (each team has its own fetch of a month)."""
+        wanted = pd.MultiIndex.from_arrays(
+            [self.fetches["partition_key"].astype(str), self.fetches["fetch_id"].astype(str)]
+        )
+        rows = pd.MultiIndex.from_arrays([months.astype(str), fetch_ids.astype(str)])
+        return pd.Series(rows.isin(wanted), index=months.index)
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,10 @@ class Source:
     # A snapshot of the account as it is now (the inventory), not of months: its pages serve
     # every month of their fetch, and each fetch is recorded in `inventory_snapshots`.
     snapshot: bool = False
+    # Its normalizer takes several teams' fetches in one call and marks every row with its
+    # FETCH (a snapshot source's rows carry theirs as snapshot_id): a batch of teams is then
+    # normalized at once, its fixed cost paid once per batch instead of once per team.
+    together: bool = False
 
     @property
     def table_names(self) -> list[str]:

@@ -12,7 +12,7 @@ from datetime import datetime
 import pandas as pd
 
 from pipeline.api import LINKS
-from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table
+from pipeline.sources.base import FETCH, Endpoint, Normalized, RawData, Source, Table
 from pipeline.sources.fields import (
     MONEY,
     MONEY_PATTERN,
@@ -39,10 +39,11 @@ COLUMNS = [
 
 
 def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
-    """The entries of each run month, from the fetch that month is read from."""
+    """The entries of each run month, from the fetch that month is read from (each team's own,
+    when several teams' fetches are normalized together)."""
     entries = records(raw.pages_of("billing_history"), "billing_history")
     if entries.empty:
-        return Normalized({"billing_history": pd.DataFrame(columns=COLUMNS)})
+        return Normalized({"billing_history": pd.DataFrame(columns=[*COLUMNS, FETCH])})
     entries["entry_number"] = entries.groupby("fetch_id").cumcount().add(1).astype("int32")
     entries[PLACE] = "billing history entry " + entries["entry_number"].astype(str)
     problems: list[str] = []
@@ -58,11 +59,11 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     for field in ("invoice_uuid", "invoice_id"):
         out[field] = text(entries, field, problems)
     out["loaded_at"] = pd.Timestamp(loaded_at)
+    out[FETCH] = entries["fetch_id"]
     if problems:
         raise InvalidPayloadError(problems)
-    month_fetch = raw.month_fetch()
-    mine = out["entry_month"].map(month_fetch) == entries["fetch_id"]
-    return Normalized({"billing_history": out.loc[mine, COLUMNS].reset_index(drop=True)})
+    mine = raw.read_from(out["entry_month"], entries["fetch_id"])
+    return Normalized({"billing_history": out.loc[mine, [*COLUMNS, FETCH]].reset_index(drop=True)})
 
 
 HISTORY = Source(
@@ -76,6 +77,7 @@ HISTORY = Source(
         noun="entries",
     ),
     normalize=normalize,
+    together=True,
     tables=(
         Table(
             "billing_history",

@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline.api import COUNTERS
 from pipeline.sources.base import (
+    FETCH,
     Check,
     Endpoint,
     Normalized,
@@ -85,9 +86,11 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     """Every data point of the windows → `daily_costs`, numbered in the API's order."""
     points = records(raw.pages_of("insights"), "data_points")
     if points.empty:
-        return Normalized({"daily_costs": pd.DataFrame(columns=COLUMNS)})
+        return Normalized({"daily_costs": pd.DataFrame(columns=[*COLUMNS, FETCH])})
     points["usage_month"] = points["partition_key"]
-    points["point_number"] = points.groupby("usage_month").cumcount().add(1).astype("int32")
+    # Numbered per fetch and month: several teams' fetches may be normalized together.
+    numbered = points.groupby(["fetch_id", "usage_month"], sort=False)
+    points["point_number"] = numbered.cumcount().add(1).astype("int32")
     points[PLACE] = (
         "insights " + points["usage_month"] + ", point " + points["point_number"].astype(str)
     )
@@ -103,9 +106,10 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     missing = out["usage_date"].isna()
     problems += where(points, missing & points["start_date"].isna(), "start_date", "is missing")
     out["loaded_at"] = pd.Timestamp(loaded_at)
+    out[FETCH] = points["fetch_id"]
     if problems:
         raise InvalidPayloadError(problems)
-    return Normalized({"daily_costs": out[COLUMNS].reset_index(drop=True)})
+    return Normalized({"daily_costs": out[[*COLUMNS, FETCH]].reset_index(drop=True)})
 
 
 def invariants(raw: RawData, tables: dict[str, pd.DataFrame], periods: Sequence[str]) -> list:
@@ -170,6 +174,7 @@ INSIGHTS = Source(
     targets=month_windows,
     normalize=normalize,
     invariants=invariants,
+    together=True,
     tables=(
         Table(
             "daily_costs",

@@ -60,6 +60,22 @@ LAST_SEEN_AT = """
     SELECT team_uuid, team_name FROM teams
     WHERE token_position = $position ORDER BY last_seen_at DESC LIMIT 1
 """
+# The targets of each team's newest good fetch of a source for each month, for many teams in
+# one scan (as LATEST + RAW_TARGETS give one team's): a child source's step reads its parent's.
+TEAMS_TARGETS = """
+    WITH latest AS (
+        SELECT f.team_uuid, w.partition_key, arg_max(f.fetch_id, f.fetched_at) AS fetch_id
+        FROM (SELECT unnest(CAST($periods AS VARCHAR[])) AS partition_key) AS w
+        JOIN raw.fetches AS f
+          ON f.source = $source AND list_contains(CAST($teams AS VARCHAR[]), f.team_uuid)
+         AND w.partition_key BETWEEN f.first_period AND f.last_period AND f.status = 'ok'
+        GROUP BY f.team_uuid, w.partition_key
+    )
+    SELECT l.team_uuid, l.partition_key AS covered, t.target_key, t.partition_key, t.status,
+           t.entry
+    FROM latest AS l LEFT JOIN raw.targets AS t USING (fetch_id, partition_key)
+    ORDER BY l.team_uuid, t.partition_key, t.target_key
+"""
 RAW_TARGETS = """
     SELECT t.target_key, t.partition_key, t.status, t.entry
     FROM raw.targets AS t JOIN latest USING (fetch_id, partition_key)
@@ -416,6 +432,25 @@ class Warehouse:
             pages = con.execute(RAW_PAGES).df() if with_pages else None
         covered = set(fetches["partition_key"])
         return RawRead(fetches, targets, pages, [p for p in periods if p not in covered])
+
+    def read_teams_targets(
+        self, source: str, teams: Sequence[str], periods: Sequence[str]
+    ) -> dict[str, RawRead]:
+        """`read_raw(..., with_pages=False)` for many teams in one query: each team's targets
+        and missing months (fetches are not read)."""
+        params = {"source": source, "teams": list(teams), "periods": list(periods)}
+        with self.connect() as con:
+            found = con.execute(TEAMS_TARGETS, params).df()
+        columns = ["target_key", "partition_key", "status", "entry"]
+        by_team = dict(tuple(found.groupby("team_uuid", sort=False)))
+        reads = {}
+        for team in teams:
+            rows = by_team.get(team, found.iloc[0:0])
+            covered = set(rows["covered"])
+            targets = rows.dropna(subset=["target_key"])[columns].reset_index(drop=True)
+            missing = [p for p in periods if p not in covered]
+            reads[team] = RawRead(found.iloc[0:0, :0], targets, None, missing)
+        return reads
 
     def raw_teams(self, source: str, periods: Sequence[str]) -> list[str]:
         """The teams whose good fetches of `source` cover any of the months."""
