@@ -20,6 +20,7 @@ from pipeline.api.log import Log
 # Teams work a bounded number at a time: each is one thread with its own client pool, so
 # hundreds of teams must not mean hundreds of threads (TEAM_WORKERS).
 from pipeline.settings import DEFAULT_TEAM_WORKERS
+from pipeline.sources.fields import InvalidPayloadError
 from pipeline.warehouse.store import Warehouse
 
 ACCOUNT_PATH = "/v2/account"
@@ -72,6 +73,10 @@ class TeamsFailedError(RuntimeError):
     """Some teams failed; the others' months are committed. Names each failed team."""
 
 
+# Errors whose message says what went wrong and where, with no need of a traceback.
+WORDED_ERRORS = (ApiError, TeamError, InvalidPayloadError)
+
+
 @dataclass(frozen=True)
 class Outcome(Generic[T]):
     """What each team's work returned, and each failed team with why."""
@@ -80,16 +85,23 @@ class Outcome(Generic[T]):
     failures: list[Failure]
 
     def raise_failures(self) -> None:
-        """Fail naming every failed team (the first error chained, for its traceback)."""
+        """Fail naming every failed team. The first error is chained, for its traceback, unless
+        it is one the project words itself (the API's answer, a team's token, a bad value):
+        its message, already in this one, says all, and each failed step would otherwise print
+        the same fifty lines of traceback again."""
         if not self.failures:
             return
         done = len(self.results)
         lines = "; ".join(f"{who}: {error}" for who, error in self.failures)
-        raise TeamsFailedError(
+        first = self.failures[0][1]
+        error = TeamsFailedError(
             f"{len(self.failures)} of {done + len(self.failures)} team(s) failed — {lines}. "
             f"{'The other teams’ months are committed; ' if done else ''}"
             "the failed teams keep their previous rows."
-        ) from self.failures[0][1]
+        )
+        if isinstance(first, WORDED_ERRORS):
+            raise error from None
+        raise error from first
 
 
 def read_team(account: Account) -> Team:
