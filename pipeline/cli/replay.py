@@ -19,7 +19,8 @@ from pipeline.warehouse.publish import PublishError, adopt_single_file, working_
 from pipeline.warehouse.store import Warehouse
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
+    """`now`: the replayed rows' loaded_at (the command's start, passed in by its caller)."""
     by_name = {source.name: source for source in SOURCES}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", choices=sorted(by_name))
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
     store.migrate()
     try:
-        outcome = engine.replay_teams(source, store, periods, now=datetime.now(UTC))
+        outcome = engine.replay_teams(source, store, periods, now=now)
     except engine.RawNotFetchedError as exc:
         print(f"replay of {source.name} failed: {exc}", file=sys.stderr)
         return 1
@@ -60,4 +61,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(now=datetime.now(UTC)))

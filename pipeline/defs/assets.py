@@ -135,11 +135,21 @@ def source_asset(
                 )
         else:
             with store.session():
-                outcome = engine.replay_teams(source, store, periods, now=datetime.now(UTC))
+                outcome = engine.replay_teams(source, store, periods, now=run_started(context))
         commits = store.commits - commits
         yield from _results(context, source, outcome, periods, fetches, tables, commits)
 
     return _step
+
+
+def run_started(context: dg.AssetExecutionContext) -> datetime:
+    """When Dagster started this run: a replay's rows carry it as their loaded_at, as a load's
+    carry their fetch's time."""
+    record = context.instance.get_run_record_by_id(context.run_id)
+    assert record is not None  # the run being executed
+    if record.start_time is not None:
+        return datetime.fromtimestamp(record.start_time, UTC)
+    return record.create_timestamp.astimezone(UTC)
 
 
 def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:

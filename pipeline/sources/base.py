@@ -87,13 +87,9 @@ class RawData:
     def pages_of(self, endpoint: str) -> pd.DataFrame:
         return self.pages[self.pages["endpoint"] == endpoint]
 
-    def month_fetch(self) -> dict[str, str]:
-        """Month → the fetch its rows must come from (one team's raw)."""
-        return dict(zip(self.fetches["partition_key"], self.fetches["fetch_id"], strict=True))
-
     def read_from(self, months: pd.Series, fetch_ids: pd.Series) -> pd.Series:
-        """Whether each row's month is read from the row's fetch: as `month_fetch`, and also
-        for several teams' fetches at once (each team has its own fetch of a month)."""
+        """Whether each row's month is read from the row's fetch (the newest good fetch of
+        that month; each team has its own when several teams' raw is read at once)."""
         wanted = pd.MultiIndex.from_arrays(
             [self.fetches["partition_key"].astype(str), self.fetches["fetch_id"].astype(str)]
         )

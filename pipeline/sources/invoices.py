@@ -19,6 +19,7 @@ import pyarrow.json as pa_json
 from pipeline.api import LINKS, Page
 from pipeline.months import MONTH_PATTERN
 from pipeline.sources.base import (
+    FETCH,
     Check,
     Endpoint,
     Normalized,
@@ -479,7 +480,8 @@ def landed_invoices(targets: pd.DataFrame) -> list[Target]:
 
 
 def invoice_pages(raw: RawData, endpoint: str) -> pd.DataFrame:
-    """An endpoint's landed pages with the invoice each belongs to and its status."""
+    """An endpoint's landed pages with the invoice each belongs to, its status, and the fetch
+    the page came from."""
     pages = raw.pages_of(endpoint)
     status = dict(zip(raw.targets["target_key"], raw.targets["status"], strict=True))
     return pd.DataFrame(
@@ -489,6 +491,7 @@ def invoice_pages(raw: RawData, endpoint: str) -> pd.DataFrame:
             "status": pages["request_key"].map(status).to_numpy(),
             "page": pages["page"].to_numpy(),
             "body": pages["body"].to_numpy(),
+            FETCH: pages["fetch_id"].to_numpy(),
         }
     )
 

@@ -45,8 +45,8 @@ SUMMARY_PARTS = ("product_charges", "overages", "taxes", "credits_and_adjustment
 
 
 def normalize_summaries(raw: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
-    """Summary bodies (invoice_uuid, invoice_period, status, body, and FETCH if the caller
-    normalizes several fetches at once) → `invoice_summaries` rows.
+    """Summary bodies (invoice_uuid, invoice_period, status, body, FETCH) → `invoice_summaries`
+    rows, each marked with its fetch.
 
     The summary names its month `billing_period`; it must agree with the invoice list.
     """
@@ -88,12 +88,10 @@ def normalize_summaries(raw: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
     for field in ("user_name", "user_company", "user_email"):
         out[field] = text(flat, field, problems)
     out["loaded_at"] = pd.Timestamp(loaded_at)
-    columns = SUMMARY_COLUMNS
-    if FETCH in raw:
-        out[FETCH], columns = raw[FETCH].to_numpy(), [*SUMMARY_COLUMNS, FETCH]
+    out[FETCH] = raw[FETCH].to_numpy()
     if problems:
         raise InvalidPayloadError(problems)
-    return out[columns].reset_index(drop=True)
+    return out[[*SUMMARY_COLUMNS, FETCH]].reset_index(drop=True)
 
 
 # -- the declaration ------------------------------------------------------------------------
@@ -117,7 +115,6 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     """The summaries, each marked with its fetch (the engine splits several teams' by it;
     their invoices' uuids are the API's, never shared between teams)."""
     bodies = invoice_pages(raw, "invoice_summary")
-    bodies[FETCH] = raw.pages_of("invoice_summary")["fetch_id"].to_numpy()
     return Normalized({"invoice_summaries": normalize_summaries(bodies, loaded_at)})
 
 

@@ -61,20 +61,14 @@ LAST_SEEN_AT = """
     WHERE token_position = $position ORDER BY last_seen_at DESC LIMIT 1
 """
 # The targets of each team's newest good fetch of a source for each month, for many teams in
-# one scan (as LATEST + RAW_TARGETS give one team's): a child source's step reads its parent's.
+# one query (the same macro as LATEST, once per team): a child source's step reads its parent's.
 TEAMS_TARGETS = """
-    WITH latest AS (
-        SELECT f.team_uuid, w.partition_key, arg_max(f.fetch_id, f.fetched_at) AS fetch_id
-        FROM (SELECT unnest(CAST($periods AS VARCHAR[])) AS partition_key) AS w
-        JOIN raw.fetches AS f
-          ON f.source = $source AND list_contains(CAST($teams AS VARCHAR[]), f.team_uuid)
-         AND w.partition_key BETWEEN f.first_period AND f.last_period AND f.status = 'ok'
-        GROUP BY f.team_uuid, w.partition_key
-    )
-    SELECT l.team_uuid, l.partition_key AS covered, t.target_key, t.partition_key, t.status,
-           t.entry
-    FROM latest AS l LEFT JOIN raw.targets AS t USING (fetch_id, partition_key)
-    ORDER BY l.team_uuid, t.partition_key, t.target_key
+    SELECT t.team_uuid, l.partition_key AS covered, r.target_key, r.partition_key, r.status,
+           r.entry
+    FROM unnest(CAST($teams AS VARCHAR[])) AS t(team_uuid),
+         raw.latest_team_fetch($source, t.team_uuid, CAST($periods AS VARCHAR[])) AS l
+    LEFT JOIN raw.targets AS r USING (fetch_id, partition_key)
+    ORDER BY t.team_uuid, r.partition_key, r.target_key
 """
 RAW_TARGETS = """
     SELECT t.target_key, t.partition_key, t.status, t.entry
