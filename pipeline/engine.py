@@ -31,7 +31,7 @@ from pipeline.teams import (
     for_each_team,
     identify,
 )
-from pipeline.warehouse.store import RawBatch, RawRead, Warehouse, together
+from pipeline.warehouse.store import EmptiedMonthError, RawBatch, RawRead, Warehouse, together
 
 # Teams whose fetches are written together: one landing and one swap transaction for this many
 # teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
@@ -195,7 +195,7 @@ def incomplete(batch: RawBatch) -> IncompleteFetchError | None:
     if not batch.error:
         return None
     return IncompleteFetchError(
-        batch.error.replace("\n", "; ")
+        batch.error.replace(":\n- ", ": ").replace("\n- ", "; ").replace("\n", "; ")
         + f". The pages are kept in raw (fetch {batch.fetch_id}); the tables still hold the "
         "previous rows of these months. Re-run the months."
     )
@@ -336,6 +336,7 @@ def swap_teams(
         }
         | ({SNAPSHOTS: (together(rows(SNAPSHOTS)), SNAPSHOT_KEY)} if source.snapshot else {}),
         raw_source=source.name,
+        closed={t.name: t.closed for t in source.tables if t.write == "months" and t.closed},
     )
 
 
@@ -542,7 +543,7 @@ class TeamWrites:
         try:
             write(group)
             return group
-        except duckdb.Error as exc:
+        except (duckdb.Error, EmptiedMonthError) as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
                 return []
@@ -551,7 +552,7 @@ class TeamWrites:
             try:
                 write([fetched])
                 written.append(fetched)
-            except duckdb.Error as exc:
+            except (duckdb.Error, EmptiedMonthError) as exc:
                 self._fail(fetched, exc)
         return written
 
@@ -658,6 +659,6 @@ def replay_teams(
         try:
             result = replay(source, store, periods, team.uuid, now=now)
             outcome.results[team] = TeamLoad(None, result)
-        except (RawNotFetchedError, InvalidPayloadError, InvariantError) as exc:
+        except (RawNotFetchedError, InvalidPayloadError, InvariantError, EmptiedMonthError) as exc:
             outcome.failures.append((str(team), exc))
     return outcome

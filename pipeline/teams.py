@@ -21,7 +21,7 @@ from pipeline.api.log import Log
 # hundreds of teams must not mean hundreds of threads (TEAM_WORKERS).
 from pipeline.settings import DEFAULT_TEAM_WORKERS
 from pipeline.sources.fields import InvalidPayloadError
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.store import EmptiedMonthError, Warehouse
 
 ACCOUNT_PATH = "/v2/account"
 T = TypeVar("T")
@@ -74,7 +74,7 @@ class TeamsFailedError(RuntimeError):
 
 
 # Errors whose message says what went wrong and where, with no need of a traceback.
-WORDED_ERRORS = (ApiError, TeamError, InvalidPayloadError)
+WORDED_ERRORS = (ApiError, TeamError, InvalidPayloadError, EmptiedMonthError)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Outcome(Generic[T]):
         if not self.failures:
             return
         done = len(self.results)
-        lines = "; ".join(f"{who}: {error}" for who, error in self.failures)
+        lines = "; ".join(f"{who}: {str(error).rstrip('.')}" for who, error in self.failures)
         first = self.failures[0][1]
         error = TeamsFailedError(
             f"{len(self.failures)} of {done + len(self.failures)} team(s) failed — {lines}. "

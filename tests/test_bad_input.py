@@ -41,6 +41,7 @@ def serve_with_item_change(sandbox, invoice_of, page_body):
         ("amount", 12.34, "is not a string"),
         ("start_time", "2024-02-30T99:00:00Z", "is not an ISO 8601 timestamp"),
         ("description", {"nested": True}, "is not a string"),
+        ("duration", "-744", "is negative"),
     ],
 )
 def test_unreadable_value_fails_the_month_and_keeps_everything(

@@ -113,6 +113,9 @@ class Table:
     # "months": a run replaces its months' rows; "merge": rows replace those with the same
     # primary key and the rest are kept (snapshots that accumulate, one per fetch).
     write: Write = "months"
+    # SQL predicate of the rows that belong to a closed month ("status = 'final'"): a swap
+    # never replaces such a month's rows with none.
+    closed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ month-to-date preview), each invoice's items are fetched page by page.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from pipeline.api import LINKS, Page
-from pipeline.months import MONTH_PATTERN
+from pipeline.months import MONTH_PATTERN, is_month
 from pipeline.sources.base import (
     FETCH,
     Check,
@@ -86,6 +87,8 @@ INVOICE_COLUMNS = [
     "items_total",
     "loaded_at",
 ]
+# A duration is a length of time: never negative (a credit's sign is on its amount).
+DURATION_PATTERN = r"\d{1,12}(?:\.\d{1,6})?"
 # Units DigitalOcean reports in `duration_unit`, as hours per unit; others give NULL hours.
 HOURS_PER_UNIT = {
     "hour": 1.0,
@@ -207,7 +210,7 @@ def _typed_chunk(flat: pa.ChunkedArray) -> dict[str, pa.ChunkedArray]:
         arrow_text(fields.get("amount"), n), MONEY_PATTERN, MONEY, required=True
     )
     typed["duration"] = arrow_decimal(
-        arrow_text(fields.get("duration"), n), QUANTITY_PATTERN, QUANTITY, required=False
+        arrow_text(fields.get("duration"), n), DURATION_PATTERN, QUANTITY, required=False
     )
     for name in ("start_time", "end_time"):
         typed[name] = arrow_timestamp(arrow_text(fields.get(name), n))
@@ -355,6 +358,12 @@ def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFr
         out[field] = text(raw, field, problems)
     out["amount"] = decimal(raw, "amount", MONEY_PATTERN, MONEY, problems, required=True)
     out["duration"] = decimal(raw, "duration", QUANTITY_PATTERN, QUANTITY, problems, required=False)
+    problems += where(
+        raw.assign(duration=text(raw, "duration", [])),
+        (out["duration"] < 0).fillna(False).astype(bool),
+        "duration",
+        "is negative: a duration is a length of time",
+    )
     factor = out["duration_unit"].str.strip().str.lower().map(HOURS_PER_UNIT)
     hours = out["duration"].astype("float64[pyarrow]") * factor.astype("float64")
     out["duration_hours"] = hours.astype("float64")
@@ -442,6 +451,8 @@ UNKNOWN_DURATION_UNITS = """
 """
 
 INVOICES_PATH = "/v2/customers/my/invoices"
+# A closed month's rows: its final invoices. A swap never leaves such a month with none.
+FINAL = "status = 'final'"
 INVOICE_PATH = INVOICES_PATH + "/{key}"
 
 
@@ -457,15 +468,30 @@ def invoice_target(uuid: str, period: str, status: str, entry: Any = None) -> Ta
     )
 
 
+# An invoice's uuid as the API writes it; it becomes a path segment, so nothing else is let in.
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
 def listed_invoice(entry: Any, status: str) -> Target:
-    """An invoice-list entry (or the preview) as a target, refused without its uuid and period."""
-    uuid = entry.get("invoice_uuid") if isinstance(entry, dict) else None
-    period = entry.get("invoice_period") if isinstance(entry, dict) else None
-    if not isinstance(uuid, str) or not uuid or not isinstance(period, str):
-        raise InvalidPayloadError(
-            [f"invoice list entry lacks invoice_uuid or invoice_period: {json.dumps(entry)[:200]}"]
-        )
+    """An invoice-list entry (or the preview) as a target, refused unless its uuid is a uuid and
+    its period a real month: the period decides which month the swap replaces, so a listed
+    `2026-13` must fail the fetch, not leave its real month with no invoice."""
+    if not isinstance(entry, dict):
+        raise InvalidPayloadError([f"invoice list entry is not an object: {_shown(entry)}"])
+    uuid, period = entry.get("invoice_uuid"), entry.get("invoice_period")
+    name = f"invoice {uuid!r}" if isinstance(uuid, str) else "an invoice list entry"
+    problems = []
+    if not isinstance(uuid, str) or not UUID_PATTERN.fullmatch(uuid):
+        problems.append(f"{name}, field 'invoice_uuid': {uuid!r} is not a uuid")
+    if not is_month(period):
+        problems.append(f"{name}, field 'invoice_period': {period!r} is not a YYYY-MM month")
+    if problems:
+        raise InvalidPayloadError([f"{p} ({status} in the invoice list)" for p in problems])
     return invoice_target(uuid, period, status, entry)
+
+
+def _shown(entry: Any) -> str:
+    return json.dumps(entry, ensure_ascii=False)[:200]
 
 
 def landed_invoices(targets: pd.DataFrame) -> list[Target]:
@@ -503,7 +529,14 @@ def month_invoices(found: Targets) -> list[Target]:
     """
     assert found.index is not None
     wanted = set(found.periods)
-    listed = [listed_invoice(entry, "final") for entry in found.index.records]
+    listed, problems = [], []
+    for entry in found.index.records:
+        try:
+            listed.append(listed_invoice(entry, "final"))
+        except InvalidPayloadError as exc:
+            problems += exc.problems
+    if problems:
+        raise InvalidPayloadError(problems)
     chosen = [target for target in listed if target.partition in wanted]
     closed = {target.partition for target in chosen}
     preview = found.index.pages[0].data.get("invoice_preview") if found.index.pages else None
@@ -587,6 +620,7 @@ INVOICES = Source(
             "One row per invoice (final) or per month-to-date preview.",
             plot=True,
             noun="invoices",
+            closed=FINAL,
         ),
         Table(
             "invoice_items",
@@ -594,6 +628,7 @@ INVOICES = Source(
             "Every line item of every invoice, amounts exact, durations in hours.",
             spend_by="product",
             noun="items",
+            closed=FINAL,
         ),
     ),
     checks=(

@@ -24,7 +24,7 @@ from pipeline.sources.base import (
     Targets,
 )
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal, text, where
-from pipeline.sources.invoices import INVOICE_PATH, INVOICES, invoice_pages, landed_invoices
+from pipeline.sources.invoices import FINAL, INVOICE_PATH, INVOICES, invoice_pages, landed_invoices
 
 SUMMARY_COLUMNS = [
     "invoice_uuid",
@@ -133,6 +133,7 @@ SUMMARIES = Source(
             "Per invoice: product charges, overages, taxes, credits and adjustments.",
             totals=("taxes", "credits_and_adjustments"),
             noun="summaries",
+            closed=FINAL,
         ),
     ),
     checks=(

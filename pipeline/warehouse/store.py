@@ -206,6 +206,55 @@ class RawBatch:
     pages: pd.DataFrame  # endpoint, request_key, partition_key, page, body
 
 
+class EmptiedMonthError(RuntimeError):
+    """A swap would leave a closed month that holds rows with none: refused, nothing written.
+
+    DigitalOcean never withdraws a final invoice, so a load that finds none for a month the
+    warehouse already holds says more about the load (a malformed list, a wrong period) than
+    about the month."""
+
+
+# The (team, month) pairs of a table that hold closed rows (`$closed`: the table's own
+# predicate) and would get no row from the incoming frame.
+WOULD_EMPTY = """
+    SELECT o.team_uuid, o.month, o.closed
+    FROM (SELECT team_uuid, {column} AS month, count(*) AS closed FROM {table}
+          WHERE list_contains(CAST($teams AS VARCHAR[]), team_uuid)
+            AND list_contains(CAST($periods AS VARCHAR[]), {column}) AND ({closed})
+          GROUP BY ALL) AS o
+    WHERE NOT EXISTS (SELECT 1 FROM guarded AS i
+                      WHERE i.team_uuid = o.team_uuid AND i.{column} = o.month)
+    ORDER BY o.team_uuid, o.month
+"""
+
+
+def refuse_emptied_months(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    closed: str,
+    frame: pd.DataFrame | pa.Table,
+    teams: list[str],
+    periods: Sequence[str],
+) -> None:
+    """Raise before the swap deletes anything if it would empty a closed month of `table`."""
+    con.register("guarded", frame)
+    try:
+        emptied = con.execute(
+            WOULD_EMPTY.format(table=_identifier(table), column=_identifier(column), closed=closed),
+            {"teams": teams, "periods": list(periods)},
+        ).fetchall()
+    finally:
+        con.unregister("guarded")
+    if emptied:
+        said = "; ".join(f"team {t}, {m}: {n} row(s) held, none loaded" for t, m, n in emptied)
+        raise EmptiedMonthError(
+            f"{table}: this load would empty closed month(s) the warehouse holds ({said}). "
+            "Nothing was written; the previous rows stay. The API listed nothing for them: "
+            "look at the invoice list in raw before trusting it."
+        )
+
+
 def _teams(team: str | Sequence[str]) -> list[str]:
     return [team] if isinstance(team, str) else list(team)
 
@@ -514,6 +563,7 @@ class Warehouse:
         merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
         *,
         raw_source: str | None = None,
+        closed: dict[str, str] | None = None,
     ) -> Pruned:
         """Swap one team's (or several teams') rows of these months in every table at once:
         delete and insert in one transaction. Other teams' rows are not touched.
@@ -523,8 +573,16 @@ class Warehouse:
         same key columns, in the same transaction. With `raw_source`, the team's raw fetches of
         that source that retention lets go are deleted in that transaction too, so raw never
         loses a fetch the tables were not yet rebuilt from.
+
+        `closed` maps a table to the predicate of its rows that belong to a closed month: a
+        month holding such rows is never swapped for none (`EmptiedMonthError`).
         """
         with self.transaction() as con:
+            for table, predicate in (closed or {}).items():
+                frame, column = tables[table]
+                refuse_emptied_months(
+                    con, table, column, predicate, frame, _teams(team_uuid), periods
+                )
             for table, (frame, column) in tables.items():
                 con.execute(
                     f"DELETE FROM {_identifier(table)} "  # noqa: S608
