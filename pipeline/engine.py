@@ -37,7 +37,8 @@ from pipeline.warehouse.store import EmptiedMonthError, RawBatch, RawRead, Wareh
 # teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
 WRITE_BATCH = 50
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
-PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body"]
+# `received`: the exact bytes of a body that was not valid UTF-8 (NULL when `body` is exact).
+PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body", "received"]
 # Every fetch of a snapshot source (the inventory), kept after raw retention lets its pages go.
 SNAPSHOTS = "inventory_snapshots"
 SNAPSHOT_KEY = ("team_uuid", "source", "snapshot_id")
@@ -65,7 +66,7 @@ def fetch_index(source: Source, api: DigitalOceanClient, got: _Fetched) -> Colle
     if source.index is None:
         return None
     (index,) = api.fetch([source.index.request()])
-    got.pages += [(source.index.name, None, None, p.page, p.body) for p in index.pages]
+    got.pages += [(source.index.name, None, None, p.page, p.body, p.received) for p in index.pages]
     got.problems += index.problems()
     api.log.info(
         f"{source.index.name.replace('_', ' ')}: {len(index.records)} {source.index.noun} "
@@ -116,7 +117,8 @@ def fetch_pages(
         # A snapshot's pages are of now, so they serve every month of the fetch.
         partition = None if source.snapshot else target.partition
         got.pages += [
-            (endpoint.name, target.key, partition, p.page, p.body) for p in collection.pages
+            (endpoint.name, target.key, partition, p.page, p.body, p.received)
+            for p in collection.pages
         ]
 
 

@@ -68,7 +68,7 @@ def test_a_request_counts_until_its_answer_arrives_and_a_window_after():
     worker.join()
 
 
-@pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate", "notjson"])
+@pytest.mark.parametrize("fault", [500, 502, 503, "reset", "truncate"])
 def test_transient_faults_are_retried_with_the_same_result(sandbox, make_client, fault, invoice_of):
     uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, fault)
@@ -86,21 +86,56 @@ def test_a_stalled_response_times_out_and_is_retried(sandbox, make_client):
     assert len(listing.records) == len(sandbox.data.invoices)
 
 
+def test_persistent_faults_fail_naming_path_and_status(sandbox, make_client, invoice_of):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", 503, times=10)
+    with make_client(sandbox) as api:
+        with pytest.raises(
+            ApiError,
+            match=r"GET /v2/customers/my/invoices/[\w-]+ page 1: HTTP 503 .*gave up after 4",
+        ):
+            api.fetch([items_request(uuid)])
+
+
 @pytest.mark.parametrize(
-    ("fault", "message"),
+    ("fault", "says"),
     [
-        (503, r"GET /v2/customers/my/invoices/[\w-]+ page 1: HTTP 503 .*gave up after 4"),
-        ("notjson", r"page 1: response is not valid JSON.*gave up after 4"),
+        ("notjson", "not JSON (content-type text/html), starting '<html><body>502 Bad Gateway"),
+        (Fault("bytes", body=b"[" * 10_000 + b"]" * 10_000), "JSON nested deeper than"),
+        (Fault("bytes", body=b'["a list"]'), "top-level JSON value is not an object but list"),
     ],
 )
-def test_persistent_faults_fail_naming_path_and_status(
-    sandbox, make_client, fault, message, invoice_of
+def test_a_body_that_is_no_json_object_is_named_and_not_retried(
+    sandbox, make_client, invoice_of, fault, says
 ):
     uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
     sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", fault, times=10)
     with make_client(sandbox) as api:
-        with pytest.raises(ApiError, match=message):
+        with pytest.raises(ApiError, match="HTTP 200 but the response is") as failed:
             api.fetch([items_request(uuid)])
+        assert api.stats.retries == 0
+    assert says in str(failed.value)
+    assert f"GET {INVOICE_PATH.format(key=uuid)} page 1" in str(failed.value)
+
+
+def test_a_body_that_is_not_utf8_is_kept_byte_for_byte_in_raw(
+    sandbox, warehouse_path, invoice_of, page_body, load_month, rows
+):
+    uuid = invoice_of(sandbox, MONTH)["invoice_uuid"]
+    page = page_body(sandbox, uuid, 1)
+    page["invoice_items"][0]["description"] = "CAFE_MARK"
+    sent = json.dumps(page).encode().replace(b"CAFE_MARK", b"Caf\xe9 droplet")
+    sandbox.inject(f"^{INVOICE_PATH.format(key=uuid)}$", Fault("bytes", body=sent))
+    assert load_month(sandbox, warehouse_path, MONTH).success
+    ((body, received),) = rows(
+        working_file(warehouse_path),
+        "SELECT body, received FROM raw.pages WHERE endpoint = 'invoice_items' AND page = 1",
+    )
+    assert received == sent
+    assert "Caf\ufffd droplet" in body
+    assert rows(warehouse_path, "SELECT description FROM invoice_items WHERE line_number = 1") == [
+        ("Caf\ufffd droplet",)
+    ]
 
 
 def test_oversized_response_fails_cleanly(sandbox, make_client):

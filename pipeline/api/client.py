@@ -19,7 +19,14 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from pipeline.api.collection import Collection, PageRequest
-from pipeline.api.decoding import MAX_RESPONSE_BYTES, Page, error_summary, read_bounded
+from pipeline.api.decoding import (
+    MAX_RESPONSE_BYTES,
+    Page,
+    TornBodyError,
+    UnreadableBodyError,
+    error_summary,
+    read_bounded,
+)
 from pipeline.api.errors import ApiError, AuthError, NotFoundError
 from pipeline.api.log import Log
 from pipeline.api.pacing import Pacer
@@ -62,6 +69,17 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response as read: its status, its body as text, the exact bytes when they were not
+    valid UTF-8, and its content-type."""
+
+    status: int
+    body: str
+    received: bytes | None
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,7 @@ class DigitalOceanClient:
                     allow_redirects=False,
                 )
                 with resp:
-                    body = read_bounded(resp, where, self.max_response_bytes)
+                    body, received = read_bounded(resp, where, self.max_response_bytes)
             except (
                 requests.ConnectionError,
                 requests.Timeout,
@@ -183,7 +201,13 @@ class DigitalOceanClient:
                 )
             status = resp.status_code
             if status != 429:
-                return self._decode(path, page, where, status, body, scope, self.token_name)
+                if received is not None:
+                    self.log.warning(
+                        f"{where}: the body is not valid UTF-8; raw keeps the bytes as received, "
+                        "the text is read with U+FFFD in their place"
+                    )
+                answer = Answer(status, body, received, resp.headers.get("content-type", ""))
+                return self._decode(path, page, where, answer, scope, self.token_name)
             rate_waits += 1
             self._count("rate_limited")
             if rate_waits > self.retry.max_rate_limit_waits:
@@ -199,15 +223,24 @@ class DigitalOceanClient:
 
     @staticmethod
     def _decode(
-        path: str, page: int, where: str, status: int, body: str, scope: str, token_name: str
+        path: str, page: int, where: str, answer: Answer, scope: str, token_name: str
     ) -> Page:
-        """A page from a 200, or the error the status means."""
+        """A page from a 200, or the error the status means. A torn body is worth another
+        attempt; one that is not JSON at all (a proxy's HTML page) or nested past reason is
+        not, and says what it was."""
+        status, body = answer.status, answer.body
         if status == 200:
             try:
-                return Page.parse(path, page, body)
-            except ValueError as exc:
-                raise TransientError(
-                    where, f"response is not valid JSON ({exc.__class__.__name__})"
+                return Page.parse(path, page, body, answer.received, answer.content_type)
+            except TornBodyError as exc:
+                raise TransientError(where, f"response is not valid JSON ({exc})") from None
+            except UnreadableBodyError as exc:
+                raise ApiError(
+                    f"{where}: HTTP 200 but the response is {exc}; not retried, as the same "
+                    "answer would come again. Is DIGITALOCEAN_API_URL the API (not a proxy's "
+                    "page)?",
+                    path=path,
+                    status=status,
                 ) from None
         detail = error_summary(body)
         if status in (401, 403):

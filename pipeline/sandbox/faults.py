@@ -11,7 +11,8 @@ class Fault:
     """One injected behaviour for one matching request.
 
     kind: an HTTP status as text ("500"), or "reset", "stall", "truncate", "notjson",
-    "oversize", "json" (serve `body` instead of the real page), "retry_after" (429 with `seconds`),
+    "oversize", "json" (serve `body` instead of the real page), "bytes" (serve `body`, bytes, as
+    the page's JSON as it is), "retry_after" (429 with `seconds`),
     "exhausted" (the real page, but `ratelimit-remaining: 0` until `seconds` from now).
     """
 

@@ -557,6 +557,8 @@ def _handler(sandbox: SandboxServer) -> type[BaseHTTPRequestHandler]:
                 self._send(entry, 200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
             elif kind == "json":
                 self._json(entry, 200, fault.body)
+            elif kind == "bytes":
+                self._send(entry, 200, fault.body, "application/json; charset=utf-8")
             elif kind == "oversize":
                 self._oversize(entry)
             else:
