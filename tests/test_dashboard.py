@@ -8,6 +8,7 @@ without the allocation views gets a note in that panel; and the page holds no co
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from pipeline.alerts.rules import money
 from pipeline.dashboard import report
 from pipeline.dashboard.landing import share_text
-from pipeline.dashboard.queries import ALLOCATION_VIEWS, QUERIES, params
+from pipeline.dashboard.queries import ALLOCATION_VIEWS, QUERIES, Reader, params
 from pipeline.defs.definitions import source_defs
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
@@ -202,3 +203,24 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
             f'Invoice total (final): <span class="figure">{money(Decimal(invoice["amount"]))}'
             in text
         )
+
+
+@pytest.mark.parametrize("key", ['team"x', "a.b", "$[0]", "env"])
+def test_a_tag_key_of_any_characters_narrows_the_resources(tmp_path, key):
+    """Tag keys and values are bound parameters: quotes, dots and JSON-path syntax are text."""
+    path = tmp_path / "warehouse.duckdb"
+    tagged = json.dumps({key: "prod", "other": "x"})
+    with duckdb.connect(str(path)) as con:
+        con.execute(
+            "CREATE TABLE cost_by_resource AS SELECT * FROM (VALUES "
+            "('t', '2024-03', 'droplet', '1', 'web', 'p', ?, 12.50::DECIMAL(18,2)), "
+            "('t', '2024-03', 'droplet', '2', 'db', 'p', '{}', 3.00::DECIMAL(18,2))) "
+            "AS r(team_uuid, invoice_period, resource_kind, resource_id, resource_name, "
+            "project_name, tags, amount)",
+            [tagged],
+        )
+    found = Reader(path).read(
+        "resources", **params(["t"], "2024-03", "2024-03", tag_key=key, tag_value="prod")
+    )
+    assert found["resource_id"].tolist() == ["1"]
+    assert found["amount"].tolist() == [Decimal("12.50")]

@@ -145,14 +145,16 @@ QUERIES: dict[str, str] = {
         WHERE team_uuid IN {teams} AND invoice_period {months}
         ORDER BY invoice_period, team_name
     """,
-    # The resources behind the spend, narrowed by project and by one tag's value.
+    # The resources behind the spend, narrowed by project and by one tag's value. The tag's
+    # key is a bound map key, never spliced into a JSON path: any character may be in it.
     "resources": """
         SELECT invoice_period, resource_kind, resource_id, resource_name, project_name, tags,
                amount
         FROM cost_by_resource
         WHERE team_uuid IN {teams} AND invoice_period {months}
           AND ($project IS NULL OR project_name = $project)
-          AND ($tag_value IS NULL OR json_extract_string(tags, $tag_path) = $tag_value)
+          AND ($tag_value IS NULL
+               OR json_transform(tags, '"MAP(VARCHAR, VARCHAR)"')[$tag_key] = $tag_value)
         ORDER BY amount DESC LIMIT 50
     """,
     "anomalies": """
@@ -241,6 +243,5 @@ def params(
         "project": project,
         "tag_key": tag_key,
         "tag_value": tag_value,
-        "tag_path": None if tag_key is None else f'$."{tag_key}"',
         "days": days,
     }
