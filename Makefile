@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: run test test-any-day dev dashboard report check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
+.PHONY: help pictures run test test-any-day dev dashboard report check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -17,6 +17,10 @@ UV := $(BIN)/uv
 # never writes them, and each run compiled Dagster, pandas and the rest from source again (an
 # import of the definitions took 0.37x the CPU time with them, measured alternating).
 UV_PIP := $(UV) pip install -q --compile-bytecode --python $(BIN)/python
+
+help:  ## list the commands with what each does
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' \
+		| awk -F '\t' '{ printf "  make %-12s %s\n", $$1, $$2 }'
 
 $(UV):
 	@$(PYTHON) -m venv $(VENV)
@@ -42,7 +46,7 @@ DAY ?= 2027-03-01 00:20:00
 test-any-day: $(VENV)/.test  ## the suite with every process's wall clock at DAY (UTC): make test-any-day DAY='2028-02-29 13:00:00' [PYTEST_ARGS=...]
 	tests/clock/on-day '$(DAY)' $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:$(DEV_PORT)
+dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:3000 (DEV_PORT=...)
 	mkdir -p data/dagster
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port $(DEV_PORT)
 
@@ -95,7 +99,12 @@ TEAMS ?= 10 100 1000
 bench-teams: $(VENV)/.runtime  ## the daily refresh of 10, 100 and 1,000 teams (long: ~minutes)
 	$(BIN)/python -m bench.teams $(TEAMS)
 
-lint: $(VENV)/.test
+pictures: $(VENV)/.test  ## refresh the README's pictures (docs/*.png) from the browser tests' screenshots
+	$(BIN)/python -m pytest -q tests/test_dashboard_ui.py tests/test_ui.py
+	cp test-output/dashboard.png docs/dashboard.png
+	cp test-output/ui/asset-graph.png docs/asset-graph.png
+
+lint: $(VENV)/.test  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -109,5 +118,5 @@ lock: | $(UV)  ## re-resolve requirements*.lock from pyproject.toml, keeping pin
 	{ echo "# Test lock: added on top of requirements.lock by 'make test'."; echo "-r requirements.lock"; \
 	  cat requirements-test.lock.new; } > requirements-test.lock && rm requirements-test.lock.new
 
-clean:
+clean:  ## remove the venv, the warehouse files and the Dagster instance in data/
 	rm -rf $(VENV) data/dagster data/*.duckdb data/*.wal
