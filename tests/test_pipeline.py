@@ -20,6 +20,11 @@ from pipeline.warehouse.publish import working_file
 ASSETS = source_defs(INVOICES)
 
 
+def other_months(text, month, periods):
+    """The run's months other than `month` that a metadata text mentions."""
+    return [p for p in periods if p != month and p in text]
+
+
 def expected(server, periods):
     invoices = [i for i in server.data.invoices if i["invoice_period"] in periods]
     items = [it for i in invoices for it in server.data.items[i["invoice_uuid"]]]
@@ -56,22 +61,30 @@ def test_range_of_months_loads_every_item_exactly(sandbox, warehouse_path, mater
     assert rows(warehouse_path, "SELECT typeof(amount) FROM invoice_items LIMIT 1") == [
         ("DECIMAL(18,2)",)
     ]
-    items_event = next(
-        m
+    # Each month's materialization describes that month: its own items, its own invoice.
+    events = {
+        (m.asset_key.path[0], m.partition): m.metadata
         for m in result.asset_materializations_for_node("invoice_tables")
-        if m.asset_key == dg.AssetKey("invoice_items")
-    )
-    assert items_event.metadata["dagster/row_count"].value == len(items)
-    assert "Droplets" in items_event.metadata["spend_by_product"].value
-    invoices_event = next(
-        m
-        for m in result.asset_materializations_for_node("invoice_tables")
-        if m.asset_key == dg.AssetKey("invoices")
-    )
-    assert invoices_event.metadata["total_amount"].value == f"{total:,.2f} USD"
-    # The spend plot: one bar per month, the largest month's bar full width.
-    plot = invoices_event.metadata["preview"].value
-    assert plot.count("█" * 24) >= 1 and all(p in plot for p in periods)
+    }
+    for invoice in invoices:
+        month = invoice["invoice_period"]
+        month_items = sandbox.data.items[invoice["invoice_uuid"]]
+        items_meta, invoices_meta = events["invoice_items", month], events["invoices", month]
+        assert items_meta["dagster/row_count"].value == len(month_items)
+        assert items_meta["total_amount"].value == (
+            f"{sum(Decimal(it['amount']) for it in month_items):,.2f} USD"
+        )
+        assert invoices_meta["total_amount"].value == f"{Decimal(invoice['amount']):,.2f} USD"
+        assert invoices_meta["dagster/row_count"].value == 1
+        assert "Droplets" in items_meta["spend_by_product"].value
+        assert other_months(items_meta["spend_by_product"].value, month, periods) == []
+        # The run's own line and plot are on every month, named as the run's.
+        assert invoices_meta["run"].value == (
+            f"{periods[0]}…{periods[-1]}, 6 month(s): 6 invoices, {total:,.2f} USD"
+        )
+        # The spend plot: one bar per month, the largest month's bar full width.
+        plot = invoices_meta["run_by_month"].value
+        assert plot.count("█" * 24) >= 1 and all(p in plot for p in periods)
     # One list request for the whole range, then the item pages.
     list_calls = [r for r in sandbox.requests if r["path"] == "/v2/customers/my/invoices"]
     assert len(list_calls) == 1

@@ -89,8 +89,12 @@ def _results(
     if tables:
         for table in source.tables:
             frames = team_frames(outcome.results, table.name)
-            metadata = {**table_metadata(table, frames, periods), "write_transactions": commits}
-            yield dg.MaterializeResult(asset_key=table.name, metadata=metadata)
+            run, months = table_metadata(table, frames, periods)
+            for month, metadata in months.items():
+                context.add_asset_metadata(metadata, asset_key=table.name, partition_key=month)
+            yield dg.MaterializeResult(
+                asset_key=table.name, metadata={**run, "write_transactions": commits}
+            )
 
 
 def source_asset(

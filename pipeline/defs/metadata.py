@@ -102,26 +102,56 @@ def _spend_by(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
 
 def table_metadata(
     table: Table, frames: dict[Team, pd.DataFrame], periods: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """What the UI shows of a table's load: for the whole run (every month of it carries this),
+    and for each month its own figures (row count, totals, rows per team, a sample, the
+    breakdown the table declares), so a month's page describes that month, not the run."""
+    frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
+    run: dict[str, Any] = {
+        "run": _run_line(table, frame, periods),
+        "months": len(periods),
+        "teams": len(frames),
+    }
+    if table.plot:
+        run["run_by_month"] = dg.MetadataValue.md(
+            _per_month(table, frame, periods).tail(SHOWN_MONTHS).to_markdown(index=False)
+        )
+    month = table.partition_column
+    if month not in frame:  # a snapshot of now (the inventory): the run's figures are all
+        return {**run, **_figures(table, frames, periods)}, {}
+    months = {
+        period: _figures(
+            table, {team: f[f[month] == period] for team, f in frames.items()}, [period]
+        )
+        for period in periods
+    }
+    return run, months
+
+
+def _run_line(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
+    """`2024-01…2024-06, 6 month(s): 1,594 items, 326,387.98 USD`."""
+    line = f"{periods[0]}…{periods[-1]}, {len(periods)} month(s): {len(frame):,} "
+    line += table.noun or "rows"
+    if "amount" in frame:
+        line += f", {money(frame['amount'].sum() if len(frame) else 0)}"
+    return line
+
+
+def _figures(
+    table: Table, frames: dict[Team, pd.DataFrame], periods: Sequence[str]
 ) -> dict[str, Any]:
-    """Row count, totals, rows per team, and the plot, breakdown or sample the table declares."""
+    """Row count, totals, rows per team, a sample and the declared breakdown of these rows."""
     frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
     metadata: dict[str, Any] = {
         "dagster/row_count": len(frame),
-        "months": len(periods),
-        "teams": len(frames),
         "by_team": dg.MetadataValue.md(by_team(frames)),
     }
     for column in ("amount", *table.totals):
         if column in frame:
             key = "total_amount" if column == "amount" else column
             metadata[key] = money(frame[column].sum() if len(frame) else 0)
-    if table.plot:
-        metadata["preview"] = dg.MetadataValue.md(
-            _per_month(table, frame, periods).tail(SHOWN_MONTHS).to_markdown(index=False)
-        )
-    else:
-        sample = frame.drop(columns=["loaded_at"], errors="ignore").head(10).astype(str)
-        metadata["preview"] = dg.MetadataValue.md(sample.to_markdown(index=False))
+    sample = frame.drop(columns=["loaded_at"], errors="ignore").head(10).astype(str)
+    metadata["preview"] = dg.MetadataValue.md(sample.to_markdown(index=False))
     if table.spend_by:
         metadata[f"spend_by_{table.spend_by}"] = dg.MetadataValue.md(
             _spend_by(table, frame, periods)
