@@ -17,7 +17,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
+from pipeline.api import ApiError, Collection, DigitalOceanClient, IncompleteFetchError, Progress
 from pipeline.api.log import Log
 from pipeline.api.progress import TeamsProgress, team_log
 from pipeline.sources import TABLES
@@ -599,7 +599,7 @@ def load_teams(
     *,
     run_id: str | None = None,
     tables: bool = True,
-    known: dict[int, Team] | None = None,
+    known: dict[int, Team | ApiError] | None = None,
     workers: int = DEFAULT_TEAM_WORKERS,
     write_batch: int = WRITE_BATCH,
 ) -> Outcome[TeamLoad]:

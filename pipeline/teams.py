@@ -146,23 +146,31 @@ def identify(
     store: Warehouse,
     tables: Sequence[str],
     log: Log,
-    known: dict[int, Team] | None = None,
+    known: dict[int, Team | ApiError] | None = None,
     workers: int = DEFAULT_TEAM_WORKERS,
 ) -> tuple[list[tuple[Team, Account]], list[Failure]]:
     """Every token's team, read side by side; tokens that cannot read theirs are failures named
-    as last seen. `known` holds the teams already read in this run, by place in the token list
-    (the API resource keeps it), so later steps of a run do not ask again. Teams are recorded in
-    the warehouse, and rows loaded before teams existed are made the only team's (never guessed
-    between several)."""
+    as last seen. `known` holds what this run already read, by place in the token list (the API
+    resource keeps it): the team, or the API's refusal (a 401, a 403, no answer after every
+    retry), so later steps of a run neither ask again nor wait through the retries again. Teams
+    are recorded in the warehouse, and rows loaded before teams existed are made the only
+    team's (never guessed between several)."""
     teams: list[Team | None] = [None] * len(accounts)
     known = {} if known is None else known
 
     def read(index: int) -> None:
         account = accounts[index]
-        team = known.get(account.position)
-        if team is None:
-            team = known[account.position] = read_team(account)
-        teams[index] = team
+        found = known.get(account.position)
+        if isinstance(found, ApiError):
+            raise found
+        if found is None:
+            try:
+                found = read_team(account)
+            except ApiError as exc:
+                known[account.position] = exc
+                raise
+            known[account.position] = found
+        teams[index] = found
 
     errors = side_by_side(list(range(len(accounts))), read, workers)
     found: list[tuple[Team, Account]] = []

@@ -16,7 +16,7 @@ import time_machine
 
 from pipeline.defs.definitions import source_defs
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.sources import HISTORY, INVOICES, SOURCES
+from pipeline.sources import BALANCE, HISTORY, INVOICES, SOURCES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.teams import side_by_side
 from pipeline.warehouse.publish import working_file
@@ -73,7 +73,7 @@ def test_every_teams_rows_are_exact_and_named(teams_sandbox, warehouse_path, mat
     assert rows(warehouse_path, "SELECT count(*) FROM invoice_items WHERE team_uuid IS NULL") == [
         (0,)
     ]
-    # Per-team counts in the materialization.
+    # Per-team counts in the materialization, the month's own.
     (items_event,) = [
         m
         for m in result.asset_materializations_for_node("invoice_tables")
@@ -83,7 +83,7 @@ def test_every_teams_rows_are_exact_and_named(teams_sandbox, warehouse_path, mat
     for token in teams_sandbox.tokens:
         data = teams_sandbox.data_for(token)
         assert data.team["name"] in by_team
-        assert str(len(expected_items(data, MONTHS)[1])) in by_team
+        assert f"| {len(expected_items(data, [FIRST])[1]):>6} |" in by_team
     assert items_event.metadata["teams"].value == 3
 
 
@@ -361,3 +361,20 @@ def test_a_bad_value_fails_its_team_only_when_a_batch_is_normalized_together(
         "GROUP BY 1",
     )
     assert sorted(stamps) == sorted((uuid, True) for uuid in expected)
+
+
+def test_a_refused_token_is_asked_once_per_run_not_once_per_step(
+    sandbox, warehouse_path, materialize, failure_message
+):
+    """Every step of the run fails naming the token's place, from the one refusal the first
+    step received: no step asks again, none waits through the retries again."""
+    sandbox.revoke(sandbox.token)
+    assets = [a for s in (INVOICES, HISTORY, BALANCE) for a in source_defs(s)]
+    result = materialize(sandbox, warehouse_path, "2024-03", assets=assets, raise_on_error=False)
+    assert not result.success
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert sorted(failed) == ["balance", "billing_history", "invoice_tables"]
+    assert [r["path"] for r in sandbox.requests] == ["/v2/account"]
+    message = failure_message(result)
+    assert message.count("HTTP 401") >= 3
+    assert "Check DIGITALOCEAN_TOKEN" in message and "make doctor" in message

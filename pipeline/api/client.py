@@ -247,7 +247,8 @@ class DigitalOceanClient:
             raise AuthError(
                 f"{where}: HTTP {status} {detail}. Check {token_name}: it must be a valid "
                 f"DigitalOcean API token with the {scope} scope"
-                + (f" (this token lacks {scope})." if status == 403 else "."),
+                + (f" (this token lacks {scope})." if status == 403 else ".")
+                + " `make doctor` checks every token and its scopes.",
                 path=path,
                 status=status,
             )

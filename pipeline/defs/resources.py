@@ -21,7 +21,7 @@ import requests
 from pydantic import PrivateAttr, SecretStr
 
 from pipeline.alerts.rules import Thresholds
-from pipeline.api import DigitalOceanClient, Log, Pacer, RetryPolicy
+from pipeline.api import ApiError, DigitalOceanClient, Log, Pacer, RetryPolicy
 from pipeline.api.client import (
     DEFAULT_HTTP_CONNECTIONS,
     DEFAULT_TIMEOUT,
@@ -68,14 +68,15 @@ class BillingApiResource(dg.ConfigurableResource):
     # client (each still sends its own token and keeps its own pacer).
     http_connections: int = DEFAULT_HTTP_CONNECTIONS
 
-    _teams: dict[int, Team] = PrivateAttr(default_factory=dict)
+    _teams: dict[int, Team | ApiError] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._teams = {}
 
     @property
-    def known_teams(self) -> dict[int, Team]:
-        """The teams read in this run, by the token's place in the list (never the token)."""
+    def known_teams(self) -> dict[int, Team | ApiError]:
+        """The teams read in this run, by the token's place in the list (never the token), or
+        why a token could not read its team: asked once per run, not once per step."""
         return self._teams
 
     @abstractmethod
