@@ -376,7 +376,7 @@ def test_main_passes_against_a_healthy_sandbox(sandbox, migrated, point_at, run_
     lines = out.splitlines()
     assert code == 0
     assert lines[-1] == "all checks passed"
-    assert [line[0] for line in lines[:-1]] == ["✓"] * 6
+    assert [line[0] for line in lines[:-1]] == ["✓"] * 7
     assert "✓ inventory scopes: reads every inventory list" in out
     assert f"the API at {sandbox.url.removeprefix('http://')}" in lines[0]
     assert sandbox.data.team["name"] in out and sandbox.data.team["uuid"] in out
@@ -391,7 +391,7 @@ def test_main_without_a_token_checks_the_builtin_sandbox(migrated, doctor_env, r
     assert lines[1].startswith("✓ token: not set: checking the built-in sandbox API instead")
     assert lines[3].startswith('✓ account:read: team "Example Co"')
     assert lines[4].startswith("✓ inventory scopes: reads every inventory list")
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 def test_main_fails_on_a_wrong_token_without_printing_it(sandbox, migrated, point_at, run_doctor):
