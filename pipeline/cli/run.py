@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from pipeline.settings import SettingsError, get_settings
-from pipeline.warehouse.publish import unpublished_writes
+from pipeline.warehouse.publish import PublishError, unpublished_writes
 from pipeline.warehouse.store import Warehouse, WarehouseMissingError
 
 CAUSE_LINES = 6  # of an error's message, at most
@@ -110,20 +110,20 @@ def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[s
     skipped = [event.step_key for event in result.all_events if event.is_step_skipped]
     lines = [f"Failed: {', '.join(steps)}: {why}" for why, steps in causes.items()]
     lines = lines or ["The run failed."]
+    missing = unpublished_writes(published)
     if done:
-        missing = unpublished_writes(published)
-        where = (
-            "are loaded and published"
-            if missing is None
-            else f"are loaded in the working file but not published: {missing}"
-        )
+        where = "are loaded and published" if missing is None else "are loaded"
         lines.append(f"Committed: {', '.join(done)} (their months {where}).")
     if skipped:
         lines.append(f"Not run, waiting on a failed step: {', '.join(skipped)}.")
-    lines.append(
-        "The failed steps' months keep their previous rows. Fix the cause and run again; "
-        "VERBOSE=1 shows Dagster's full log."
-    )
+    if missing is not None:
+        lines.append(
+            f"Not published: {missing}; analysts still read the previous data. Fix the cause, "
+            "then `make migrate` publishes what is loaded."
+        )
+    if any(not why.startswith(f"{PublishError.__name__}: ") for why in causes) or not causes:
+        lines.append("The failed steps' months keep their previous rows.")
+    lines.append("Fix the cause and run again; VERBOSE=1 shows Dagster's full log.")
     return lines
 
 

@@ -172,6 +172,7 @@ class WarehouseResource(dg.ConfigurableResource):
     raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
 
     _store: Warehouse | None = PrivateAttr(default=None)
+    _failed: str | None = PrivateAttr(default=None)  # the last publication error logged
 
     @property
     def published_file(self) -> Path:
@@ -189,6 +190,7 @@ class WarehouseResource(dg.ConfigurableResource):
             self.working_file, lock_timeout=self.lock_timeout_seconds, raw_keep=self.raw_keep
         )
         self._store.migrate()
+        self._failed = None
 
     def publish(self, log: Log) -> Published | None:
         """Publish what this run wrote since the last publication, if anything: called at the
@@ -201,7 +203,9 @@ class WarehouseResource(dg.ConfigurableResource):
         try:
             done = store.publish(self.published_file)
         except PublishError as exc:
-            log.error(str(exc))
+            if str(exc) != self._failed:  # once per run, not once per step that meets it
+                log.error(str(exc))
+                self._failed = str(exc)
             raise
         # One per step that wrote: DEBUG, so the console is not a list of them (the UI shows it).
         log.debug(
