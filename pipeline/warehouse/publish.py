@@ -1,12 +1,13 @@
 """Two files: the loader's working file, and the analysts' file it publishes.
 
 DuckDB lets one process open a file read-write, or many read-only, never both. So the loader
-writes its own file (`warehouse.working.duckdb` beside `WAREHOUSE_PATH`) and, after a run that
-changed data, publishes a copy to `WAREHOUSE_PATH`: it writes a temporary file in the same
-folder, syncs it, and renames it over the old one. Analysts, BI tools, exports and the
-dashboard open `WAREHOUSE_PATH` read-only whenever they like: a connection already open keeps
-reading the file it opened (on Linux and macOS the old inode lives until it closes), a new one
-sees the new file, and no half-written file is ever at that name.
+writes its own file (`warehouse.working.duckdb` beside `WAREHOUSE_PATH`) and, after each step
+that wrote, publishes a copy to `WAREHOUSE_PATH`: it writes a temporary file in the same
+folder, syncs it, and renames it over the old one; nothing else ever creates that file.
+Analysts, BI tools, exports and the dashboard open `WAREHOUSE_PATH` read-only whenever they
+like: a connection already open keeps reading the file it opened (on Linux and macOS the old
+inode lives until it closes), a new one sees the new file, and no half-written file is ever at
+that name.
 
 The published file holds every table and view of the `main` schema (the tables the sources
 load, `teams`, `alerts_sent`, `schema_migrations`, every view and table macro); `raw` stays in
