@@ -12,10 +12,12 @@ import pytest
 
 from pipeline.cli import doctor
 from pipeline.cli.doctor import (
+    Check,
     check_account,
     check_api,
     check_billing,
     check_dagster,
+    check_publication,
     check_settings,
     check_warehouse,
     main,
@@ -25,6 +27,7 @@ from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.server import DEFAULT_SCOPES
 from pipeline.settings import get_settings
 from pipeline.warehouse.migrate import LATEST_VERSION
+from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import Warehouse
 
 SETTINGS_VARIABLES = (
@@ -297,6 +300,43 @@ def test_a_run_left_started_by_a_killed_process_is_named(tmp_path, monkeypatch, 
     assert "Terminate" in check.detail
 
 
+def test_the_published_file_is_current_after_a_publication_and_stale_after_a_write(tmp_path):
+    published = tmp_path / "warehouse.duckdb"
+    store = Warehouse(working_file(published))
+    store.migrate()
+    assert check_publication(published) == Check(
+        f"published {published}",
+        False,
+        f"{published} was never published from {store.path}. Fix what the run reported "
+        "(`could not publish …`), then `make migrate` publishes it",
+    )
+    store.publish(published)
+    assert check_publication(published) == Check(
+        f"published {published}", True, f"current: as new as the last write to {store.path}"
+    )
+    store.see_team("t", "Team T", 1)  # a run's write whose publication never came
+    check = check_publication(published)
+    assert check.ok is False
+    assert check.detail.startswith(f"{published} (published ")
+    assert f"is older than the last write to {store.path} (" in check.detail
+    assert check.detail.endswith("then `make migrate` publishes it")
+    store.publish(published)
+    assert check_publication(published).ok is True
+
+
+def test_main_names_a_missing_publication(sandbox, point_at, warehouse_path, run_doctor):
+    point_at(sandbox)
+    store = Warehouse(working_file(warehouse_path))
+    store.migrate()
+    store.publish(warehouse_path)
+    store.see_team("t", "Team T", 1)
+    code, out = run_doctor()
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("✗ ")]
+    assert line.startswith(f"✗ published {warehouse_path}: {warehouse_path} (published ")
+    assert out.splitlines()[-1] == "1 problem(s): fix the ✗ lines above"
+
+
 # -- the Dagster instance -----------------------------------------------------------------------
 def test_dagster_home_with_its_yaml_says_where_runs_are(dagster_home):
     check = check_dagster({"DAGSTER_HOME": str(dagster_home)})
@@ -376,7 +416,7 @@ def test_main_passes_against_a_healthy_sandbox(sandbox, migrated, point_at, run_
     lines = out.splitlines()
     assert code == 0
     assert lines[-1] == "all checks passed"
-    assert [line[0] for line in lines[:-1]] == ["✓"] * 6
+    assert [line[0] for line in lines[:-1]] == ["✓"] * 7
     assert "✓ inventory scopes: reads every inventory list" in out
     assert f"the API at {sandbox.url.removeprefix('http://')}" in lines[0]
     assert sandbox.data.team["name"] in out and sandbox.data.team["uuid"] in out
@@ -391,7 +431,7 @@ def test_main_without_a_token_checks_the_builtin_sandbox(migrated, doctor_env, r
     assert lines[1].startswith("✓ token: not set: checking the built-in sandbox API instead")
     assert lines[3].startswith('✓ account:read: team "Example Co"')
     assert lines[4].startswith("✓ inventory scopes: reads every inventory list")
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 def test_main_fails_on_a_wrong_token_without_printing_it(sandbox, migrated, point_at, run_doctor):

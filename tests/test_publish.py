@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from pipeline.cli import export, focus
+from pipeline.dashboard import report
 from pipeline.defs.alert_checks import alerts_checks
 from pipeline.defs.assets import source_asset
 from pipeline.months import month_of
@@ -22,7 +25,7 @@ from pipeline.sandbox import SandboxServer
 from pipeline.settings import get_settings
 from pipeline.sources import BALANCE, INSIGHTS, INVOICES
 from pipeline.warehouse.publish import working_file
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.store import Warehouse, WarehouseMissingError
 
 FIRST, SLOW = ("2024-01", "2024-01"), ("2024-02", "2024-07")
 COUNT = "SELECT count(*), coalesce(sum(amount), 0) FROM invoice_items"
@@ -132,7 +135,7 @@ def test_an_old_single_file_warehouse_becomes_the_working_file_and_is_published(
 PUBLISHER = """
     import sys
     from pathlib import Path
-    from pipeline.warehouse.store import Warehouse
+    from pipeline.warehouse.store import Warehouse, WarehouseMissingError
     work, published = Warehouse(sys.argv[1]), Path(sys.argv[2])
     with work.transaction() as con:
         con.execute("CREATE OR REPLACE TABLE t AS SELECT 2 AS version, range AS n "
@@ -226,3 +229,28 @@ def test_the_alerts_step_holds_no_file_while_a_webhook_never_answers(
     assert done and done[0].success
     budget = [c for c in done[0].get_asset_check_evaluations() if c.check_name == "budget"]
     assert budget[0].metadata["notifications_failed"].value == 1
+
+
+def test_no_reader_creates_the_analysts_file(tmp_path, monkeypatch, capsys):
+    """Only a publication makes WAREHOUSE_PATH: every reader finds it missing and says so in a
+    line, leaving the folder as it was."""
+    published = tmp_path / "warehouse.duckdb"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WAREHOUSE_PATH", str(published))
+    get_settings.cache_clear()
+    try:
+        assert export.main([]) == 2
+        assert focus.main([]) == 2
+        assert report.main(["2024-05"]) == 2
+    finally:
+        get_settings.cache_clear()
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"export: no warehouse file at {published}: nothing has been published there yet "
+        "(`make run` loads and publishes it)",
+        f"make focus: no warehouse at {published}: load it first (make run)",
+        f"report: no warehouse file at {published}",
+    ]
+    with pytest.raises(WarehouseMissingError, match="^no warehouse file at "):
+        Warehouse(published).query("SELECT 1")
+    assert list(tmp_path.iterdir()) == []

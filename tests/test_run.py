@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,25 +31,42 @@ SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
 NOT_INHERITED = SETTINGS | {"DAGSTER_HOME", "VERBOSE"}
 
 
+def run_env(tmp_path: Path, **env: str) -> dict[str, str]:
+    """Only these settings (the rest of the environment, a shifted clock's included, as the
+    test's own)."""
+    return {
+        **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
+        "HOME": str(tmp_path),
+        "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+        # This checkout's package, whichever checkout the venv's editable install names.
+        "PYTHONPATH": str(REPO),
+        **env,
+    }
+
+
 def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings (the rest
-    of the environment, a shifted clock's included, as the test's own)."""
+    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli.run"],
         cwd=tmp_path,
-        env={
-            **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
-            "HOME": str(tmp_path),
-            "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
-            # This checkout's package, whichever checkout the venv's editable install names.
-            "PYTHONPATH": str(REPO),
-            **env,
-        },
+        env=run_env(tmp_path, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def start(tmp_path: Path, command: list[str], **env: str) -> subprocess.Popen:
+    """A command started as `make run` starts its own, not waited for."""
+    return subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=run_env(tmp_path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -105,4 +123,103 @@ def test_a_failed_run_names_the_cause_in_a_few_lines_without_a_traceback(tmp_pat
     )
     assert "HTTP 401" in failed and "DIGITALOCEAN_TOKEN" in failed
     assert "revoked-token" not in done.stdout
-    assert lines[-1].startswith("The failed steps' months keep their previous rows.")
+    assert lines[-2] == "The failed steps' months keep their previous rows."
+    assert lines[-1].startswith("Fix the cause and run again")
+
+
+def squat_copy_name(published: Path, pid: int) -> Path:
+    """A fault that stops writing the published copy even as root, as a full disk or a folder
+    the loader may not write would: a non-empty directory where the run's copy goes."""
+    blocker = published.with_name(f"{published.name}.publishing-{pid}")
+    blocker.mkdir()
+    (blocker / "kept").write_text("not the loader's")
+    return blocker
+
+
+def leftovers(folder: Path) -> list[str]:
+    """The publication's temporary files (and their write-ahead logs) left in the folder: any
+    file of theirs (the faults' folders are not files)."""
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and (".publishing-" in p.name or p.name == "warehouse.duckdb.wal")
+    )
+
+
+def test_a_failed_publication_fails_make_run_and_leaves_the_analysts_file_as_it_was(tmp_path):
+    published = tmp_path / "warehouse.duckdb"
+    with SandboxServer() as server:
+        env = {
+            "DIGITALOCEAN_TOKEN": server.token,
+            "DIGITALOCEAN_API_URL": server.url,
+            "INVOICE_START_PERIOD": months_back(2),
+        }
+        # The first publication fails: nothing may appear at WAREHOUSE_PATH.
+        run = start(tmp_path, [sys.executable, "-m", "pipeline.cli.run"], **env)
+        blocker = squat_copy_name(published, run.pid)
+        out, _ = run.communicate(timeout=300)
+        assert run.returncode == 1, out
+        assert not published.exists()
+        assert leftovers(tmp_path) == []
+        assert [p.name for p in blocker.iterdir()] == ["kept"]
+        # Then a good run publishes, and a later run whose publication fails leaves that file.
+        assert make_run(tmp_path, **env).returncode == 0
+        before = published.read_bytes()
+        run = start(tmp_path, [sys.executable, "-m", "pipeline.cli.run"], **env)
+        blocker = squat_copy_name(published, run.pid)
+        out, _ = run.communicate(timeout=300)
+    lines = out.splitlines()
+    assert run.returncode == 1, out
+    assert published.read_bytes() == before
+    assert leftovers(tmp_path) == []
+    assert "Traceback" not in out
+    (failed,) = [line for line in lines if line.startswith("Failed: ")]
+    reason = (
+        f"PublishError: could not publish {published} (it keeps the previous publication): "
+        f'IO Error: Could not read from file "{blocker}": Is a directory'
+    )
+    assert failed.endswith(f": {reason}")
+    assert "invoice_tables" in failed.split(": ")[1].split(", ")
+    # The cause is said once as it happens and once in the closing report; nothing claims the
+    # months were published.
+    assert sum(reason.removeprefix("PublishError: ") in line for line in lines) == 2
+    assert not [line for line in lines if "and published" in line or "→ published" in line]
+    assert not [line for line in lines if line.startswith("Done in ")]
+    working = tmp_path / "warehouse.working.duckdb"
+    assert lines[-2].startswith(f"Not published: {published} (published ")
+    assert f") is older than the last write to {working} (" in lines[-2]
+    assert lines[-2].endswith("then `make migrate` publishes what is loaded.")
+
+
+def test_dagster_asset_materialize_fails_when_the_target_becomes_a_folder(tmp_path):
+    """The first publication of a `dagster asset materialize` run meets a non-empty folder
+    where the analysts' file goes: the command fails naming it, and nothing is left behind."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    published = tmp_path / "warehouse.duckdb"
+    working = tmp_path / "warehouse.working.duckdb"
+    month = months_back(1)
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("asset", "materialize", "-m", "pipeline.defs.definitions"),
+        *("--select", "raw_invoice_pages,invoices,invoice_items", "--partition", month),
+    ]
+    with SandboxServer(latency=0.3) as server:
+        run = start(
+            tmp_path,
+            command,
+            DIGITALOCEAN_TOKEN=server.token,
+            DIGITALOCEAN_API_URL=server.url,
+            INVOICE_START_PERIOD=months_back(2),
+            DAGSTER_HOME=str(tmp_path),
+        )
+        deadline = time.monotonic() + 120
+        while not working.exists():  # the run has started: its settings were accepted
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()[0]
+            time.sleep(0.005)
+        published.mkdir()
+        (published / "kept").write_text("not the loader's")
+        out, _ = run.communicate(timeout=300)
+    assert run.returncode != 0, out
+    assert f"could not publish {published} (nothing is published there yet): Is a directory" in out
+    assert [p.name for p in published.iterdir()] == ["kept"]
+    assert leftovers(tmp_path) == []

@@ -46,7 +46,7 @@ from pipeline.settings import (
 from pipeline.sources import INVENTORY
 from pipeline.teams import Account, TeamMissingError, read_team
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
-from pipeline.warehouse.publish import working_file
+from pipeline.warehouse.publish import unpublished_writes, working_file
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
 BALANCE_PATH = "/v2/customers/my/balance"
@@ -356,6 +356,26 @@ def check_warehouse(path: Path) -> Check:
     return Check(name, True, f"not locked, schema version {version} (current)")
 
 
+def check_publication(path: Path) -> Check:
+    """The analysts' file is as new as the loader's last write: a run whose publication failed
+    (a full disk, a folder it may not write, something in the file's place) leaves it older,
+    and they would read stale data as if it were fresh. Compares modification times only."""
+    name = f"published {path}"
+    working = working_file(path)
+    if not working.exists():
+        state = "the analysts' file from before the working file" if path.exists() else "none"
+        return Check(name, True, f"no working file yet, nothing to publish ({state})")
+    missing = unpublished_writes(path, working)
+    if missing is not None:
+        return Check(
+            name,
+            False,
+            f"{missing}. Fix what the run reported (`could not publish …`), then `make migrate` "
+            "publishes it",
+        )
+    return Check(name, True, f"current: as new as the last write to {working}")
+
+
 # -- 4. the Dagster instance --------------------------------------------------------------------
 def _runs_dir(config: Mapping[str, Any], home: Path) -> Path | str:
     """Where the instance keeps its runs: a folder for SQLite storage, else the storage's name."""
@@ -524,6 +544,7 @@ def run_checks() -> list[Check]:
         settings = get_settings()
         checks += check_token(settings)
         checks.append(check_warehouse(settings.warehouse_path))
+        checks.append(check_publication(settings.warehouse_path))
     else:
         for name in ("API, billing:read", "warehouse"):
             checks.append(Check(name, None, "not checked: fix the configuration first"))

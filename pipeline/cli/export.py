@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from pipeline.defs.partitions import validate_periods
 from pipeline.settings import get_settings
 from pipeline.sources import TABLES as SOURCE_TABLES
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.store import Warehouse, WarehouseMissingError
 
 # Every table the sources declare, with the column that holds its month.
 TABLES = {name: table.partition_column for name, table in SOURCE_TABLES.items()}
@@ -76,7 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/export"))
     args = parser.parse_args(argv)
     warehouse = Warehouse(get_settings().warehouse_path)
-    files = export(warehouse, args.out, args.months)
+    try:
+        files = export(warehouse, args.out, args.months)
+    except WarehouseMissingError as exc:
+        print(f"export: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(files)} Parquet files under {args.out}")
     return 0
 

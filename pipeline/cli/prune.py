@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.settings import MAX_RAW_KEEP, SettingsError, get_settings, whole_number
-from pipeline.warehouse.publish import adopt_single_file, working_file
+from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
 
@@ -38,7 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store.migrate()
         pruned = store.prune()
-    except WarehouseBusyError as exc:
+        # The working file changed (and its views were rebuilt): publish, so the analysts' file
+        # is as new as it, as `make doctor` checks.
+        done = store.publish(settings.warehouse_path)
+    except (WarehouseBusyError, PublishError) as exc:
         print(f"prune: {exc}", file=sys.stderr)
         return 1
     print(
@@ -46,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"older): {pruned.fetches} fetch(es), {pruned.pages} page(s), {pruned.targets} "
         f"target(s) deleted; file {before / 1e6:.1f} MB → {path.stat().st_size / 1e6:.1f} MB"
     )
+    print(f"published {done.path} in {done.seconds:.2f}s")
     return 0
 
 

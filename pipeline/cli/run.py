@@ -18,7 +18,8 @@ from typing import Any
 import dagster as dg
 
 from pipeline.settings import SettingsError, get_settings
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.publish import PublishError, unpublished_writes
+from pipeline.warehouse.store import Warehouse, WarehouseMissingError
 
 CAUSE_LINES = 6  # of an error's message, at most
 MAX_LINE = 400
@@ -96,9 +97,11 @@ def cause(error: Any) -> str:  # a step failure's SerializableErrorInfo
     return f"{error.cls_name}: " + "\n  ".join(lines)
 
 
-def failure_report(result: dg.ExecuteInProcessResult) -> list[str]:
-    """Which steps failed and why (one line per distinct cause), which committed, which did
-    not run: a few lines instead of the tracebacks."""
+def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[str]:
+    """Which steps failed and why (one line per distinct cause), which committed and whether
+    that reached the analysts' file `published`, which did not run: a few lines instead of the
+    tracebacks. "Published" is said only when the file is as new as the working file's last
+    write (`unpublished_writes`), whatever the steps claimed."""
     causes: dict[str, list[str]] = {}
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
@@ -107,14 +110,20 @@ def failure_report(result: dg.ExecuteInProcessResult) -> list[str]:
     skipped = [event.step_key for event in result.all_events if event.is_step_skipped]
     lines = [f"Failed: {', '.join(steps)}: {why}" for why, steps in causes.items()]
     lines = lines or ["The run failed."]
+    missing = unpublished_writes(published)
     if done:
-        lines.append(f"Committed: {', '.join(done)} (their months are loaded and published).")
+        where = "are loaded and published" if missing is None else "are loaded"
+        lines.append(f"Committed: {', '.join(done)} (their months {where}).")
     if skipped:
         lines.append(f"Not run, waiting on a failed step: {', '.join(skipped)}.")
-    lines.append(
-        "The failed steps' months keep their previous rows. Fix the cause and run again; "
-        "VERBOSE=1 shows Dagster's full log."
-    )
+    if missing is not None:
+        lines.append(
+            f"Not published: {missing}; analysts still read the previous data. Fix the cause, "
+            "then `make migrate` publishes what is loaded."
+        )
+    if any(not why.startswith(f"{PublishError.__name__}: ") for why in causes) or not causes:
+        lines.append("The failed steps' months keep their previous rows.")
+    lines.append("Fix the cause and run again; VERBOSE=1 shows Dagster's full log.")
     return lines
 
 
@@ -160,12 +169,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise_on_error=False,
         )
     if not result.success:
-        print("\n".join(failure_report(result)), file=sys.stderr)
+        print("\n".join(failure_report(result, settings.warehouse_path)), file=sys.stderr)
         return 1
+    missing = unpublished_writes(settings.warehouse_path)
+    if missing is not None:  # every step publishes what it wrote; this is the proof
+        print(f"error: {missing}; `make migrate` publishes it", file=sys.stderr)
+        return 1
+    # What analysts see: the published file, read-only (a reader never creates it).
     warehouse = Warehouse(settings.warehouse_path)
-    summary = warehouse.query(SUMMARY, {"periods": keys})
-    (open_month,) = warehouse.query(OPEN_MONTH).itertuples(index=False)
-    by_team = warehouse.query(BY_TEAM, {"periods": keys})
+    try:
+        summary = warehouse.query(SUMMARY, {"periods": keys})
+        (open_month,) = warehouse.query(OPEN_MONTH).itertuples(index=False)
+        by_team = warehouse.query(BY_TEAM, {"periods": keys})
+    except WarehouseMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(summary.to_string(index=False))
     if len(by_team) > 1:
@@ -178,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(alerts_line(result))
     print(
-        f"Done in {time.monotonic() - started:.0f} s → {warehouse.path}; "
+        f"Done in {time.monotonic() - started:.0f} s → published {warehouse.path}; "
         "`make dev` shows the run, its months and checks."
     )
     return 0

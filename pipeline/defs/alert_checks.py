@@ -153,7 +153,14 @@ def alerts_checks(
     """Budgets and anomalies in one step; their alerts go out once each (never failing the
     step: a delivery that fails is logged and retried on the next run). The warehouse is read
     before and written after the deliveries, never held while a webhook answers."""
-    store = warehouse.store
+    with warehouse.publishing(context.log) as store:  # what record_sent wrote, published
+        results = list(_alerts(context, store, alerts))
+    yield from results
+
+
+def _alerts(
+    context: dg.AssetCheckExecutionContext, store: Warehouse, alerts: AlertsResource
+) -> Iterator[dg.AssetCheckResult]:
     thresholds = alerts.thresholds()
     selected = {key.name for key in context.selected_asset_check_keys}
     verdict = owners = None

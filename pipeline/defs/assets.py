@@ -121,27 +121,30 @@ def source_asset(
         tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
         fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
         # No warehouse connection is held here: the engine opens the working file only to
-        # record teams, land pages and swap months, never while it waits on the API.
-        store = warehouse.store
-        commits = store.commits
-        if fetches:
-            with digitalocean.accounts(context.log) as accounts:
-                outcome = engine.load_teams(
-                    source,
-                    accounts,
-                    store,
-                    periods,
-                    context.log,
-                    run_id=context.run_id,
-                    tables=tables,
-                    known=digitalocean.known_teams,
-                    workers=digitalocean.team_workers,
-                )
-        else:
-            with store.session():
-                outcome = engine.replay_teams(source, store, periods, now=run_started(context))
-        commits = store.commits - commits
-        yield from _results(context, source, outcome, periods, fetches, tables, commits)
+        # record teams, land pages and swap months, never while it waits on the API. What the
+        # step committed is published as it ends, before its results are reported: a failed
+        # publication fails the step, and no month is shown materialized that readers lack.
+        with warehouse.publishing(context.log) as store:
+            commits = store.commits
+            if fetches:
+                with digitalocean.accounts(context.log) as accounts:
+                    outcome = engine.load_teams(
+                        source,
+                        accounts,
+                        store,
+                        periods,
+                        context.log,
+                        run_id=context.run_id,
+                        tables=tables,
+                        known=digitalocean.known_teams,
+                        workers=digitalocean.team_workers,
+                    )
+            else:
+                with store.session():
+                    outcome = engine.replay_teams(source, store, periods, now=run_started(context))
+            commits = store.commits - commits
+            results = list(_results(context, source, outcome, periods, fetches, tables, commits))
+        yield from results
 
     return _step
 

@@ -64,10 +64,9 @@ def checks_step(source: Source) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.AssetCheckResult]:
         selected = context.selected_asset_check_keys
-        with warehouse.session() as store:
-            for check in source.checks:
-                if check_key(check) in selected:
-                    yield check_result(store, check)
+        with warehouse.publishing(context.log), warehouse.session() as store:
+            results = [check_result(store, c) for c in source.checks if check_key(c) in selected]
+        yield from results
 
     return _checks
 

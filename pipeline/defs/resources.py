@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ from pipeline.settings import (
     validate_api_url,
 )
 from pipeline.teams import Account, Team
-from pipeline.warehouse.publish import adopt_single_file, working_file
+from pipeline.warehouse.publish import Published, PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse
 
 
@@ -164,7 +164,7 @@ class WarehouseResource(dg.ConfigurableResource):
     `path` is `WAREHOUSE_PATH`, the file people open (read-only, at any moment); the loader
     writes `working_path` (default: `warehouse.working.duckdb` beside it). When a run starts,
     the working file is brought up to date once (a single-file warehouse from before becomes it,
-    no row lost); when the run ends, if anything was written, it is published to `path`.
+    no row lost); every step that wrote publishes it to `path` as it ends (`publishing`).
     """
 
     path: str = DEFAULT_WAREHOUSE_PATH
@@ -173,6 +173,7 @@ class WarehouseResource(dg.ConfigurableResource):
     raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
 
     _store: Warehouse | None = PrivateAttr(default=None)
+    _failed: str | None = PrivateAttr(default=None)  # the last publication error logged
 
     @property
     def published_file(self) -> Path:
@@ -183,26 +184,49 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.working_path) if self.working_path else working_file(Path(self.path))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        adopted = adopt_single_file(self.published_file, self.working_file)
+        # A single-file warehouse from before becomes the working file (its rows are published
+        # by the run's first step, with the views the migration rebuilds).
+        adopt_single_file(self.published_file, self.working_file)
         self._store = Warehouse(
             self.working_file, lock_timeout=self.lock_timeout_seconds, raw_keep=self.raw_keep
         )
         self._store.migrate()
-        if adopted:  # the old file's rows, now in the working file: publish them at once
-            self._store.changed = True
+        self._failed = None
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """After the run: publish what it wrote (the committed months of every step, also
-        when another step failed)."""
+    def publish(self, log: Log) -> Published | None:
+        """Publish what this run wrote since the last publication, if anything: called at the
+        end of every step that uses the warehouse, so a failed publication is a failed step
+        (`PublishError`, naming the file and the cause), not a line in a teardown that leaves
+        the run green. Readers see the previous file or this one, never a mix."""
         store = self._store
         if store is None or not store.changed:
-            return
-        done = store.publish(self.published_file)
-        if context.log is not None:
-            context.log.info(
-                f"published {done.path} ({done.tables} tables, {done.bytes / 2**20:.1f} MiB) "
-                f"in {done.seconds:.2f}s: new connections see this run's data"
-            )
+            return None
+        try:
+            done = store.publish(self.published_file)
+        except PublishError as exc:
+            if str(exc) != self._failed:  # once per run, not once per step that meets it
+                log.error(str(exc))
+                self._failed = str(exc)
+            raise
+        # One per step that wrote: DEBUG, so the console is not a list of them (the UI shows it).
+        log.debug(
+            f"published {done.path} ({done.tables} tables, {done.bytes / 2**20:.1f} MiB) "
+            f"in {done.seconds:.2f}s: new connections see this run's data"
+        )
+        return done
+
+    @contextmanager
+    def publishing(self, log: Log) -> Iterator[Warehouse]:
+        """A step's use of the warehouse, published when it ends. A step that fails still
+        publishes what it committed (other teams' months); should that publication fail too,
+        it is logged and the step's own error is the one raised."""
+        try:
+            yield self.store
+        except BaseException:
+            with suppress(PublishError):  # already logged by publish()
+                self.publish(log)
+            raise
+        self.publish(log)
 
     @property
     def store(self) -> Warehouse:

@@ -208,16 +208,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = schema_version(con)
             done = migrate(con)
             after = schema_version(con)
-            if done and not given:
-                publish(con, published)
+            if done:
+                labels = ", ".join(m.label for m in load_migrations() if m.version in done)
+                print(f"warehouse {path}: schema version {before} → {after} (applied {labels})")
+            else:
+                print(f"warehouse {path} is at version {after}, up to date")
+            if not given:  # always: the views were rebuilt, and a missed publication is made
+                shipped = publish(con, published)
+                print(f"published {shipped.path} in {shipped.seconds:.2f}s")
     except (MigrationError, PublishError, duckdb.Error, OSError) as exc:
         print(f"warehouse {path}: {exc}", file=sys.stderr)
         return 1
-    if done:
-        labels = ", ".join(m.label for m in load_migrations() if m.version in done)
-        print(f"warehouse {path}: schema version {before} → {after} (applied {labels})")
-    else:
-        print(f"warehouse {path} is at version {after}, up to date")
     return 0
 
 

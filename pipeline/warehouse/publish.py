@@ -1,12 +1,13 @@
 """Two files: the loader's working file, and the analysts' file it publishes.
 
 DuckDB lets one process open a file read-write, or many read-only, never both. So the loader
-writes its own file (`warehouse.working.duckdb` beside `WAREHOUSE_PATH`) and, after a run that
-changed data, publishes a copy to `WAREHOUSE_PATH`: it writes a temporary file in the same
-folder, syncs it, and renames it over the old one. Analysts, BI tools, exports and the
-dashboard open `WAREHOUSE_PATH` read-only whenever they like: a connection already open keeps
-reading the file it opened (on Linux and macOS the old inode lives until it closes), a new one
-sees the new file, and no half-written file is ever at that name.
+writes its own file (`warehouse.working.duckdb` beside `WAREHOUSE_PATH`) and, after each step
+that wrote, publishes a copy to `WAREHOUSE_PATH`: it writes a temporary file in the same
+folder, syncs it, and renames it over the old one; nothing else ever creates that file.
+Analysts, BI tools, exports and the dashboard open `WAREHOUSE_PATH` read-only whenever they
+like: a connection already open keeps reading the file it opened (on Linux and macOS the old
+inode lives until it closes), a new one sees the new file, and no half-written file is ever at
+that name.
 
 The published file holds every table and view of the `main` schema (the tables the sources
 load, `teams`, `alerts_sent`, `schema_migrations`, every view and table macro); `raw` stays in
@@ -22,6 +23,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -66,24 +68,46 @@ def _fsync(path: Path) -> None:
 
 
 def _remove_stale_temporaries(published: Path) -> None:
-    """Left by a process killed while publishing: never at the analysts' name, so harmless."""
+    """Left by a process killed while publishing: never at the analysts' name, so harmless.
+    Only files are removed; anything else there is not this code's to delete."""
     for stale in published.parent.glob(f"{published.name}{TEMP_MARK}*"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
+        if stale.is_file() and not stale.is_symlink():
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def _remove_own(temporary: Path) -> None:
+    """The failed copy and its write-ahead log, when they are files this publication made."""
+    for path in (temporary, temporary.with_name(temporary.name + ".wal")):
+        if path.is_file() and not path.is_symlink():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _cause(exc: duckdb.Error | OSError) -> str:
+    """The error in one line: the system's words for an OSError, DuckDB's first line else."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def publish(con: duckdb.DuckDBPyConnection, published: Path) -> Published:
     """Copy the working database that `con` holds (read-write) to `published`, atomically.
 
     Called with the working file's connection still open, so two loaders' publications happen
-    in the order they wrote: the second cannot rename an older copy over a newer one."""
+    in the order they wrote: the second cannot rename an older copy over a newer one. The
+    working file is checkpointed first, so its modification time is its last write and the
+    published copy, written after it, is newer (`unpublished_writes` compares the two). On
+    failure nothing is left behind but the previous publication, if there was one."""
     started = time.monotonic()
-    published.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(published)
     temporary = published.with_name(f"{published.name}{TEMP_MARK}{os.getpid()}")
-    (source,) = con.execute("SELECT current_database()").fetchone()
-    tables = [name for (name,) in con.execute(MAIN_TABLES).fetchall()]
+    had = published.is_file()
     try:
+        con.execute("CHECKPOINT")
+        (source,) = con.execute("SELECT current_database()").fetchone()
+        tables = [name for (name,) in con.execute(MAIN_TABLES).fetchall()]
+        published.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(published)
         con.execute(f"ATTACH '{_quoted(temporary)}' AS {PUBLISHED_AS}")
         try:
             con.execute(f'COPY FROM DATABASE "{source}" TO {PUBLISHED_AS} (SCHEMA)')
@@ -96,17 +120,52 @@ def publish(con: duckdb.DuckDBPyConnection, published: Path) -> Published:
                     f'SELECT * FROM "{source}".main."{table}"'
                 )
         finally:
-            con.execute(f"DETACH {PUBLISHED_AS}")  # checkpoints: the file is whole on its own
+            with contextlib.suppress(duckdb.Error):  # not attached when ATTACH itself failed
+                con.execute(f"DETACH {PUBLISHED_AS}")  # checkpoints: the file is whole alone
         _fsync(temporary)
         os.replace(temporary, published)
         _fsync(published.parent)
     except (duckdb.Error, OSError) as exc:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise PublishError(
-            f"could not publish {published} (it keeps the previous data): {exc}"
-        ) from None
+        _remove_own(temporary)
+        kept = "it keeps the previous publication" if had else "nothing is published there yet"
+        raise PublishError(f"could not publish {published} ({kept}): {_cause(exc)}") from None
     return Published(published, len(tables), time.monotonic() - started, published.stat().st_size)
+
+
+def last_write(working: Path) -> float | None:
+    """When the working file was last written (its own or its write-ahead log's modification
+    time, in seconds since the epoch); None when it does not exist."""
+    try:
+        written = working.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    with contextlib.suppress(FileNotFoundError):  # commits not yet checkpointed
+        written = max(written, working.with_name(working.name + ".wal").stat().st_mtime)
+    return written
+
+
+def unpublished_writes(published: Path, working: Path | None = None) -> str | None:
+    """Why the analysts' file lacks the working file's last writes (it is missing, or older
+    than the working file's last write: a publication failed or was never made), or None when
+    it is current or there is no working file yet. Reads modification times only."""
+    working = working or working_file(published)
+    written = last_write(working)
+    if written is None:
+        return None
+    try:
+        at = published.stat().st_mtime
+    except FileNotFoundError:
+        return f"{published} was never published from {working}"
+    if at < written:
+        return (
+            f"{published} (published {_clock(at)}) is older than the last write to {working} "
+            f"({_clock(written)}): a publication failed or was not made"
+        )
+    return None
+
+
+def _clock(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _quoted(path: Path) -> str:

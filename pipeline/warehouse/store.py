@@ -187,6 +187,11 @@ class WarehouseBusyError(RuntimeError):
     """Another process holds the DuckDB file's lock for longer than we are willing to wait."""
 
 
+class WarehouseMissingError(RuntimeError):
+    """A reader asked for a file that does not exist: reading never creates one (only a
+    publication makes the analysts' file), so the reader says so instead."""
+
+
 @dataclass(frozen=True)
 class RawBatch:
     """One fetch of one source, ready to land in `raw`: its record, targets and pages."""
@@ -356,6 +361,11 @@ class Warehouse:
                 with self._held.con.cursor() as con:
                     yield con
                 return
+            if read_only and not self.path.is_file():
+                raise WarehouseMissingError(
+                    f"no warehouse file at {self.path}: nothing has been published there yet "
+                    "(`make run` loads and publishes it)"
+                )
             con = self._open(read_only)
             try:
                 yield con
@@ -424,7 +434,7 @@ class Warehouse:
         The explicit step: the warehouse resource runs it once per run, `make migrate` by hand."""
         with self.connect() as con:
             applied = migrate(con)
-        self.changed = self.changed or bool(applied)
+        self.changed = True  # the views are rebuilt every time: the published file gets them
         return applied
 
     def publish(self, published: Path) -> Published:
@@ -615,8 +625,9 @@ class Warehouse:
 
     def query(self, sql: str, params: Any = None) -> pd.DataFrame:
         """A read query's result with exact types; opened read-only so analysts are not blocked
-        longer than the query takes."""
-        with self.connect(read_only=self.path.exists()) as con:
+        longer than the query takes (inside a session, on the session's connection). A missing
+        file is `WarehouseMissingError`, never an empty new one."""
+        with self.connect(read_only=True) as con:
             # Through Arrow, so DECIMAL stays exact instead of becoming float64.
             table = con.sql(sql, params=params).to_arrow_table()
         return table.to_pandas(types_mapper=pd.ArrowDtype)
