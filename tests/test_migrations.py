@@ -123,7 +123,7 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 6
+    assert schema_version(con) == LATEST_VERSION == 7
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
@@ -131,6 +131,7 @@ def test_upgrade_goes_from_version_0_to_latest(upgraded):
         (4, "teams"),
         (5, "alerts"),
         (6, "inventory"),
+        (7, "inventory_intervals"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -454,6 +455,7 @@ def test_migrations_ship_with_the_package():
         (4, "teams"),
         (5, "alerts"),
         (6, "inventory"),
+        (7, "inventory_intervals"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
