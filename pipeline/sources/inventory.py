@@ -5,8 +5,9 @@ Invoices name resources (`resource_id`, `resource_uuid`); tags and projects live
 resources, and only their current state is served. So each list is read once per run as a
 snapshot (one per fetch, `inventory_snapshots` says when): a closed month is allocated with
 the inventory it had, not today's. The tables keep each state of a resource once, with the
-snapshots it held in (`warehouse.intervals`), so an unchanged account does not grow them. Each kind is its own source with its own token scope, so a
-token that lacks one scope loses that list only.
+snapshots it held in (`warehouse.intervals`), so an unchanged account does not grow them.
+Each kind is its own source with its own token scope, so a token that lacks one scope loses
+that list only.
 """
 
 from __future__ import annotations
