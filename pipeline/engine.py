@@ -31,6 +31,7 @@ from pipeline.teams import (
     for_each_team,
     identify,
 )
+from pipeline.warehouse.intervals import IntervalRows
 from pipeline.warehouse.store import EmptiedMonthError, RawBatch, RawRead, Warehouse, together
 
 # Teams whose fetches are written together: one landing and one swap transaction for this many
@@ -41,7 +42,6 @@ TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
 PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body", "received"]
 # Every fetch of a snapshot source (the inventory), kept after raw retention lets its pages go.
 SNAPSHOTS = "inventory_snapshots"
-SNAPSHOT_KEY = ("team_uuid", "source", "snapshot_id")
 
 
 class RawNotFetchedError(RuntimeError):
@@ -282,7 +282,7 @@ def normalized(source: Source, raw: RawData, team_uuid: str, loaded_at: datetime
         for name, frame in result.tables.items()
     }
     if source.snapshot:
-        tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid)
+        tables[SNAPSHOTS] = snapshots_of(source, raw.fetches, team_uuid, loaded_at)
     return Normalized(tables, result.warnings)
 
 
@@ -291,16 +291,20 @@ def _unmarked(source: Source, frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=FETCH) if source.together and FETCH in frame else frame
 
 
-def snapshots_of(source: Source, fetches: pd.DataFrame, team_uuid: str) -> pd.DataFrame:
+def snapshots_of(
+    source: Source, fetches: pd.DataFrame, team_uuid: str, loaded_at: datetime
+) -> pd.DataFrame:
     """The fetches a snapshot source was normalized from, one row each: which inventory a month
-    is allocated with is chosen from these, so a list that came back empty still counts."""
+    is allocated with is chosen from these, so a list that came back empty still counts (it
+    closes every resource's interval). `loaded_at` marks the intervals it writes."""
     taken = fetches.drop_duplicates("fetch_id")
     return pd.DataFrame(
         {
             "team_uuid": team_uuid,
             "source": source.name,
             "snapshot_id": taken["fetch_id"].to_numpy(),
-            "snapshot_at": taken["fetched_at"].to_numpy(),
+            "snapshot_at": pd.to_datetime(taken["fetched_at"].to_numpy(), utc=True),
+            "loaded_at": pd.Timestamp(loaded_at),
         }
     )
 
@@ -317,7 +321,8 @@ def swap_teams(
     source: Source, store: Warehouse, periods: Sequence[str], results: dict[str, Normalized]
 ) -> None:
     """Replace several teams' rows of the months in every table of the source, and prune their
-    raw fetches (RAW_KEEP), in one transaction: one DELETE and one INSERT per table."""
+    raw fetches (RAW_KEEP), in one transaction: one DELETE and one INSERT per table (a
+    snapshot source's interval tables: one set-based merge of every team's snapshot)."""
     teams = list(results)
 
     def rows(name: str) -> list[pd.DataFrame]:
@@ -335,8 +340,13 @@ def swap_teams(
             t.name: (together(rows(t.name)), ("team_uuid", *t.primary_key))
             for t in source.tables
             if t.write == "merge"
-        }
-        | ({SNAPSHOTS: (together(rows(SNAPSHOTS)), SNAPSHOT_KEY)} if source.snapshot else {}),
+        },
+        snapshots=together(rows(SNAPSHOTS)) if source.snapshot else None,
+        intervals={
+            t.name: IntervalRows(together(rows(t.name)), t.primary_key)
+            for t in source.tables
+            if t.write == "intervals"
+        },
         raw_source=source.name,
         closed={t.name: t.closed for t in source.tables if t.write == "months" and t.closed},
     )
@@ -411,7 +421,9 @@ def normalized_together(
                 rows["loaded_at"] = pd.Timestamp(batch.fetched_at)
             tables[name] = rows
         if source.snapshot:
-            tables[SNAPSHOTS] = snapshots_of(source, fetches[batch.fetch_id], team_uuid)
+            tables[SNAPSHOTS] = snapshots_of(
+                source, fetches[batch.fetch_id], team_uuid, batch.fetched_at
+            )
         out[fetched.team] = Normalized(tables)
     return out
 

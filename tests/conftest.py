@@ -52,15 +52,17 @@ def teams_sandbox() -> Iterator[SandboxServer]:
         yield server
 
 
-def new_client(server: SandboxServer, **kwargs) -> DigitalOceanClient:
-    """A client for the sandbox with fast retries and no pacing; options override."""
+def new_client(server: SandboxServer, token: str | None = None, **kwargs) -> DigitalOceanClient:
+    """A client for the sandbox with fast retries and no pacing (its first team's token, or
+    `token`); options override."""
     options = {"retry": FAST_RETRY, "timeout": 2.0, "pacer": Pacer(None, None)}
-    return DigitalOceanClient(server.url, server.token, **{**options, **kwargs})
+    return DigitalOceanClient(server.url, token or server.token, **{**options, **kwargs})
 
 
 @pytest.fixture(scope="session")
 def make_client() -> Callable[..., DigitalOceanClient]:
-    """`make_client(server, **options)`: a client for `server`, fast retries, no pacing."""
+    """`make_client(server, token=None, **options)`: a client for `server` (one of its teams'
+    tokens), fast retries, no pacing."""
     return new_client
 
 

@@ -142,7 +142,7 @@ def test_the_tag_rules_hold_on_the_resources_that_test_them(teams_loaded):
         for kind, name, key, value in query(
             path,
             "SELECT r.resource_kind, r.name, t.tag_key, t.tag_value FROM resource_tags AS t "
-            "JOIN inventory_resources AS r USING (team_uuid, source, snapshot_id, resource_id)",
+            "JOIN inventory_resources AS r USING (team_uuid, source, valid_from, resource_id)",
         )
     )
     raw = query(path, "SELECT resource_kind, name, tags, resource_id FROM inventory_resources")

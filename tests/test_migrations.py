@@ -9,20 +9,30 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+import time_machine
 
+from pipeline import engine
+from pipeline.sandbox import SandboxServer
+from pipeline.sandbox.data import build_teams
+from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
 from pipeline.warehouse.migrate import (
+    CREATE_TABLE,
     LATEST_VERSION,
     MIGRATIONS,
+    RECORD,
+    VIEWS,
     MigrationError,
     load_migrations,
     main,
     migrate,
     schema_version,
 )
+from pipeline.warehouse.store import Warehouse
 
 ROOT = Path(__file__).parents[1]
 VIEW_FILES = [
@@ -123,7 +133,7 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 7
+    assert schema_version(con) == LATEST_VERSION == 8
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
@@ -131,7 +141,8 @@ def test_upgrade_goes_from_version_0_to_latest(upgraded):
         (4, "teams"),
         (5, "alerts"),
         (6, "inventory"),
-        (7, "raw_exact_bytes"),
+        (7, "inventory_intervals"),
+        (8, "raw_exact_bytes"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -456,7 +467,8 @@ def test_migrations_ship_with_the_package():
         (4, "teams"),
         (5, "alerts"),
         (6, "inventory"),
-        (7, "raw_exact_bytes"),
+        (7, "inventory_intervals"),
+        (8, "raw_exact_bytes"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
@@ -523,3 +535,174 @@ def test_command_line_reports_a_locked_file(old_warehouse, capsys):
         holder.wait(timeout=30)
     with duckdb.connect(str(old_warehouse), read_only=True) as con:
         assert schema_version(con) == 0
+
+
+# -- Migration 7: the inventory's snapshot rows become validity intervals --------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+# The allocation views and focus_costs as they were at schema version 6 (read snapshot rows).
+V6_VIEWS = [FIXTURES / "allocation_v6.sql", FIXTURES / "focus_v6.sql"]
+INVENTORY_TABLES = {
+    "droplets": "droplets",
+    "volumes": "volumes",
+    "kubernetes_clusters": "kubernetes_clusters",
+    "kubernetes_node_pools": "kubernetes_clusters",
+    "database_clusters": "database_clusters",
+    "load_balancers": "load_balancers",
+    "projects": "projects",
+    "project_resources": "projects",
+}
+# Every view that reads the inventory, and each one's columns at version 6.
+ALLOCATION_VIEWS = (
+    "inventory_validity",
+    "allocation_snapshots",
+    "item_allocation",
+    "cost_by_resource",
+    "cost_by_tag",
+    "allocation_coverage",
+    "monthly_spend_by_project",
+    "sku_owners",
+    "focus_costs",
+)
+V6_NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+V6_MONTHS = ["2026-09", "2026-10", "2026-11", "2026-12"]
+
+
+def at_version_6(path: Path) -> None:
+    """A new file at schema version 6, with the views of that version; raw.pages also has the
+    column this code lands (migration 8, which adds it only where it is missing)."""
+    migrations = load_migrations()
+    with duckdb.connect(str(path)) as con:
+        con.execute(CREATE_TABLE)
+        for migration in migrations[:6]:
+            con.execute(migration.sql)
+            con.execute(RECORD, [migration.version, migration.name])
+        (exact_bytes,) = [m for m in migrations if m.name == "raw_exact_bytes"]
+        con.execute(exact_bytes.sql)
+        con.execute(VIEWS.read_text(encoding="utf-8"))
+        for views in V6_VIEWS:
+            con.execute(views.read_text(encoding="utf-8"))
+
+
+def view_rows(con: duckdb.DuckDBPyConnection, view: str, names: list[str]) -> list[tuple]:
+    listed = ", ".join(names)
+    return sorted(con.execute(f"SELECT {listed} FROM {view}").fetchall(), key=repr)  # noqa: S608
+
+
+@pytest.fixture(scope="module")
+def inventory_history(tmp_path_factory, make_client):
+    """Two teams' invoices and insights of four months, and their inventory read on four days
+    (the volumes re-tagged, then tagged back; a droplet gone; an empty list of load balancers; the
+    projects read twice only): the same rows written at version 6 as snapshot rows (`old`),
+    and by this code as intervals (`new`)."""
+    folder = tmp_path_factory.mktemp("inventory_history")
+    old, new = folder / "v6.duckdb", folder / "new.duckdb"
+    at_version_6(old)
+    Warehouse(new).migrate()
+    stores = Warehouse(old), Warehouse(new)
+    days = [datetime(2026, 9, 20, 8, tzinfo=UTC), datetime(2026, 10, 15, 8, tzinfo=UTC)]
+    days += [datetime(2026, 11, 20, 8, tzinfo=UTC), V6_NOW]
+    with SandboxServer.with_teams(build_teams(2, now=V6_NOW)) as server:
+        for position, token in enumerate(server.tokens, start=1):
+            data = server.data_for(token)
+            team = data.team["uuid"]
+            lists = data.inventory.lists
+            tags = {id(v): list(v["tags"]) for v in lists["volumes"]}
+            balancers, gone = list(lists["load_balancers"]), lists["droplets"][-1]
+            with make_client(server, token=token) as api:
+                for store in stores:
+                    store.see_team(team, data.team["name"], position)
+                    with time_machine.travel(V6_NOW, tick=True):
+                        for source in (INVOICES, INSIGHTS):
+                            engine.load(source, api, store, V6_MONTHS, team)
+                for n, day in enumerate(days):
+                    for volume in lists["volumes"]:
+                        volume["tags"] = ["env:retagged"] if n == 1 else tags[id(volume)]
+                    lists["load_balancers"] = [] if n == 2 else balancers
+                    if n == 2:
+                        lists["droplets"].remove(gone)
+                    for source in INVENTORY:
+                        if source.name == "projects" and n in (1, 2):
+                            continue
+                        with time_machine.travel(day, tick=True):
+                            _, result = engine.load(source, api, stores[1], V6_MONTHS, team)
+                        with stores[0].transaction() as con:
+                            for name, frame in result.tables.items():
+                                if name == engine.SNAPSHOTS:
+                                    frame = frame.drop(columns="loaded_at")
+                                con.register("incoming", frame)
+                                con.execute(
+                                    f"INSERT INTO {name} BY NAME SELECT * FROM incoming"  # noqa: S608
+                                )
+                                con.unregister("incoming")
+    return old, new
+
+
+def test_migration_7_keeps_every_allocation_view_value_for_value(inventory_history, tmp_path):
+    """Version 6's views over its snapshot rows, then migration 7 and this version's views over
+    the intervals it made (and over the intervals the loads wrote): the same rows, every value."""
+    old, new = inventory_history
+    migrated = tmp_path / "migrated.duckdb"
+    shutil.copyfile(old, migrated)
+    with duckdb.connect(str(migrated)) as con:
+        assert schema_version(con) == 6
+        names = {
+            view: [d[0] for d in con.execute(f"SELECT * FROM {view} LIMIT 0").description]  # noqa: S608
+            for view in ALLOCATION_VIEWS
+        }
+        before = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
+        assert migrate(con) == [7, 8]
+        after = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
+    with duckdb.connect(str(new), read_only=True) as con:
+        loaded = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
+    for view in ALLOCATION_VIEWS:
+        assert after[view] == before[view], view
+        assert loaded[view] == before[view], view
+    # What makes the comparison worth it: October is allocated with the snapshot of the
+    # re-tag, September and November with the volumes' own tags either side of it.
+    retagged = {
+        (team, month, amount)
+        for team, month, key, value, amount, *_ in before["cost_by_tag"]
+        if key == "env" and value == "retagged"
+    }
+    assert {month for _, month, _ in retagged} == {"2026-10"}
+    assert all(amount > 0 for *_, amount in retagged)
+    assert all(before[view] for view in ALLOCATION_VIEWS)
+
+
+def test_migration_7_turns_snapshot_rows_into_intervals_without_losing_one(
+    inventory_history, tmp_path
+):
+    """Each snapshot's rows, read back from the intervals at its snapshot_at, are version 6's
+    rows of it, column for column (but loaded_at); and the tables hold far fewer rows."""
+    old, _ = inventory_history
+    migrated = tmp_path / "migrated.duckdb"
+    shutil.copyfile(old, migrated)
+    with duckdb.connect(str(migrated)) as con:
+        migrate(con)
+        con.execute(f"ATTACH '{old}' AS v6 (READ_ONLY)")
+        for table, source in INVENTORY_TABLES.items():
+            kept = [
+                c
+                for c, _, _ in columns(con, f"main.{table}", "v6")
+                if c
+                not in ("team_uuid", "snapshot_id", "snapshot_at", "snapshot_month", "loaded_at")
+            ]
+            listed = ", ".join(f"t.{c}" for c in kept)
+            old_rows = (
+                f"SELECT team_uuid, snapshot_id, snapshot_at, {listed} "  # noqa: S608
+                f"FROM v6.main.{table} AS t"
+            )
+            read_back = (
+                f"SELECT t.team_uuid, s.snapshot_id, s.snapshot_at, {listed} "  # noqa: S608
+                f"FROM main.{table} AS t JOIN inventory_snapshots AS s "
+                f"ON s.team_uuid = t.team_uuid AND s.source = '{source}' "
+                "AND t.valid_from <= s.snapshot_at "
+                "AND (t.valid_to IS NULL OR s.snapshot_at < t.valid_to)"
+            )
+            assert count(con, old_rows) > 0, table
+            assert difference(con, old_rows, read_back) == ([], []), table
+            stored = f"SELECT * FROM main.{table}"  # noqa: S608
+            assert count(con, stored) < count(con, old_rows), table
+        assert difference(
+            con, "SELECT * FROM v6.inventory_snapshots", "SELECT * FROM inventory_snapshots"
+        ) == ([], [])

@@ -19,7 +19,7 @@ MONTH_COLUMN = "invoice_period"
 # The fetch a row was read from, on the rows of a source that is normalized `together`: the
 # engine splits a batch of teams by it, and never writes it.
 FETCH = "fetch_id"
-Write = Literal["months", "merge"]
+Write = Literal["months", "merge", "intervals"]
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,9 @@ class Table:
     spend_by: str | None = None  # amount per this column and month
     totals: tuple[str, ...] = ()  # other money columns to total
     # "months": a run replaces its months' rows; "merge": rows replace those with the same
-    # primary key and the rest are kept (snapshots that accumulate, one per fetch).
+    # primary key and the rest are kept (snapshots that accumulate, one per fetch);
+    # "intervals": a snapshot source's rows, one per key and snapshot, kept as validity
+    # intervals of each key's states (`warehouse.intervals`; the key is `primary_key`).
     write: Write = "months"
     # SQL predicate of the rows that belong to a closed month ("status = 'final'"): a swap
     # never replaces such a month's rows with none.

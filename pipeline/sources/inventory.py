@@ -2,10 +2,12 @@
 with their node pools, database clusters and load balancers, as the team has them now.
 
 Invoices name resources (`resource_id`, `resource_uuid`); tags and projects live on the
-resources, and only their current state is served. So each list is read once per run and kept
-as a snapshot (one per fetch, `inventory_snapshots` says when): a closed month is allocated with
-the inventory it had, not today's. Each kind is its own source with its own token scope, so a
-token that lacks one scope loses that list only.
+resources, and only their current state is served. So each list is read once per run as a
+snapshot (one per fetch, `inventory_snapshots` says when): a closed month is allocated with
+the inventory it had, not today's. The tables keep each state of a resource once, with the
+snapshots it held in (`warehouse.intervals`), so an unchanged account does not grow them.
+Each kind is its own source with its own token scope, so a token that lacks one scope loses
+that list only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pipeline.sources.base import (
 from pipeline.sources.fields import PLACE, InvalidPayloadError, records, text, timestamp, where
 
 SNAPSHOT_COLUMNS = ["snapshot_id", "snapshot_at", "snapshot_month"]
+# The tables keep each state once, with the snapshots it held in (valid_from, valid_to); the
+# month it was first read is each export folder.
+INTERVAL_MONTH = "valid_from_month"
 RESOURCE_COLUMNS = [
     *SNAPSHOT_COLUMNS,
     "resource_id",
@@ -138,11 +143,12 @@ def resources_normalizer(
 def resource_table(name: str, what: str) -> Table:
     return Table(
         name,
-        ("snapshot_id", "resource_id"),
-        f"One row per {what} and inventory snapshot: id, name, region, status, project, tags.",
+        ("resource_id",),
+        f"One row per state of a {what} (id, name, region, status, project, tags) and the "
+        "snapshots it held in: valid_from, valid_to.",
         noun=name.replace("_", " "),
-        partition_column="snapshot_month",
-        write="merge",
+        partition_column=INTERVAL_MONTH,
+        write="intervals",
     )
 
 
@@ -217,12 +223,12 @@ def node_pools(rows: pd.DataFrame, loaded_at: datetime, problems: list[str]) -> 
 
 NODE_POOLS = Table(
     "kubernetes_node_pools",
-    ("snapshot_id", "node_pool_id"),
-    "One row per Kubernetes node pool and snapshot: its cluster, size, count, tags and the "
-    "droplets that are its nodes.",
+    ("node_pool_id",),
+    "One row per state of a Kubernetes node pool (its cluster, size, count, tags and the "
+    "droplets that are its nodes) and the snapshots it held in: valid_from, valid_to.",
     noun="node pools",
-    partition_column="snapshot_month",
-    write="merge",
+    partition_column=INTERVAL_MONTH,
+    write="intervals",
 )
 
 DROPLETS = inventory_source("droplets", "/v2/droplets", "droplets", "droplet:read", "droplet")
@@ -373,19 +379,21 @@ PROJECTS = Source(
     tables=(
         Table(
             "projects",
-            ("snapshot_id", "project_id"),
-            "One row per project and inventory snapshot: name, purpose, environment, default.",
+            ("project_id",),
+            "One row per state of a project (name, purpose, environment, default) and the "
+            "snapshots it held in: valid_from, valid_to.",
             noun="projects",
-            partition_column="snapshot_month",
-            write="merge",
+            partition_column=INTERVAL_MONTH,
+            write="intervals",
         ),
         Table(
             "project_resources",
-            ("snapshot_id", "urn"),
-            "One row per resource assigned to a project, per snapshot: the URN `do:<kind>:<id>`.",
+            ("urn",),
+            "One row per assignment of a resource to a project (the URN `do:<kind>:<id>`) and "
+            "the snapshots it held in: valid_from, valid_to.",
             noun="assignments",
-            partition_column="snapshot_month",
-            write="merge",
+            partition_column=INTERVAL_MONTH,
+            write="intervals",
         ),
     ),
     snapshot=True,

@@ -7,12 +7,15 @@
 --   load balancers: item.resource_uuid = their id. An item of a resource deleted since, or of
 --   none, is unallocated.
 -- Snapshot rule: a month uses, per inventory list, the newest snapshot taken on or before the
--- month's end, else the oldest one taken after it.
+-- month's end, else the oldest one taken after it. The tables keep each state of a resource
+-- once, valid from the snapshot that first read it until the first later one that did not: the
+-- resources of a snapshot taken at t are those with valid_from <= t < coalesce(valid_to, ∞).
 -- Tag rule: `k:v` is key k, value v (split at the first colon); a plain `k` is value 'true'
 -- unless the resource also has a valued tag of key k, which wins; of several valued tags of one
 -- key (DOKS nodes carry `k8s:<cluster id>` and `k8s:worker`) the first in the API's order wins.
 
--- Every resource of every snapshot, all kinds in one shape; tags as received.
+-- Every state of every resource, all kinds in one shape, with the snapshots it held in
+-- (valid_from, valid_to); tags as received.
 CREATE OR REPLACE VIEW inventory_resources AS
 SELECT 'droplet' AS resource_kind, 'droplets' AS source, 'droplet' AS urn_kind, *
 FROM droplets
@@ -25,10 +28,10 @@ SELECT 'database_cluster' AS resource_kind, 'database_clusters' AS source, 'dbaa
 UNION ALL BY NAME
 SELECT 'load_balancer' AS resource_kind, 'load_balancers' AS source, 'loadbalancer' AS urn_kind, * FROM load_balancers;
 
--- Each resource's tags as key → value, per snapshot (the tag rule above).
+-- Each resource's tags as key → value, per state (the tag rule above).
 CREATE OR REPLACE VIEW resource_tags AS
 WITH each_tag AS (
-    SELECT team_uuid, source, snapshot_id, resource_kind, resource_id,
+    SELECT team_uuid, source, valid_from, resource_kind, resource_id,
            unnest(tags) AS tag, unnest(range(1, len(tags) + 1)) AS position
     FROM inventory_resources
 ), split AS (
@@ -38,12 +41,12 @@ WITH each_tag AS (
            CASE WHEN strpos(tag, ':') > 0 THEN substr(tag, strpos(tag, ':') + 1) END AS valued
     FROM each_tag
 )
-SELECT team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key,
+SELECT team_uuid, source, valid_from, resource_kind, resource_id, tag_key,
        coalesce(arg_min(valued, position) FILTER (WHERE valued IS NOT NULL), 'true') AS tag_value,
        bool_or(valued IS NOT NULL) AS is_valued  -- false: a plain tag, 'true' by the rule
 FROM split
 WHERE tag_key <> ''
-GROUP BY team_uuid, source, snapshot_id, resource_kind, resource_id, tag_key;
+GROUP BY team_uuid, source, valid_from, resource_kind, resource_id, tag_key;
 
 -- Each snapshot of each inventory list as a validity interval: from when it was read until the
 -- next snapshot of the same list (NULL: the newest, still current).
@@ -77,30 +80,35 @@ QUALIFY row_number() OVER (
 ) = 1;
 
 -- Every invoice item with the resource it is allocated to (NULLs when unallocated), the
--- snapshot that resource was read from, and its project.
+-- snapshot that resource was read from (and the state it had in it: resource_valid_from), and
+-- its project.
 CREATE OR REPLACE VIEW item_allocation AS
 WITH month_resources AS (
-    SELECT a.invoice_period, r.*
+    SELECT a.invoice_period, a.snapshot_id, a.snapshot_at, r.*
     FROM inventory_resources AS r
     JOIN allocation_snapshots AS a
-      ON a.team_uuid = r.team_uuid AND a.source = r.source AND a.snapshot_id = r.snapshot_id
+      ON a.team_uuid = r.team_uuid AND a.source = r.source
+     AND r.valid_from <= a.snapshot_at AND (r.valid_to IS NULL OR a.snapshot_at < r.valid_to)
 ), month_projects AS (
     SELECT a.invoice_period, p.team_uuid, p.project_id, p.name AS project_name
     FROM projects AS p
     JOIN allocation_snapshots AS a
-      ON a.team_uuid = p.team_uuid AND a.source = 'projects' AND a.snapshot_id = p.snapshot_id
+      ON a.team_uuid = p.team_uuid AND a.source = 'projects'
+     AND p.valid_from <= a.snapshot_at AND (p.valid_to IS NULL OR a.snapshot_at < p.valid_to)
 ), month_assignments AS (
     SELECT a.invoice_period, pr.team_uuid, pr.resource_kind AS urn_kind, pr.resource_id,
            any_value(pr.project_id) AS project_id
     FROM project_resources AS pr
     JOIN allocation_snapshots AS a
-      ON a.team_uuid = pr.team_uuid AND a.source = 'projects' AND a.snapshot_id = pr.snapshot_id
+      ON a.team_uuid = pr.team_uuid AND a.source = 'projects'
+     AND pr.valid_from <= a.snapshot_at AND (pr.valid_to IS NULL OR a.snapshot_at < pr.valid_to)
     GROUP BY ALL
 ), matched AS (
     SELECT i.team_uuid, i.invoice_period, i.invoice_uuid, i.line_number, i.status, i.product,
            i.description, i.group_description, i.amount, i.project_name AS item_project_name,
            r.resource_kind, r.source, r.urn_kind, r.resource_id, r.name AS resource_name,
-           r.region, r.tags, r.project_id AS resource_project_id, r.snapshot_id, r.snapshot_at
+           r.region, r.tags, r.project_id AS resource_project_id, r.snapshot_id, r.snapshot_at,
+           r.valid_from AS resource_valid_from
     FROM invoice_items AS i
     LEFT JOIN month_resources AS r
       ON r.team_uuid = i.team_uuid AND r.invoice_period = i.invoice_period
@@ -119,7 +127,8 @@ SELECT m.team_uuid, m.invoice_period, m.invoice_uuid, m.line_number, m.status, m
        m.item_project_name,
        m.snapshot_id, m.snapshot_at,
        m.resource_id IS NOT NULL AS allocated,
-       coalesce(len(m.tags) > 0, false) AS tagged
+       coalesce(len(m.tags) > 0, false) AS tagged,
+       m.resource_valid_from
 FROM matched AS m
 LEFT JOIN month_assignments AS a
   ON a.team_uuid = m.team_uuid AND a.invoice_period = m.invoice_period
@@ -133,7 +142,7 @@ LEFT JOIN month_projects AS p
 -- here: allocation_coverage holds it.
 CREATE OR REPLACE VIEW cost_by_resource AS
 WITH tag_objects AS (
-    SELECT team_uuid, source, snapshot_id, resource_id,
+    SELECT team_uuid, source, valid_from, resource_id,
            CAST(json_group_object(tag_key, tag_value) AS VARCHAR) AS tags
     FROM resource_tags
     GROUP BY ALL
@@ -145,7 +154,7 @@ SELECT i.team_uuid, i.invoice_period, i.resource_kind, i.resource_id, i.resource
        coalesce(any_value(n.team_name), '(before teams)') AS team_name
 FROM item_allocation AS i
 LEFT JOIN tag_objects AS t
-  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.snapshot_id = i.snapshot_id
+  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.valid_from = i.resource_valid_from
  AND t.resource_id = i.resource_id
 LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
 WHERE i.allocated
@@ -166,7 +175,7 @@ SELECT i.team_uuid, i.invoice_period, k.tag_key, t.tag_value,
 FROM item_allocation AS i
 JOIN tag_keys AS k ON k.team_uuid = i.team_uuid
 LEFT JOIN resource_tags AS t
-  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.snapshot_id = i.snapshot_id
+  ON t.team_uuid = i.team_uuid AND t.source = i.source AND t.valid_from = i.resource_valid_from
  AND t.resource_id = i.resource_id AND t.tag_key = k.tag_key
 LEFT JOIN teams AS n ON n.team_uuid = i.team_uuid
 GROUP BY i.team_uuid, i.invoice_period, k.tag_key, t.tag_value;
@@ -195,7 +204,8 @@ WITH month_projects AS (
     SELECT a.invoice_period, p.team_uuid, p.name, any_value(p.project_id) AS project_id
     FROM projects AS p
     JOIN allocation_snapshots AS a
-      ON a.team_uuid = p.team_uuid AND a.source = 'projects' AND a.snapshot_id = p.snapshot_id
+      ON a.team_uuid = p.team_uuid AND a.source = 'projects'
+     AND p.valid_from <= a.snapshot_at AND (p.valid_to IS NULL OR a.snapshot_at < p.valid_to)
     GROUP BY ALL
 )
 SELECT i.invoice_period,
@@ -225,7 +235,7 @@ WITH points AS (
     WHERE sku IS NOT NULL AND description IS NOT NULL
 ), lines AS (
     SELECT p.team_uuid, p.usage_month AS invoice_period, p.sku, a.project_name, a.source,
-           a.snapshot_id, a.resource_id, a.allocated, a.amount
+           a.resource_valid_from, a.resource_id, a.allocated, a.amount
     FROM points AS p
     JOIN item_allocation AS a
       ON a.team_uuid = p.team_uuid AND a.invoice_period = p.usage_month
@@ -239,6 +249,6 @@ SELECT l.team_uuid, l.invoice_period, l.sku, 'tag:' || t.tag_key || ':' || t.tag
        sum(l.amount)
 FROM lines AS l
 JOIN resource_tags AS t
-  ON t.team_uuid = l.team_uuid AND t.source = l.source AND t.snapshot_id = l.snapshot_id
+  ON t.team_uuid = l.team_uuid AND t.source = l.source AND t.valid_from = l.resource_valid_from
  AND t.resource_id = l.resource_id
 GROUP BY ALL;

@@ -65,25 +65,25 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     -- `k:v` are "k": "v" and a plain `k` is "k": true (a valueless tag gets boolean true, the one
     -- change FOCUS allows). DigitalOcean's own tags (DOKS's `k8s`, `k8s:<cluster id>`,
     -- `k8s:worker`) are provider-defined: each is kept whole under the prefix `do/`, valueless.
-    SELECT team_uuid, source, snapshot_id, resource_id,
+    SELECT team_uuid, source, valid_from, resource_id,
            json_group_object(tag_key, CASE WHEN is_valued THEN to_json(tag_value)
                                            ELSE to_json(true) END) AS tags
     FROM (
-        SELECT team_uuid, source, snapshot_id, resource_id, tag_key, tag_value, is_valued
+        SELECT team_uuid, source, valid_from, resource_id, tag_key, tag_value, is_valued
         FROM resource_tags WHERE tag_key <> 'k8s'
         UNION ALL
-        SELECT team_uuid, source, snapshot_id, resource_id, 'do/' || tag, NULL, false
-        FROM (SELECT team_uuid, source, snapshot_id, resource_id, unnest(tags) AS tag
+        SELECT team_uuid, source, valid_from, resource_id, 'do/' || tag, NULL, false
+        FROM (SELECT team_uuid, source, valid_from, resource_id, unnest(tags) AS tag
               FROM inventory_resources)
         WHERE tag = 'k8s' OR tag LIKE 'k8s:%'
     )
-    GROUP BY team_uuid, source, snapshot_id, resource_id
+    GROUP BY team_uuid, source, valid_from, resource_id
 ), item_tags AS (
     SELECT a.team_uuid, a.invoice_uuid, a.line_number, t.tags
     FROM item_allocation AS a
     JOIN resource_tags_json AS t
-      ON t.team_uuid = a.team_uuid AND t.source = a.source AND t.snapshot_id = a.snapshot_id
-     AND t.resource_id = a.resource_id
+      ON t.team_uuid = a.team_uuid AND t.source = a.source
+     AND t.valid_from = a.resource_valid_from AND t.resource_id = a.resource_id
 ), lines AS (
     SELECT it.*,
            tg.tags AS resource_tags,

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pipeline.warehouse.intervals import IntervalRows, merge_snapshots
 from pipeline.warehouse.migrate import migrate
 from pipeline.warehouse.publish import Published, publish
 
@@ -572,6 +573,8 @@ class Warehouse:
         tables: dict[str, tuple[pd.DataFrame, str]],
         merges: dict[str, tuple[pd.DataFrame, Sequence[str]]] | None = None,
         *,
+        snapshots: pd.DataFrame | None = None,
+        intervals: dict[str, IntervalRows] | None = None,
         raw_source: str | None = None,
         closed: dict[str, str] | None = None,
     ) -> Pruned:
@@ -580,9 +583,11 @@ class Warehouse:
 
         `tables` maps a table name to its new rows and the column that holds the month;
         `merges` maps a table that keeps history (snapshots) to rows replacing those with the
-        same key columns, in the same transaction. With `raw_source`, the team's raw fetches of
-        that source that retention lets go are deleted in that transaction too, so raw never
-        loses a fetch the tables were not yet rebuilt from.
+        same key columns, in the same transaction. `snapshots` (of a list: the inventory) are
+        merged with their rows, `intervals`, into tables kept as validity intervals
+        (`intervals.merge_snapshots`), in that transaction too. With `raw_source`, the team's
+        raw fetches of that source that retention lets go are deleted in that transaction too,
+        so raw never loses a fetch the tables were not yet rebuilt from.
 
         `closed` maps a table to the predicate of its rows that belong to a closed month: a
         month holding such rows is never swapped for none (`EmptiedMonthError`).
@@ -610,6 +615,8 @@ class Warehouse:
                 )
                 con.unregister("incoming")
                 _insert(con, table, frame)
+            if snapshots is not None:
+                merge_snapshots(con, snapshots, intervals or {})
             if raw_source is None:
                 return Pruned()
             return prune_raw(con, self.raw_keep, raw_source, team_uuid)
