@@ -386,8 +386,13 @@ def test_the_forecast_says_how_many_days_it_rests_on(loaded, dashboard):
     [
         (3, 31, "forecast from 3 days of data (of 31): rough", True),
         (1, 30, "forecast from 1 day of data (of 30): rough", True),
-        (6, 28, "carried over the 22 days left", True),
-        (7, 30, "forecast from 7 days of data (of 30): the last 7 days' daily rate", False),
+        (6, 28, "rough, 22 days left on a 6-day rate", True),
+        (
+            7,
+            30,
+            "forecast from 7 days of data (of 30): 23 days left on the last 7 days' rate",
+            False,
+        ),
         (30, 30, "the whole month is loaded", False),
         (0, 31, "so it is the month to date only", False),
     ],

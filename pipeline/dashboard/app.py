@@ -79,7 +79,7 @@ def stacked(
             alt.Chart(chartable(rows, "amount"), title=f"{team} {title}".strip())
             .mark_bar()
             .encode(
-                x=alt.X(f"{x}:{x_type}", title=None),
+                x=alt.X(f"{x}:{x_type}", title=None, axis=alt.Axis(labelAngle=0)),
                 y=alt.Y("sum(amount):Q", title="USD"),
                 color=alt.Color(
                     f"{color}:N",

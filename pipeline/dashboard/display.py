@@ -75,21 +75,24 @@ PERCENT_COLUMNS = frozenset({"change_pct"})
 SHARE_COLUMNS = frozenset({"share"})
 
 
-def money_text(value: Decimal | None) -> str | None:
+NOT_AVAILABLE = "n/a"  # a figure with nothing to show: no previous month, no spend to share
+
+
+def money_text(value: Decimal | None) -> str:
     """An amount in USD as a table shows it: two decimals, thousands separators, no float."""
     if value is None:
-        return None
+        return NOT_AVAILABLE
     return f"{Decimal(value).quantize(CENT):,}"
 
 
-def percent_text(value: Decimal | None) -> str | None:
+def percent_text(value: Decimal | None) -> str:
     """A percentage already in percent (change_pct), to one decimal."""
-    return None if value is None else f"{Decimal(value):,.1f}"
+    return NOT_AVAILABLE if value is None else f"{Decimal(value):,.1f}"
 
 
-def share_percent(value: Decimal | None) -> str | None:
+def share_percent(value: Decimal | None) -> str:
     """A share between 0 and 1 (allocation_coverage.share) as percent, as the metrics show it."""
-    return None if value is None else f"{100 * Decimal(value):.1f} %"
+    return NOT_AVAILABLE if value is None else f"{100 * Decimal(value):.1f} %"
 
 
 def tags_text(value: str | None) -> str | None:
@@ -168,11 +171,11 @@ def colour_scale(order: list[Hashable], present: Iterable[Hashable]) -> tuple[li
 
 def legend_layout(labels: Iterable[Any], width: int) -> tuple[int, int]:
     """Columns and height in pixels for a legend under a chart `width` pixels wide, so every
-    label shows whole (about 7 pixels a character at Streamlit's legend font, plus the swatch)."""
+    label shows whole (about 6 pixels a character at Streamlit's legend font, plus the swatch)."""
     names = [str(label) for label in labels]
     if not names:
         return 1, 0
-    column = 7 * max(len(name) for name in names) + 40
+    column = 6 * max(len(name) for name in names) + 36
     columns = max(1, min(len(names), width // column))
     rows = -(-len(names) // columns)
     return columns, 20 * rows + 30

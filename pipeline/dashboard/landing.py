@@ -53,15 +53,13 @@ def forecast_basis(days_loaded: int | None, days_in_month: int | None) -> str:
     basis = f"forecast from {days_text(days_loaded)} of data (of {days_in_month})"
     rest = days_text(days_in_month - days_loaded)
     if days_loaded == 0:
-        return f"{basis}: no daily costs loaded this month yet, so it is the month to date only"
+        return f"{basis}: no daily costs loaded yet, so it is the month to date only"
     if days_loaded < RUN_RATE_DAYS:
-        return (
-            f"{basis}: rough, a {days_loaded}-day daily rate carried over the {rest} left"
-            f" (steadier from {RUN_RATE_DAYS} days on)"
-        )
+        steadier = f"steadier from {RUN_RATE_DAYS} days"
+        return f"{basis}: rough, {rest} left on a {days_loaded}-day rate ({steadier})"
     if days_loaded >= days_in_month:
         return f"{basis}: the whole month is loaded"
-    return f"{basis}: the last {RUN_RATE_DAYS} days' daily rate carried over the {rest} left"
+    return f"{basis}: {rest} left on the last {RUN_RATE_DAYS} days' rate"
 
 
 def share_text(part: Decimal | None, total: Decimal | None) -> str:
