@@ -22,8 +22,9 @@ from pipeline.dashboard.queries import ALLOCATION_VIEWS, Reader, WarehouseUnavai
 from pipeline.settings import SettingsError, get_settings
 
 ALL_PROJECTS = "(all projects)"
-# About how many pixels wide a chart is in a 1440-pixel window: the page's width, or a half.
-WIDE, HALF = 1200, 560
+# About how many pixels a legend under a chart has in a 1440-pixel window, the page's width or
+# a half column: the script cannot see the window, so the legend's columns are sized for this.
+WIDE, HALF = 860, 420
 PLOT_HEIGHT = 260  # the bars' height; a chart's legend adds to it
 ANY_VALUE = "(any value)"
 HOW_TO_LOAD = """
