@@ -126,7 +126,7 @@ def series_order(frame: pd.DataFrame, color: str, amount: str = "amount") -> lis
     """The series of `color`, the largest absolute total first (a credit counts by its size)."""
     totals: dict[Hashable, Decimal] = {}
     for name, value in zip(frame[color], frame[amount], strict=True):
-        totals[name] = totals.get(name, Decimal(0)) + Decimal(value)
+        totals[name] = totals.get(name, Decimal(0)) + Decimal(value or 0)
     return sorted(totals, key=lambda name: (-abs(totals[name]), str(name)))
 
 

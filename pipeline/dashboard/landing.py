@@ -53,7 +53,7 @@ def forecast_basis(days_loaded: int | None, days_in_month: int | None) -> str:
     basis = f"forecast from {days_text(days_loaded)} of data (of {days_in_month})"
     rest = days_text(days_in_month - days_loaded)
     if days_loaded == 0:
-        return f"{basis}: no daily costs loaded yet, so it is the month to date only"
+        return f"{basis}: rough, no daily costs loaded yet, so it is the month to date only"
     if days_loaded < RUN_RATE_DAYS:
         steadier = f"steadier from {RUN_RATE_DAYS} days"
         return f"{basis}: rough, {rest} left on a {days_loaded}-day rate ({steadier})"
