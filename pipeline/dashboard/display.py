@@ -102,6 +102,11 @@ def tags_text(value: str | None) -> str | None:
     return ", ".join(f"{key}={tag}" for key, tag in json.loads(value).items())
 
 
+def exact_text(value: Any) -> Any:
+    """A Decimal as its exact text; any other value as it is."""
+    return str(value) if isinstance(value, Decimal) else value
+
+
 FORMATS = {
     **dict.fromkeys(MONEY_COLUMNS, money_text),
     **dict.fromkeys(PERCENT_COLUMNS, percent_text),
@@ -114,11 +119,11 @@ def shown(frame: pd.DataFrame, drop: Iterable[str] = ()) -> pd.DataFrame:
     """A query's rows as a table shows them: formatted values under human names.
 
     Amounts become text only here, from the exact Decimals; a column without a human name keeps
-    its own (a new view column shows rather than disappears)."""
+    its own, and its Decimals their exact text (pandas would pad them like floats: 22.790)."""
     out = frame.drop(columns=list(drop))
-    for column, fmt in FORMATS.items():
-        if column in out.columns:
-            out[column] = pd.Series([fmt(v) for v in out[column]], index=out.index, dtype=object)
+    for column in out.columns:
+        fmt = FORMATS.get(column, exact_text)
+        out[column] = pd.Series([fmt(v) for v in out[column]], index=out.index, dtype=object)
     return out.rename(columns=dict(COLUMN_NAMES))
 
 
