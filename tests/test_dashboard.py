@@ -16,12 +16,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline.alerts.rules import money
-from pipeline.dashboard import report
-from pipeline.dashboard.landing import share_text
+from pipeline.dashboard import display, report
+from pipeline.dashboard.landing import forecast_basis, share_text
 from pipeline.dashboard.queries import ALLOCATION_VIEWS, QUERIES, Reader, params
 from pipeline.defs.definitions import source_defs
 from pipeline.months import month_of, previous_month
@@ -76,6 +78,16 @@ def metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
+def charts(app: AppTest) -> list[tuple[dict, pd.DataFrame]]:
+    """Each chart on the page: its Vega-Lite spec and the rows it draws (sent beside the spec)."""
+    found = []
+    for element in app.get("vega_lite_chart"):
+        spec = json.loads(element.proto.spec)
+        [dataset] = [d for d in element.proto.datasets if d.name == spec["data"]["name"]]
+        found.append((spec, pa.ipc.open_stream(dataset.data.data).read_pandas()))
+    return found
+
+
 def test_each_landing_figure_equals_the_sql(loaded, dashboard):
     server, path = loaded
     teams = {server.data_for(t).team["uuid"]: server.data_for(t) for t in server.tokens}
@@ -120,19 +132,23 @@ def test_the_team_and_month_filters_narrow_the_tables(loaded, dashboard):
     assert names == {server.data_for(server.tokens[1]).team["name"]}
     expected = sql(path, "reconciliation", **params([uuid], CLOSED, OPEN))
     tables = [d.value for d in app.dataframe]
-    reconciliation = next(t for t in tables if "reconciliation" in t.columns)
-    assert reconciliation.to_dict("records") == expected
-    assert sorted(reconciliation.invoice_period) == [CLOSED, OPEN]
-    payments = next(t for t in tables if "outstanding" in t.columns)
-    assert payments.to_dict("records") == sql(path, "payments", **params([uuid], CLOSED, OPEN))
+    reconciliation = next(t for t in tables if "Reconciliation" in t.columns)
+    assert sorted(reconciliation["Month"]) == [CLOSED, OPEN]
+    assert list(reconciliation["Invoice (USD)"]) == [
+        f"{r['invoice_amount']:,.2f}" for r in expected
+    ]
+    assert list(reconciliation["Reconciliation"]) == [r["reconciliation"] for r in expected]
+    payments = next(t for t in tables if "Outstanding (USD)" in t.columns)
+    paid = sql(path, "payments", **params([uuid], CLOSED, OPEN))
+    assert list(payments["Outstanding (USD)"]) == [f"{r['outstanding']:,.2f}" for r in paid]
 
 
 def test_the_tag_panel_shows_the_untagged_share_of_the_allocation_views(loaded, dashboard):
-    """The untagged share of the first tag key, on the page, equals the SQL's."""
+    """The untagged share of the default tag key, on the page, equals the SQL's."""
     server, path = loaded
     app = dashboard(path)
     teams = [server.data_for(t).team["uuid"] for t in server.tokens]
-    tag_key = sql(path, "tag_keys", teams=teams)[0]["tag_key"]
+    tag_key = sql(path, "tag_keys", **params(teams, FIRST, OPEN))[0]["tag_key"]
     [row] = sql(path, "untagged_share", **params(teams, FIRST, OPEN, tag_key=tag_key))
     assert 0 < row["untagged"] < row["total"]
     assert metrics(app)[f"untagged share of spend for tag key “{tag_key}”"] == share_text(
@@ -195,6 +211,9 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
         get_settings.cache_clear()
     text = out.read_text()
     assert "<script" not in text and "http" not in text
+    # The page's column names and money, e.g. 1,234.56.
+    assert "<th>Month</th>" in text and "<th>Amount (USD)</th>" in text
+    assert "invoice_period" not in text
     for token in server.tokens:
         data = server.data_for(token)
         invoice = next(i for i in data.invoices if i["invoice_period"] == CLOSED)
@@ -203,6 +222,9 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
             f'Invoice total (final): <span class="figure">{money(Decimal(invoice["amount"]))}'
             in text
         )
+        uuid = data.team["uuid"]
+        for row in sql(path, "monthly_by_product", **params([uuid], CLOSED, CLOSED)):
+            assert f"<td>{row['amount']:,.2f}</td>" in text
 
 
 @pytest.mark.parametrize("key", ['team"x', "a.b", "$[0]", "env"])
@@ -224,3 +246,158 @@ def test_a_tag_key_of_any_characters_narrows_the_resources(tmp_path, key):
     )
     assert found["resource_id"].tolist() == ["1"]
     assert found["amount"].tolist() == [Decimal("12.50")]
+
+
+def test_every_series_of_a_chart_has_its_own_colour_and_a_whole_legend_entry(loaded, dashboard):
+    """13 products, 12 SKUs, 6 regions, a tag's values: no two series of a chart share a colour,
+    a product keeps its colour across the teams' charts, and no legend label is cut."""
+    server, path = loaded
+    teams = [server.data_for(t).team["uuid"] for t in server.tokens]
+    app = dashboard(path)
+    drawn = charts(app)
+    # Monthly by product, daily by SKU and by region, and by tag: one chart of each per team.
+    assert len(drawn) == 4 * len(teams)
+    colour_of: dict[str, str] = {}
+    for spec, rows in drawn:
+        color = spec["encoding"]["color"]
+        series = set(rows[color["field"]])
+        scale = color["scale"]
+        assert len(series) > 1
+        assert set(scale["domain"]) == series
+        assert len(set(scale["range"])) == len(scale["range"]) >= len(series)
+        assert color["legend"]["labelLimit"] == 0 and color["legend"]["orient"] == "bottom"
+        if color["field"] == "product" and spec["encoding"]["x"]["field"] == "invoice_period":
+            for name, colour in zip(scale["domain"], scale["range"], strict=True):
+                assert colour_of.setdefault(name, colour) == colour
+    # Every product any team billed has a colour of its own, across both teams' charts.
+    with duckdb.connect(str(path), read_only=True) as con:
+        [(products,)] = con.execute(
+            "SELECT count(DISTINCT ServiceName) FROM focus_costs WHERE x_InvoicePeriod"
+            " BETWEEN ? AND ?",
+            [FIRST, OPEN],
+        ).fetchall()
+    assert products > 10  # more than a ten-colour scheme holds
+    assert len(colour_of) == products == len(set(colour_of.values()))
+
+
+def test_past_twenty_series_the_smallest_share_one_other_entry():
+    """25 series: the 19 largest keep their own colour, the 6 smallest are one "Other" entry,
+    and the amounts still add up to the same total, exactly."""
+    frame = pd.DataFrame(
+        {
+            "product": [f"p{i:02d}" for i in range(25)] + ["p00"],
+            "amount": [Decimal(100 - i) + Decimal("0.01") for i in range(25)] + [Decimal("-1")],
+            "team_name": ["t"] * 26,
+        },
+        dtype=object,
+    )
+    grouped, order = display.grouped(frame, "product")
+    assert order == [f"p{i:02d}" for i in range(19)] + ["Other (6 smaller)"]
+    assert sum(grouped.amount) == sum(frame.amount)
+    other = grouped[grouped["product"] == "Other (6 smaller)"]
+    assert sum(other.amount) == sum(Decimal(100 - i) + Decimal("0.01") for i in range(19, 25))
+    domain, colours = display.colour_scale(order, set(grouped["product"]))
+    assert domain == order and len(set(colours)) == 20
+    assert display.colour_scale(order, ["p03", "p01"]) == (["p01", "p03"], colours[1:4:2])
+
+
+def test_the_default_tag_key_is_the_one_covering_the_most_spend(loaded, dashboard):
+    server, path = loaded
+    teams = [server.data_for(t).team["uuid"] for t in server.tokens]
+    with duckdb.connect(str(path), read_only=True) as con:
+        by_spend = con.execute(
+            "SELECT tag_key, sum(amount) AS tagged FROM cost_by_tag"
+            " WHERE tag_value IS NOT NULL AND team_uuid IN (SELECT unnest(?))"
+            " AND invoice_period BETWEEN ? AND ? GROUP BY tag_key ORDER BY tagged DESC",
+            [teams, FIRST, OPEN],
+        ).fetchall()
+    (top, most), (_, second) = by_spend[:2]
+    assert most > second and top != min(key for key, _ in by_spend)  # not merely the first name
+    listed = sql(path, "tag_keys", **params(teams, FIRST, OPEN))
+    assert [(r["tag_key"], r["tagged_amount"]) for r in listed][: len(by_spend)] == by_spend
+    app = dashboard(path)
+    [tag_key] = [box for box in app.selectbox if box.label == "Tag key"]
+    assert tag_key.value == top
+    assert f"untagged share of spend for tag key “{top}”" in metrics(app)
+
+
+def test_every_table_has_human_headers_and_amounts_with_two_decimals(loaded, dashboard):
+    server, path = loaded
+    teams = [server.data_for(t).team["uuid"] for t in server.tokens]
+    app = dashboard(path)
+    tables = [d.value for d in app.dataframe]
+    assert len(tables) >= 5
+    for frame in tables:
+        assert all("_" not in c and c[0].isupper() for c in frame.columns), list(frame.columns)
+    movers = next(t for t in tables if "Change (%)" in t.columns)
+    assert list(movers.columns) == [
+        "Team",
+        "Month",
+        "Product",
+        "Month before (USD)",
+        "Amount (USD)",
+        "Change (USD)",
+        "Change (%)",
+    ]
+    expected = sql(path, "top_movers", **params(teams, FIRST, OPEN))
+    assert list(movers["Change (USD)"]) == [f"{r['change']:,.2f}" for r in expected]
+    assert list(movers["Month"]) == [r["invoice_period"] for r in expected]
+    resources = next(t for t in tables if "Resource" in t.columns)
+    assert list(resources.columns) == [
+        "Month",
+        "Resource kind",
+        "Resource ID",
+        "Resource",
+        "Project",
+        "Tags",
+        "Amount (USD)",
+    ]
+    rows = sql(path, "resources", **params(teams, FIRST, OPEN))
+    assert list(resources["Amount (USD)"]) == [f"{r['amount']:,.2f}" for r in rows]
+    # An amount past a thousand shows its separator: exactly as the invoice says it.
+    invoices = next(t for t in tables if "Invoice (USD)" in t.columns)
+    rec = sql(path, "reconciliation", **params(teams, FIRST, OPEN))
+    big = next(r["invoice_amount"] for r in rec if r["invoice_amount"] >= 1000)
+    assert f"{big:,.2f}" in list(invoices["Invoice (USD)"])
+    assert display.money_text(Decimal("1234.5")) == "1,234.50"
+    assert display.money_text(Decimal("-1090.555")) == "-1,090.56"
+
+
+def test_the_forecast_says_how_many_days_it_rests_on(loaded, dashboard):
+    """The caption under each team's forecast names the days of the open month it is from; the
+    sandbox's open month holds the days before today's, so whether it is rough is checked
+    against the SQL's own count (`make test-any-day` runs it on other days)."""
+    server, path = loaded
+    app = dashboard(path)
+    teams = {
+        server.data_for(t).team["uuid"]: server.data_for(t).team["name"] for t in server.tokens
+    }
+    captions = [c.value for c in app.caption]
+    for row in sql(path, "forecast", teams=list(teams)):
+        days = row["days_loaded"]
+        [caption] = [c for c in captions if c.startswith(f"{teams[row['team_uuid']]} · forecast")]
+        unit = "day" if days == 1 else "days"
+        assert f"forecast from {days} {unit} of data (of {row['days_in_month']})" in caption
+        assert ("rough" in caption) == (days < 7)
+
+
+@pytest.mark.parametrize(
+    ("days", "in_month", "says", "rough"),
+    [
+        (3, 31, "forecast from 3 days of data (of 31): rough", True),
+        (1, 30, "forecast from 1 day of data (of 30): rough", True),
+        (6, 28, "rough, 22 days left on a 6-day rate", True),
+        (
+            7,
+            30,
+            "forecast from 7 days of data (of 30): 23 days left on the last 7 days' rate",
+            False,
+        ),
+        (30, 30, "the whole month is loaded", False),
+        (0, 31, "rough, no daily costs loaded yet, so it is the month to date only", True),
+    ],
+)
+def test_the_forecast_basis_is_rough_under_seven_days(days, in_month, says, rough):
+    text = forecast_basis(days, in_month)
+    assert says in text
+    assert ("rough" in text) == rough

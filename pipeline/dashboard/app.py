@@ -16,11 +16,16 @@ import pandas as pd
 import streamlit as st
 
 from pipeline.alerts.rules import DAILY_COSTS_ASSET, money
-from pipeline.dashboard.landing import share_text, team_figures, thresholds_of
+from pipeline.dashboard import display
+from pipeline.dashboard.landing import forecast_basis, share_text, team_figures, thresholds_of
 from pipeline.dashboard.queries import ALLOCATION_VIEWS, Reader, WarehouseUnavailable, params
 from pipeline.settings import SettingsError, get_settings
 
 ALL_PROJECTS = "(all projects)"
+# About how many pixels a legend under a chart has in a 1440-pixel window, the page's width or
+# a half column: the script cannot see the window, so the legend's columns are sized for this.
+WIDE, HALF = 860, 420
+PLOT_HEIGHT = 260  # the bars' height; a chart's legend adds to it
 ANY_VALUE = "(any value)"
 HOW_TO_LOAD = """
 **No loaded data yet** in `{path}`.
@@ -54,21 +59,50 @@ def chartable(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].astype(float) for c in columns})
 
 
-def stacked(frame: pd.DataFrame, x: str, x_type: str, color: str, title: str) -> None:
-    """A stacked bar chart per team, as wide as the page."""
+def stacked(
+    frame: pd.DataFrame, x: str, x_type: str, color: str, title: str, *, width: int = WIDE
+) -> None:
+    """A stacked bar chart per team, as wide as its column (`width`: about how many pixels).
+
+    Each series has its own colour, the same in every team's chart, the largest first in the
+    stack and the legend; the legend sits under the plot, in as many columns as its longest name
+    allows, so every name shows whole."""
+    names = display.COLUMN_NAMES
+    x_title, color_title = names.get(x, x), names.get(color, color)
+    frame, order = display.grouped(frame, color)
     for team, rows in frame.groupby("team_name", sort=True):
+        domain, colours = display.colour_scale(order, rows[color])
+        columns, legend_height = display.legend_layout(domain, width)
+        x_tooltip = alt.Tooltip(
+            f"{x}:{x_type}", title=x_title, format="%Y-%m-%d" if x_type == "T" else alt.Undefined
+        )
         chart = (
             alt.Chart(chartable(rows, "amount"), title=f"{team} {title}".strip())
             .mark_bar()
             .encode(
-                x=alt.X(f"{x}:{x_type}", title=None),
+                x=alt.X(f"{x}:{x_type}", title=None, axis=alt.Axis(labelAngle=0)),
                 y=alt.Y("sum(amount):Q", title="USD"),
-                color=alt.Color(f"{color}:N", title=color.replace("_", " ")),
-                tooltip=[x, color, alt.Tooltip("sum(amount):Q", format=",.2f", title="USD")],
+                color=alt.Color(
+                    f"{color}:N",
+                    title=color_title,
+                    sort=domain,
+                    scale=alt.Scale(domain=domain, range=colours),
+                    legend=alt.Legend(orient="bottom", columns=columns, labelLimit=0, titleLimit=0),
+                ),
+                tooltip=[
+                    x_tooltip,
+                    alt.Tooltip(f"{color}:N", title=color_title),
+                    alt.Tooltip("sum(amount):Q", format=",.2f", title="USD"),
+                ],
             )
-            .properties(height=260)
+            .properties(height=PLOT_HEIGHT + legend_height)
         )
         st.altair_chart(chart, width="stretch")
+
+
+def table(frame: pd.DataFrame, drop: tuple[str, ...] = (), **kw: Any) -> None:
+    """A query's rows under human column names, amounts as text with two decimals."""
+    st.dataframe(display.shown(frame, drop), hide_index=True, width="stretch", **kw)
 
 
 def landing(reader: Reader, teams: list[tuple[str, str]], settings) -> None:
@@ -95,6 +129,7 @@ def landing(reader: Reader, teams: list[tuple[str, str]], settings) -> None:
             delta_color="inverse",
             help="Month end: to date plus the last 7 days' daily rate (month_forecast)",
         )
+        c3.caption(f"{f.team_name} · {forecast_basis(f.days_loaded, f.days_in_month)}")
         c4.metric(
             f"{f.team_name} · budget",
             money(f.budget) if f.budget is not None else "none set",
@@ -124,10 +159,10 @@ def allocation(reader: Reader, p: dict, views: set[str]) -> None:
             stacked(by_tag, "invoice_period", "O", "tag_value", f"Spend by {p['tag_key']}")
     coverage = read(reader, "allocation_coverage", **p)
     st.subheader("Allocation coverage")
-    st.caption("allocated_amount: spend tied to a resource or project; share: allocated ÷ amount")
-    st.dataframe(coverage, hide_index=True, width="stretch")
+    st.caption("Allocated: spend tied to a resource or project; allocated share: of the amount.")
+    table(coverage)
     st.subheader("Resources behind the spend")
-    st.dataframe(read(reader, "resources", **p), hide_index=True, width="stretch")
+    table(read(reader, "resources", **p))
 
 
 def anomalies(reader: Reader, p: dict, ui_url: str) -> None:
@@ -136,14 +171,13 @@ def anomalies(reader: Reader, p: dict, ui_url: str) -> None:
     if found.empty:
         st.caption("No cost anomaly in these months (spikes and new SKUs, default thresholds).")
         return
-    found["in Dagster"] = [
+    found["In Dagster"] = [
         f"{ui_url}/assets/{DAILY_COSTS_ASSET}?view=checks" for _ in range(len(found))
     ]
-    st.dataframe(
-        found.drop(columns=["team_uuid", "alert_key"]),
-        hide_index=True,
-        width="stretch",
-        column_config={"in Dagster": st.column_config.LinkColumn(display_text="checks")},
+    table(
+        found,
+        drop=("team_uuid", "alert_key"),
+        column_config={"In Dagster": st.column_config.LinkColumn(display_text="checks")},
     )
 
 
@@ -184,8 +218,19 @@ def main() -> None:
         project = st.selectbox("Project", [ALL_PROJECTS, *projects])
         tag_key = tag_value = None
         if all(v in views for v in ALLOCATION_VIEWS):
-            keys = list(read(reader, "tag_keys", teams=chosen).tag_key)
-            tag_key = st.selectbox("Tag key", keys) if keys else None
+            # The key covering the most spend first: the default shows the most of the bill.
+            keys = read(reader, "tag_keys", teams=chosen, first=first, last=last)
+            tagged = dict(zip(keys.tag_key, keys.tagged_amount, strict=True))
+            tag_key = (
+                st.selectbox(
+                    "Tag key",
+                    list(tagged),
+                    format_func=lambda key: f"{key} ({money(tagged[key])} tagged)",
+                    help="Ordered by the spend each key covers in these months, the most first",
+                )
+                if tagged
+                else None
+            )
             if tag_key is not None:
                 values = list(read(reader, "tag_values", teams=chosen, tag_key=tag_key).tag_value)
                 picked = st.selectbox("Tag value", [ANY_VALUE, *values])
@@ -222,25 +267,25 @@ def main() -> None:
     with left:
         daily = read(reader, "daily_by_sku", **p)
         if len(daily):
-            stacked(daily, "usage_date", "T", "product", "by product (SKU)")
+            stacked(daily, "usage_date", "T", "product", "by product (SKU)", width=HALF)
     with right:
         region = read(reader, "daily_by_region", **p)
         if len(region):
-            stacked(region, "usage_date", "T", "region", "by region")
+            stacked(region, "usage_date", "T", "region", "by region", width=HALF)
     if daily.empty and region.empty:
         st.caption("No Billing Insights loaded (they begin 2025-12-01).")
 
     st.header("Top movers")
     st.caption("The newest whole month in the range against the month before, by product.")
-    st.dataframe(read(reader, "top_movers", **p), hide_index=True, width="stretch")
+    table(read(reader, "top_movers", **p))
 
     allocation(reader, p, views)
     anomalies(reader, p, settings.ui_url)
 
     st.header("Credits, taxes and reconciliation")
-    st.dataframe(read(reader, "reconciliation", **p), hide_index=True, width="stretch")
+    table(read(reader, "reconciliation", **p))
     st.header("Payments against invoices")
-    st.dataframe(read(reader, "payments", **p), hide_index=True, width="stretch")
+    table(read(reader, "payments", **p))
 
 
 main()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pipeline.alerts.rules import Thresholds, budget_of
+from pipeline.alerts.rules import RUN_RATE_DAYS, Thresholds, budget_of
 from pipeline.dashboard.queries import Reader
 from pipeline.settings import Settings
 
@@ -27,6 +27,8 @@ class TeamFigures:
     month_to_date: Decimal | None
     forecast: Decimal | None
     budget: Decimal | None
+    days_loaded: int | None = None  # the open month's days of daily costs the forecast rests on
+    days_in_month: int | None = None
 
     @property
     def over_budget(self) -> Decimal | None:
@@ -34,6 +36,30 @@ class TeamFigures:
         if self.forecast is None or self.budget is None:
             return None
         return self.forecast - self.budget
+
+
+def days_text(count: int) -> str:
+    """`1 day`, `3 days`."""
+    return f"{count} day" if count == 1 else f"{count} days"
+
+
+def forecast_basis(days_loaded: int | None, days_in_month: int | None) -> str:
+    """What the forecast rests on, so a month-end figure from a few days is read as rough.
+
+    The forecast carries the mean daily cost of the last RUN_RATE_DAYS loaded days over the rest
+    of the month; from fewer days one busy or quiet day moves the whole month."""
+    if days_loaded is None or days_in_month is None:
+        return "no forecast: the open month is not loaded"
+    basis = f"forecast from {days_text(days_loaded)} of data (of {days_in_month})"
+    rest = days_text(days_in_month - days_loaded)
+    if days_loaded == 0:
+        return f"{basis}: rough, no daily costs loaded yet, so it is the month to date only"
+    if days_loaded < RUN_RATE_DAYS:
+        steadier = f"steadier from {RUN_RATE_DAYS} days"
+        return f"{basis}: rough, {rest} left on a {days_loaded}-day rate ({steadier})"
+    if days_loaded >= days_in_month:
+        return f"{basis}: the whole month is loaded"
+    return f"{basis}: {rest} left on the last {RUN_RATE_DAYS} days' rate"
 
 
 def share_text(part: Decimal | None, total: Decimal | None) -> str:
@@ -70,6 +96,8 @@ def team_figures(
             month_to_date=cell(to_date, uuid, "month_to_date"),
             forecast=cell(forecast, uuid, "forecast"),
             budget=budget_of(thresholds, uuid, name),
+            days_loaded=cell(forecast, uuid, "days_loaded"),
+            days_in_month=cell(forecast, uuid, "days_in_month"),
         )
         for uuid, name in teams
     ]

@@ -117,8 +117,14 @@ QUERIES: dict[str, str] = {
         ORDER BY abs(m.change) DESC, m.team_name, m.product
         LIMIT 10
     """,
+    # Every tag key of the teams, the one covering the most spend in the months first (the
+    # default): its tagged spend is what resources with that key cost, the rest is untagged.
     "tag_keys": """
-        SELECT DISTINCT tag_key FROM cost_by_tag WHERE team_uuid IN {teams} ORDER BY tag_key
+        SELECT tag_key,
+               coalesce(sum(amount) FILTER (
+                   WHERE tag_value IS NOT NULL AND invoice_period {months}), 0) AS tagged_amount
+        FROM cost_by_tag WHERE team_uuid IN {teams}
+        GROUP BY tag_key ORDER BY tagged_amount DESC, tag_key
     """,
     "tag_values": """
         SELECT DISTINCT tag_value FROM cost_by_tag

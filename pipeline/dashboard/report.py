@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import html
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.alerts.rules import money
+from pipeline.dashboard import display
 from pipeline.dashboard.queries import Reader, WarehouseUnavailable, params
 from pipeline.settings import SettingsError, get_settings, validate_period
 
@@ -28,12 +28,11 @@ th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 """
 
 
-def table(frame: pd.DataFrame) -> str:
+def table(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> str:
+    """The rows as the dashboard's tables show them: human column names, amounts `1,234.56`."""
     if frame.empty:
         return "<p>None.</p>"
-    # Amounts as their exact text: pandas would pad Decimals like floats (22.790).
-    shown = frame.map(lambda v: str(v) if isinstance(v, Decimal) else v)
-    return shown.to_html(index=False, border=0, na_rep="", escape=True)
+    return display.shown(frame, drop).to_html(index=False, border=0, na_rep="", escape=True)
 
 
 def render(reader: Reader, month: str) -> str:
@@ -55,7 +54,7 @@ def render(reader: Reader, month: str) -> str:
             f'<span class="figure">{money(total)}</span></p>'
         )
         product = reader.read("monthly_by_product", **params([uuid], month, month))
-        parts.append(table(product.drop(columns=["team_name"])))
+        parts.append(table(product, drop=("team_name",)))
     sections = {
         "Top movers": reader.read("top_movers", **p),
         "Credits, taxes and reconciliation": invoices,
