@@ -13,7 +13,8 @@ The published file holds every table and view of the `main` schema (the tables t
 load, `teams`, `alerts_sent`, `schema_migrations`, every view and table macro); `raw` stays in
 the working file, where replay reads it. The copy is DuckDB's own and set-based: the schema by
 `COPY FROM DATABASE … (SCHEMA)`, each table by `CREATE TABLE … AS SELECT`, without the primary
-keys' indexes (nobody writes the analysts' file).
+keys' indexes (nobody writes the analysts' file). It is written in DuckDB 1.4's storage format
+(STORAGE_VERSION), so clients of DuckDB 1.4 LTS, 1.5 and 2.0 all open it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,26 @@ from pathlib import Path
 import duckdb
 
 PUBLISHED_AS = "published_copy"
+# The storage format the analysts' file is written in: the oldest that DuckDB 1.4 LTS, 1.5 and
+# 2.0 all read, so the CLI, DBeaver and BI drivers that lag behind 2.0 open it (2.0's own
+# format, version 69, is refused by every 1.x). The loader's working file stays in 2.0's.
+STORAGE_VERSION = "v1.4.0"
 WORKING_SUFFIX = ".working"
 TEMP_MARK = ".publishing-"
 MAIN_TABLES = """
     SELECT table_name FROM duckdb_tables()
     WHERE database_name = current_database() AND schema_name = 'main' ORDER BY table_name
+"""
+# Views that call a table macro are published as tables of their rows: DuckDB 1.4 misreads a
+# table macro's CTEs when 2.0 wrote it ("Table with name … does not exist"), views it reads.
+VIEWS_ON_MACROS = """
+    SELECT v.view_name FROM duckdb_views() AS v
+    WHERE v.database_name = $db AND v.schema_name = 'main' AND NOT v.internal
+      AND EXISTS (SELECT 1 FROM duckdb_functions() AS f
+                  WHERE f.database_name = $db AND f.schema_name = 'main'
+                    AND f.function_type = 'table_macro'
+                    AND contains(lower(v.sql), lower(f.function_name) || '('))
+    ORDER BY v.view_name
 """
 OTHER_SCHEMAS = """
     SELECT schema_name FROM duckdb_schemas()
@@ -108,7 +124,9 @@ def publish(con: duckdb.DuckDBPyConnection, published: Path) -> Published:
         tables = [name for (name,) in con.execute(MAIN_TABLES).fetchall()]
         published.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(published)
-        con.execute(f"ATTACH '{_quoted(temporary)}' AS {PUBLISHED_AS}")
+        con.execute(
+            f"ATTACH '{_quoted(temporary)}' AS {PUBLISHED_AS} (STORAGE_VERSION '{STORAGE_VERSION}')"
+        )
         try:
             con.execute(f'COPY FROM DATABASE "{source}" TO {PUBLISHED_AS} (SCHEMA)')
             for (schema,) in con.execute(OTHER_SCHEMAS, {"db": PUBLISHED_AS}).fetchall():
@@ -118,6 +136,12 @@ def publish(con: duckdb.DuckDBPyConnection, published: Path) -> Published:
                 con.execute(
                     f'CREATE TABLE {PUBLISHED_AS}.main."{table}" AS '  # noqa: S608
                     f'SELECT * FROM "{source}".main."{table}"'
+                )
+            for (view,) in con.execute(VIEWS_ON_MACROS, {"db": source}).fetchall():
+                con.execute(f'DROP VIEW {PUBLISHED_AS}.main."{view}"')
+                con.execute(
+                    f'CREATE TABLE {PUBLISHED_AS}.main."{view}" AS '  # noqa: S608
+                    f'SELECT * FROM "{source}".main."{view}"'
                 )
         finally:
             with contextlib.suppress(duckdb.Error):  # not attached when ATTACH itself failed

@@ -279,6 +279,10 @@ WITH team_start AS (
     SELECT * FROM judged
     WHERE cost - baseline >= min_usd AND cost >= min_ratio * baseline
       AND cost - baseline > mads * 1.4826 * mad
+), sku_spike_days AS (
+    -- A service's spike is shown only on days none of its SKUs spiked (a join, not a
+    -- subquery over `spikes`: DuckDB 1.4, which reads the published file, cannot bind that).
+    SELECT DISTINCT team_uuid, service, usage_date FROM spikes WHERE grain = 'sku'
 ), firsts AS (
     SELECT d.team_uuid, d.sku, min(d.usage_date) AS first_day
     FROM days AS d WHERE d.grain = 'sku' GROUP BY ALL
@@ -316,10 +320,10 @@ SELECT s.usage_date,
        coalesce(n.team_name, '(before teams)') AS team_name
 FROM spikes AS s
 LEFT JOIN teams AS n ON n.team_uuid = s.team_uuid
-WHERE s.grain = 'sku'
-   OR NOT EXISTS (SELECT 1 FROM spikes AS k
-                  WHERE k.grain = 'sku' AND k.service = s.subject AND k.usage_date = s.usage_date
-                    AND k.team_uuid IS NOT DISTINCT FROM s.team_uuid)
+LEFT JOIN sku_spike_days AS k
+       ON s.grain <> 'sku' AND k.service = s.subject AND k.usage_date = s.usage_date
+      AND k.team_uuid IS NOT DISTINCT FROM s.team_uuid
+WHERE s.grain = 'sku' OR k.service IS NULL
 UNION ALL
 SELECT w.usage_date, 'new_sku', 'sku', w.sku, w.service, w.region,
        CAST(w.cost AS DECIMAL(18, 2)), CAST(0 AS DECIMAL(18, 4)), CAST(0 AS DECIMAL(18, 4)),
