@@ -53,9 +53,9 @@ dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on lo
 dashboard: $(VENV)/.runtime  ## the cost dashboard on localhost:DASHBOARD_PORT (default 8501), reading WAREHOUSE_PATH
 	$(if $(DASHBOARD_PORT),DASHBOARD_PORT=$(DASHBOARD_PORT)) $(BIN)/python -m pipeline.dashboard
 
-report: $(VENV)/.runtime  ## the landing page of a month as one self-contained HTML file: make report MONTH=2024-05
+report: $(VENV)/.runtime  ## the landing page of a month as one self-contained HTML file: make report MONTH=2024-05 [OUT=file.html]
 	@test -n "$(MONTH)" || { echo "usage: make report MONTH=YYYY-MM"; exit 2; }
-	$(BIN)/python -m pipeline.dashboard.report $(MONTH)
+	$(BIN)/python -m pipeline.dashboard.report $(MONTH) $(if $(OUT),--out '$(OUT)')
 
 check-defs: $(VENV)/.runtime  ## load and validate the Dagster definitions (`dg check defs`)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
@@ -66,12 +66,13 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill 
 	$(BIN)/dagster asset materialize -m pipeline.defs.definitions --select '*' \
 		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
 
-export: $(VENV)/.runtime  ## Parquet under data/export, one folder per month: make export [MONTHS="2024-05 2024-06"]
-	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS))
+export: $(VENV)/.runtime  ## Parquet under data/export (or OUT=dir), a folder per table and month: make export [MONTHS="2024-05 2024-06"] [OUT=dir]
+	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS)) $(if $(OUT),--out '$(OUT)')
 
-focus: $(VENV)/.runtime  ## FOCUS 1.2 Parquet under data/focus: make focus [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
+focus: $(VENV)/.runtime  ## FOCUS 1.2 Parquet under data/focus (or OUT=dir): make focus [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
 	$(BIN)/python -m pipeline.cli.focus $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
-		$(if $(filter-out 0,$(EACH_MONTH)),--each-month) $(if $(filter-out 0,$(CSV)),--csv)
+		$(if $(filter-out 0,$(EACH_MONTH)),--each-month) $(if $(filter-out 0,$(CSV)),--csv) \
+		$(if $(OUT),--out '$(OUT)')
 
 migrate: $(VENV)/.runtime  ## bring the warehouse's schema up to date (every run also does)
 	$(BIN)/python -m pipeline.warehouse.migrate

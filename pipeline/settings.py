@@ -205,10 +205,9 @@ def has_credentials(url: str) -> bool:
 
 
 def validate_warehouse_path(path: Path) -> Path:
-    """The DuckDB file: a file (or nothing yet) in a folder this process may create files in.
-
-    Writability is asked of the kernel (`os.access`, effective ids), which knows root's
-    override, read-only mounts and immutable folders; permission bits alone would not."""
+    """The DuckDB file: a file (or nothing yet), not a folder, under no file. Whether this user
+    may write there is asked only by the commands that write (`check_writable`): readers
+    (dashboard, report, export, focus) work from a read-only folder too."""
     shown = str(path)
     if "\x00" in shown:
         raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
@@ -221,6 +220,14 @@ def validate_warehouse_path(path: Path) -> Path:
     return path
 
 
+def _existing_folder(path: Path) -> Path:
+    """The first folder on the path that exists: the rest are created at the first write."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
 def _check_warehouse_place(path: Path) -> None:
     shown = str(path)
     if path.is_dir():
@@ -228,19 +235,36 @@ def _check_warehouse_place(path: Path) -> None:
             f"WAREHOUSE_PATH {shown!r} is a directory: name the DuckDB file, e.g. "
             f"{str(path / 'warehouse.duckdb')!r}"
         )
-    if path.exists() and not _writable(path):
-        raise SettingsError(f"WAREHOUSE_PATH {shown!r} is a file this user may not write")
-    # The first folder on the path that exists: the rest are created at the first write.
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    folder = _existing_folder(path)
     if not folder.is_dir():
         raise SettingsError(f"WAREHOUSE_PATH {shown!r}: {str(folder)!r} is a file, not a directory")
-    if not _writable(folder, os.W_OK | os.X_OK):
+
+
+def check_writable(path: Path, working: Path | None = None) -> None:
+    """Before a command writes: the folder of WAREHOUSE_PATH takes new files (the working file,
+    its .wal, each publication's copy), and the working file, if there, may be written.
+
+    Writability is asked of the kernel (`os.access`, effective ids), which knows root's
+    override, read-only mounts and immutable folders; permission bits alone would not."""
+    shown = str(path)
+    try:
+        for existing in (working,):
+            if existing is not None and existing.exists() and not _writable(existing):
+                raise SettingsError(
+                    f"WAREHOUSE_PATH {shown!r}: the loader's file {str(existing)!r} is a file "
+                    "this user may not write"
+                )
+        folder = _existing_folder(path)
+        if not _writable(folder, os.W_OK | os.X_OK):
+            raise SettingsError(
+                f"WAREHOUSE_PATH {shown!r}: the folder {str(folder)!r} is not writable by this "
+                "user (the loader writes its working file and each publication there; reading "
+                "needs no more than read access)"
+            )
+    except OSError as exc:
         raise SettingsError(
-            f"WAREHOUSE_PATH {shown!r}: the folder {str(folder)!r} is not writable by this "
-            "user (DuckDB creates the file and its .wal there)"
-        )
+            f"WAREHOUSE_PATH {shown!r} cannot be written: {exc.strerror or exc}"
+        ) from None
 
 
 def _writable(path: Path, mode: int = os.W_OK) -> bool:

@@ -474,3 +474,33 @@ def browser() -> Iterator[Any]:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def lock() -> Iterator[Callable[[Path], None]]:
+    """`lock(path)`: make a file or folder unwritable to this process, for real.
+
+    Permission bits bind an ordinary user; root writes past them (and os.access rightly says
+    so), so as root the path is made immutable (`chattr +i`), which binds root too. Each lock
+    is proven by a write that fails; where neither works, the test is skipped."""
+    locked: list[Path] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        else:
+            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+            if done.returncode != 0:
+                pytest.skip(f"running as root and chattr +i failed: {done.stderr!r}")
+        locked.append(path)
+        probe = path / "probe" if path.is_dir() else path
+        with pytest.raises(PermissionError):
+            probe.open("a").close()
+
+    try:
+        yield make
+    finally:
+        for path in locked:
+            if os.geteuid() == 0:
+                subprocess.run(["chattr", "-i", str(path)], check=True)
+            path.chmod(0o755 if path.is_dir() else 0o644)

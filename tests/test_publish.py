@@ -18,6 +18,7 @@ import pytest
 
 from pipeline.cli import export, focus
 from pipeline.dashboard import report
+from pipeline.dashboard.queries import Reader
 from pipeline.defs.alert_checks import alerts_checks
 from pipeline.defs.assets import source_asset
 from pipeline.months import month_of
@@ -331,3 +332,45 @@ def test_the_published_file_opens_in_the_oldest_supported_duckdb(
     assert "cost_anomalies" in counts and "invoice_items" in counts
     assert old["counts"] == counts
     assert old["month"] == [month[0], month[1]] and month[0] > 0
+
+
+def test_the_read_only_commands_work_from_a_read_only_folder(
+    sandbox, tmp_path, materialize, lock, monkeypatch
+):
+    """Analysts may mount the published folder read-only: export, focus, report and the
+    dashboard's queries read it and write only where they are told; a load into it is
+    refused, named, before anything is written."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    published = shared / "warehouse.duckdb"
+    assert materialize(sandbox, published, "2024-02", "2024-03").success
+    before = sorted(p.name for p in shared.iterdir())
+    lock(shared)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("WAREHOUSE_PATH", str(published))
+    get_settings.cache_clear()
+    try:
+        assert export.main(["--out", str(work / "export")]) == 0
+        assert focus.main(["--out", str(work / "focus")]) == 0
+        assert report.main(["2024-03", "--out", str(work / "report.html")]) == 0
+        found = Reader(published).read("teams", teams=[])
+    finally:
+        get_settings.cache_clear()
+    assert found["team_name"].tolist() == ["Example Co"]
+    items = duckdb.execute(
+        "SELECT count(*) FROM read_parquet(?)", [f"{work}/export/invoice_items/*/*.parquet"]
+    ).fetchone()
+    with duckdb.connect(str(published), read_only=True) as con:
+        assert items == con.execute("SELECT count(*) FROM invoice_items").fetchone()
+    assert list((work / "focus").glob("*.parquet"))
+    assert "2024-03" in (work / "report.html").read_text(encoding="utf-8")
+    assert sorted(p.name for p in shared.iterdir()) == before
+
+    result = materialize(sandbox, published, "2024-04", raise_on_error=False)
+    assert not result.success
+    errors = [getattr(e.event_specific_data, "error", None) for e in result.all_events]
+    said = "\n".join(error.message for error in errors if error is not None)
+    assert f"the folder {str(shared)!r} is not writable by this user" in said
+    assert sorted(p.name for p in shared.iterdir()) == before

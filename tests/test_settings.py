@@ -3,13 +3,11 @@ token, and the choice between the real API and the sandbox."""
 
 import json
 import logging
-import os
 import re
 import secrets
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from pipeline.settings import (
     TOKEN_PREFIXES,
     Settings,
     SettingsError,
+    check_writable,
     get_settings,
 )
 
@@ -381,36 +380,6 @@ def test_a_warehouse_path_naming_a_directory_is_refused(tmp_path):
     assert str(tmp_path / "warehouse.duckdb") in message
 
 
-@pytest.fixture
-def lock() -> Iterator[Callable[[Path], None]]:
-    """`lock(path)`: make a file or folder unwritable to this process, for real.
-
-    Permission bits bind an ordinary user; root writes past them (and os.access rightly says
-    so), so as root the path is made immutable (`chattr +i`), which binds root too. Each lock
-    is proven by a write that fails; where neither works, the test is skipped."""
-    locked: list[Path] = []
-
-    def make(path: Path) -> None:
-        if os.geteuid() != 0:
-            path.chmod(0o555 if path.is_dir() else 0o444)
-        else:
-            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
-            if done.returncode != 0:
-                pytest.skip(f"running as root and chattr +i failed: {done.stderr!r}")
-        locked.append(path)
-        probe = path / "probe" if path.is_dir() else path
-        with pytest.raises(PermissionError):
-            probe.open("a").close()
-
-    try:
-        yield make
-    finally:
-        for path in locked:
-            if os.geteuid() == 0:
-                subprocess.run(["chattr", "-i", str(path)], check=True)
-            path.chmod(0o755 if path.is_dir() else 0o644)
-
-
 @pytest.mark.parametrize(
     ("where", "says"),
     [
@@ -419,14 +388,22 @@ def lock() -> Iterator[Callable[[Path], None]]:
         ("locked/existing.duckdb", "is a file this user may not write"),
     ],
 )
-def test_a_warehouse_path_this_user_cannot_write_is_refused(tmp_path, lock, where, says):
+def test_a_warehouse_path_this_user_cannot_write_is_refused_to_writers_only(
+    tmp_path, lock, where, says
+):
+    """Settings take a read-only place (readers need no more); a command that writes asks
+    `check_writable` first and is refused, named."""
     locked = tmp_path / "locked"
     locked.mkdir()
     existing = locked / "existing.duckdb"
     existing.touch()
     lock(existing if where.endswith("existing.duckdb") else locked)
     path = tmp_path / where
-    message = refused({"WAREHOUSE_PATH": str(path)})
+    assert Settings.from_env({"WAREHOUSE_PATH": str(path)}).warehouse_path == path
+    working = existing if where.endswith("existing.duckdb") else None
+    with pytest.raises(SettingsError) as refusal:
+        check_writable(path, working)
+    message = str(refusal.value)
     assert message.startswith(f"WAREHOUSE_PATH {str(path)!r}")
     assert says.format(locked=str(locked)) in message
 

@@ -36,7 +36,8 @@ ALL_MONTHS = UNION_OF_MONTHS + " ORDER BY 1"
 
 
 def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None) -> list[Path]:
-    """Write one Parquet file per table and month; return the files written."""
+    """Write one Parquet file per table and month that has rows (a table with none that month
+    gets no folder); return the files written."""
     written: list[Path] = []
     with warehouse.connect(read_only=True) as con:
         if months is None:
@@ -45,6 +46,9 @@ def export(warehouse: Warehouse, out: Path, months: Sequence[str] | None = None)
             for table, column in TABLES.items():
                 rows = con.sql(MONTH_ROWS[table], params=[month]).to_arrow_table()
                 folder = out / table / f"{column}={month}"
+                if not rows.num_rows:  # no file for no rows; an earlier export's goes too
+                    shutil.rmtree(folder, ignore_errors=True)
+                    continue
                 staging = folder.with_name(folder.name + ".tmp")
                 shutil.rmtree(staging, ignore_errors=True)
                 staging.mkdir(parents=True)

@@ -10,7 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipeline.settings import MAX_RAW_KEEP, SettingsError, get_settings, whole_number
+from pipeline.settings import (
+    MAX_RAW_KEEP,
+    SettingsError,
+    check_writable,
+    get_settings,
+    whole_number,
+)
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse, WarehouseBusyError
 
@@ -24,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = settings.raw_keep
         if args.keep is not None:
             keep = whole_number(args.keep, "--keep", 0, MAX_RAW_KEEP, "a number of fetches")
+        check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
     except SettingsError as exc:
         print(f"prune: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from pipeline import engine
 from pipeline.defs.partitions import monthly_partitions, validate_periods
-from pipeline.settings import get_settings
+from pipeline.settings import SettingsError, check_writable, get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse
@@ -33,6 +33,11 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
     # Into the loader's working file, as a run writes, then published for the analysts.
+    try:
+        check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
+    except SettingsError as exc:
+        print(f"replay of {source.name}: {exc}", file=sys.stderr)
+        return 2
     adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
     store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
     store.migrate()

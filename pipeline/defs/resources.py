@@ -40,6 +40,7 @@ from pipeline.settings import (
     TOKEN_ENV,
     Settings,
     SettingsError,
+    check_writable,
     split_tokens,
     split_urls,
     token_place,
@@ -184,6 +185,8 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.working_path) if self.working_path else working_file(Path(self.path))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Settings accept a read-only folder (readers need no more); a run writes, so it asks.
+        check_writable(self.published_file, self.working_file)
         # A single-file warehouse from before becomes the working file (its rows are published
         # by the run's first step, with the views the migration rebuilds).
         adopt_single_file(self.published_file, self.working_file)
