@@ -11,12 +11,14 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
 from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.store import Warehouse
 
@@ -143,22 +145,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
     started = time.monotonic()
-    with instance() as dagster:
-        result = defs.resolve_job_def(INVOICES_JOB).execute_in_process(
-            instance=dagster,
-            run_config={
-                "loggers": {
-                    "console": {
-                        "config": {"log_level": "DEBUG" if verbose else "INFO", "full": verbose}
-                    }
-                }
-            },
-            tags={
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1],
-            },
-            raise_on_error=False,
-        )
+    job = defs.resolve_job_def(INVOICES_JOB)
+    run_id = str(uuid.uuid4())
+    with InstanceWatch(verbose) as watch:
+        try:
+            dagster = instance()
+        except database_errors() as exc:
+            print("\n".join(unreachable_at_start(watch, exc)), file=sys.stderr)
+            return 1
+        with dagster:
+            result = Supervisor(dagster, run_id, watch).run(
+                lambda: job.execute_in_process(
+                    instance=dagster,
+                    run_config={
+                        "loggers": {
+                            "console": {
+                                "config": {
+                                    "log_level": "DEBUG" if verbose else "INFO",
+                                    "full": verbose,
+                                }
+                            }
+                        }
+                    },
+                    tags={
+                        "dagster/asset_partition_range_start": keys[0],
+                        "dagster/asset_partition_range_end": keys[-1],
+                    },
+                    run_id=run_id,
+                    raise_on_error=False,
+                )
+            )
     if not result.success:
         print("\n".join(failure_report(result)), file=sys.stderr)
         return 1
