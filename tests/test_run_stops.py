@@ -11,16 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
 
+from pipeline.cli.doctor import check_dagster
+from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.faults import Fault
 
 REPO = Path(__file__).resolve().parents[1]
-# The sandbox's month range is fixed by the start period alone; any month since 2000 does.
-START = "2024-01"
 INVOICE_LIST = r"^/v2/customers/my/invoices$"
 
 
@@ -47,7 +48,8 @@ class Run:
                 "WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
                 "DIGITALOCEAN_TOKEN": server.token,
                 "DIGITALOCEAN_API_URL": server.url,
-                "INVOICE_START_PERIOD": START,
+                # Two months: the run is short, and any day has them.
+                "INVOICE_START_PERIOD": previous_month(month_of(datetime.now(UTC))),
                 "PYTHONPATH": str(REPO),
                 **env,
             },
@@ -154,6 +156,13 @@ def test_an_instance_database_that_stops_mid_run_fails_it_in_a_few_lines(tmp_pat
     assert run.lines[-1].startswith("What to do: start the database or fix DAGSTER_POSTGRES_URL")
     postgres_server.start()
     assert postgres_run_statuses(postgres_server.url) == ["STARTED"]
+    run_id = run.lines[-2].removeprefix("The database did not come back: run ").split()[0]
+    env = {"DAGSTER_HOME": str(tmp_path), "DAGSTER_POSTGRES_URL": postgres_server.url}
+    found = check_dagster(env)
+    assert found.ok is False
+    assert found.detail.startswith(
+        f"1 run(s) STARTED with no live process, holding the queue: run {run_id} (process "
+    )
 
 
 def test_an_instance_database_back_before_the_exit_records_the_run_failed(
