@@ -370,41 +370,88 @@ def killed_run() -> Callable[..., None]:
     return run
 
 
-@pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory) -> Iterator[str]:
+class PostgresServer:
     """A throwaway PostgreSQL server (Debian's `initdb` and `pg_ctl`, which .ci/run installs)
-    in a temporary folder on a free loopback port; as the `postgres` user when the tests run as
-    root, since PostgreSQL refuses root. Its `postgresql://` URL; stopped after the session."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
-    folder = tmp_path_factory.mktemp("postgres")
-    data = folder / "data"
-    port = free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chmod(folder, 0o777)
-        for parent in folder.parents:  # the postgres user must be able to enter the folder
-            if str(parent).startswith(tempfile.gettempdir()) and parent != Path("/"):
-                os.chmod(parent, os.stat(parent).st_mode | 0o711)
-        os.chown(folder, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*prefix, initdb, "-D", str(data), "-U", "dagster", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    subprocess.run(
-        [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    in `folder` on a free loopback port; as the `postgres` user when the tests run as root,
+    since PostgreSQL refuses root. `stop()` and `start()` it to play an outage."""
+
+    def __init__(self, folder: Path) -> None:
+        initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
+        self.pg_ctl = pg_ctl
+        self.folder = folder
+        self.data = folder / "data"
+        self.port = free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chmod(folder, 0o777)
+            os.chown(folder, user.pw_uid, user.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(
+            [*self.prefix, initdb, "-D", str(self.data), "-U", "dagster", "--auth=trust"]
+            + ["-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"postgresql://dagster:secret-pw@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        log = str(self.folder / "log")
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log]
+            + ["-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast", *, check: bool = False) -> None:
+        """`immediate` plays a crash: connections drop, nothing is shut down cleanly."""
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop"],
+            check=check,
+            capture_output=True,
+        )
+
+
+@contextmanager
+def postgres_folder() -> Iterator[Path]:
+    """A folder for a server's files directly in the system's temporary folder: pytest's own
+    base folder is made private (0700) again by every pytest session that starts on the machine,
+    after which the `postgres` user could no longer reach the server's files to stop it."""
+    folder = Path(tempfile.mkdtemp(prefix="do-billing-postgres-"))
     try:
-        yield f"postgresql://dagster:secret-pw@127.0.0.1:{port}/postgres"
+        yield folder
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "fast", "stop"], check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (`PostgresServer`): its `postgresql://`
+    URL; stopped after the session."""
+    with postgres_folder() as folder:
+        server = PostgresServer(folder)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server of the test's own, started, which the test may stop and
+    start again (an outage); stopped after the test."""
+    with postgres_folder() as folder:
+        server = PostgresServer(folder)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 # -- processes and a browser, for the tests that drive `make dev` and `make dashboard` ----------

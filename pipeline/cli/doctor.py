@@ -464,6 +464,44 @@ def stuck_runs(runs_dir: Path) -> list[tuple[str, int | None]]:
     return stuck
 
 
+def stuck_postgres_runs(con: sa.Connection) -> list[tuple[str, int | None]]:
+    """`stuck_runs` for an instance in PostgreSQL (a run `make run` could not record as failed
+    while the database was away): STARTED runs whose process is not alive on this machine."""
+    has_runs = con.execute(sa.text("SELECT to_regclass('runs') IS NOT NULL")).scalar()
+    if not has_runs:
+        return []
+    started = con.execute(sa.text("SELECT run_id FROM runs WHERE status = 'STARTED'")).scalars()
+    stuck: list[tuple[str, int | None]] = []
+    for run_id in list(started):
+        event = con.execute(
+            sa.text(
+                "SELECT event FROM event_logs WHERE run_id = :run_id AND event LIKE '%(pid: %' "
+                "ORDER BY id LIMIT 1"
+            ),
+            {"run_id": run_id},
+        ).scalar()
+        found = PID.search(event) if event else None
+        pid = int(found.group(1)) if found else None
+        if pid is None or not _alive(pid):
+            stuck.append((run_id, pid))
+    return stuck
+
+
+def stuck_check(stuck: list[tuple[str, int | None]]) -> Check:
+    """The failed check that names runs left STARTED with no live process."""
+    named = "; ".join(
+        f"run {run_id} ({f'process {pid} is gone' if pid else 'no process recorded'})"
+        for run_id, pid in stuck
+    )
+    return Check(
+        "Dagster",
+        False,
+        f"{len(stuck)} run(s) STARTED with no live process, holding the queue: {named}. "
+        "Open each in the UI (`make dev`, Runs) and Terminate it, or leave the daemon running: "
+        "run monitoring fails it after its maximum runtime",
+    )
+
+
 def check_postgres(home: Path, url: str) -> Check:
     """DAGSTER_POSTGRES_URL moves the instance into PostgreSQL: it must connect. Names the
     server and database, never the password (masked should the driver's message hold it)."""
@@ -473,6 +511,7 @@ def check_postgres(home: Path, url: str) -> Check:
     try:
         with engine.connect() as con:
             con.execute(sa.text("SELECT 1"))
+            stuck = stuck_postgres_runs(con)
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         if parts.password:
@@ -485,6 +524,8 @@ def check_postgres(home: Path, url: str) -> Check:
         )
     finally:
         engine.dispose()
+    if stuck:
+        return stuck_check(stuck)
     return Check(
         "Dagster",
         True,
@@ -522,17 +563,7 @@ def check_dagster(env: Mapping[str, str] | None = None) -> Check:
     held = "no runs yet" if count is None else f"{count} run{'s' if count != 1 else ''}"
     stuck = stuck_runs(folder)
     if stuck:
-        named = "; ".join(
-            f"run {run_id} ({f'process {pid} is gone' if pid else 'no process recorded'})"
-            for run_id, pid in stuck
-        )
-        return Check(
-            "Dagster",
-            False,
-            f"{len(stuck)} run(s) STARTED with no live process, holding the queue: {named}. "
-            "Open each in the UI (`make dev`, Runs) and Terminate it, or leave the daemon running: "
-            "run monitoring fails it after its maximum runtime",
-        )
+        return stuck_check(stuck)
     return Check("Dagster", True, f"DAGSTER_HOME={home}; runs stored in {runs} ({held})")
 
 

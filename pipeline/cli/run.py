@@ -11,12 +11,16 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
+from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
 from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.publish import PublishError, unpublished_writes
 from pipeline.warehouse.store import Warehouse, WarehouseMissingError
@@ -51,11 +55,26 @@ BY_TEAM = """
     WHERE list_contains(CAST($periods AS VARCHAR[]), i.invoice_period)
     GROUP BY ALL ORDER BY team
 """
+# The open month per team: its invoice preview and the month to date of its latest balance.
 OPEN_MONTH = """
-    SELECT (SELECT sum(amount) FROM invoices WHERE status = 'preview') AS preview,
-           (SELECT arg_max(month_to_date_usage, generated_at) FROM balance) AS usage,
-           (SELECT max(generated_at) FROM balance) AS as_of
+    WITH latest AS (
+        SELECT team_uuid, arg_max(month_to_date_usage, generated_at) AS usage,
+               max(generated_at) AS as_of
+        FROM balance GROUP BY team_uuid
+    ),
+    preview AS (
+        SELECT team_uuid, sum(amount) AS preview FROM invoices WHERE status = 'preview'
+        GROUP BY team_uuid
+    )
+    SELECT coalesce(t.team_name, '(before teams)') AS team, l.usage, l.as_of,
+           coalesce(p.preview, 0) AS preview
+    FROM latest AS l
+    LEFT JOIN preview AS p ON p.team_uuid IS NOT DISTINCT FROM l.team_uuid
+    LEFT JOIN teams AS t ON t.team_uuid IS NOT DISTINCT FROM l.team_uuid
+    ORDER BY team
 """
+# Up to this many teams, the open month gets a line per team above the total.
+TEAM_LINES = 10
 
 
 def instance() -> dg.DagsterInstance:
@@ -68,6 +87,38 @@ def instance() -> dg.DagsterInstance:
         return dg.DagsterInstance.get()
     print("DAGSTER_HOME is not set: this run is not recorded for the UI", file=sys.stderr)
     return dg.DagsterInstance.ephemeral()
+
+
+def open_month_lines(month: str, teams: pd.DataFrame) -> list[str]:
+    """Where the open month stands: one team's line; or, for a few teams, a line per team and
+    their total; for many, the total alone. Each figure is one team's or the sum of all."""
+    if teams.empty:
+        return []
+
+    def line(preview: Decimal, usage: Decimal, as_of: str) -> str:
+        return (
+            f"{preview} USD so far (invoice preview); month-to-date usage {usage} USD "
+            f"(balance of {as_of})"
+        )
+
+    rows = list(teams.itertuples(index=False))
+    if len(rows) == 1:
+        (row,) = rows
+        return [f"Open month {month}: {line(row.preview, row.usage, f'{row.as_of:%Y-%m-%d}')}"]
+    dates = sorted({f"{row.as_of:%Y-%m-%d}" for row in rows})
+    as_of = dates[0] if len(dates) == 1 else f"{dates[0]}…{dates[-1]}"
+    preview = sum((row.preview for row in rows), Decimal(0))
+    usage = sum((row.usage for row in rows), Decimal(0))
+    total = f"all {len(rows)} teams: {line(preview, usage, as_of)}"
+    if len(rows) > TEAM_LINES:
+        return [f"Open month {month}, {total}"]
+    width = max(len(row.team) for row in rows)
+    lines = [f"Open month {month}:"]
+    lines += [
+        f"  {row.team:<{width}}  {line(row.preview, row.usage, f'{row.as_of:%Y-%m-%d}')}"
+        for row in rows
+    ]
+    return [*lines, f"  {total}"]
 
 
 def alerts_line(result: dg.ExecuteInProcessResult) -> str:
@@ -83,6 +134,23 @@ def alerts_line(result: dg.ExecuteInProcessResult) -> str:
     if not found:
         return "Alerts: none (budget, cost spikes, new SKUs)"
     return "Alerts: " + "; ".join(found) + " — see the checks in `make dev`"
+
+
+def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed or warning asset check other than the alerts, by name, with its finding in
+    one line: a warning check (items that do not add up to the invoice) fails no run, so the
+    summary is where it shows."""
+    from pipeline.defs.alert_checks import CHECKS as ALERT_CHECK_NAMES  # after the settings
+
+    lines = []
+    for c in result.get_asset_check_evaluations():
+        if c.passed or c.check_name in ALERT_CHECK_NAMES:
+            continue
+        verdict = "warns" if c.severity == dg.AssetCheckSeverity.WARN else "failed"
+        finding = c.metadata.get("finding")
+        text = finding.value if finding is not None else c.description or "see its metadata"
+        lines.append(f"Check {c.asset_key.to_user_string()}:{c.check_name} {verdict}: {text}")
+    return lines
 
 
 def cause(error: Any) -> str:  # a step failure's SerializableErrorInfo
@@ -152,22 +220,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
     started = time.monotonic()
-    with instance() as dagster:
-        result = defs.resolve_job_def(INVOICES_JOB).execute_in_process(
-            instance=dagster,
-            run_config={
-                "loggers": {
-                    "console": {
-                        "config": {"log_level": "DEBUG" if verbose else "INFO", "full": verbose}
-                    }
-                }
-            },
-            tags={
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1],
-            },
-            raise_on_error=False,
-        )
+    job = defs.resolve_job_def(INVOICES_JOB)
+    run_id = str(uuid.uuid4())
+    with InstanceWatch(verbose) as watch:
+        try:
+            dagster = instance()
+        except database_errors() as exc:
+            print("\n".join(unreachable_at_start(watch, exc)), file=sys.stderr)
+            return 1
+        with dagster:
+            result = Supervisor(dagster, run_id, watch).run(
+                lambda: job.execute_in_process(
+                    instance=dagster,
+                    run_config={
+                        "loggers": {
+                            "console": {
+                                "config": {
+                                    "log_level": "DEBUG" if verbose else "INFO",
+                                    "full": verbose,
+                                }
+                            }
+                        }
+                    },
+                    tags={
+                        "dagster/asset_partition_range_start": keys[0],
+                        "dagster/asset_partition_range_end": keys[-1],
+                    },
+                    run_id=run_id,
+                    raise_on_error=False,
+                )
+            )
     if not result.success:
         print("\n".join(failure_report(result, settings.warehouse_path)), file=sys.stderr)
         return 1
@@ -179,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warehouse = Warehouse(settings.warehouse_path)
     try:
         summary = warehouse.query(SUMMARY, {"periods": keys})
-        (open_month,) = warehouse.query(OPEN_MONTH).itertuples(index=False)
+        open_month = warehouse.query(OPEN_MONTH)
         by_team = warehouse.query(BY_TEAM, {"periods": keys})
     except WarehouseMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -189,11 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(by_team) > 1:
         print()
         print(by_team.to_string(index=False))
-    if open_month.as_of is not None:
-        print(
-            f"\nOpen month {keys[-1]}: {open_month.preview} USD so far (invoice preview); "
-            f"month-to-date usage {open_month.usage} USD (balance of {open_month.as_of:%Y-%m-%d})"
-        )
+    open_lines = open_month_lines(keys[-1], open_month)
+    if open_lines:
+        print()
+        print("\n".join(open_lines))
+    for line in check_lines(result):
+        print(line)
     print(alerts_line(result))
     print(
         f"Done in {time.monotonic() - started:.0f} s → published {warehouse.path}; "

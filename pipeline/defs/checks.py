@@ -15,6 +15,7 @@ from pipeline.sources.base import Check
 from pipeline.warehouse.store import Warehouse
 
 SHOWN_ROWS = 20
+FINDING_CHARS = 300
 
 
 def check_key(check: Check) -> dg.AssetCheckKey:
@@ -26,6 +27,9 @@ def check_result(store: Warehouse, check: Check) -> dg.AssetCheckResult:
     bad = store.query(check.sql)
     metadata: dict[str, object] = {"failing_rows": len(bad)}
     if len(bad):
+        # One line for `make run`'s summary: how many rows, and the first as column=value.
+        first = ", ".join(f"{column}={value}" for column, value in bad.iloc[0].items())
+        metadata["finding"] = f"{len(bad)} row(s), the first: {first}"[:FINDING_CHARS]
         metadata["examples"] = dg.MetadataValue.md(
             bad.head(SHOWN_ROWS).astype(str).to_markdown(index=False)
         )
