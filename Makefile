@@ -60,11 +60,9 @@ report: $(VENV)/.runtime  ## the landing page of a month as one self-contained H
 check-defs: $(VENV)/.runtime  ## load and validate the Dagster definitions (`dg check defs`)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
-backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill FROM=2024-01 TO=2024-12
+backfill: $(VENV)/.runtime  ## load a range of months in one run, as make run does: make backfill FROM=2024-01 TO=2024-12
 	@test -n "$(FROM)" || { echo "usage: make backfill FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	mkdir -p data/dagster
-	$(BIN)/dagster asset materialize -m pipeline.defs.definitions --select '*' \
-		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
+	@$(BIN)/python -m pipeline.cli.run --from '$(FROM)' --to '$(or $(TO),$(FROM))' $(if $(filter-out 0,$(VERBOSE)),-v)
 
 export: $(VENV)/.runtime  ## Parquet under data/export (or OUT=dir), a folder per table and month: make export [MONTHS="2024-05 2024-06"] [OUT=dir]
 	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS)) $(if $(OUT),--out '$(OUT)')

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
@@ -44,10 +45,11 @@ def run_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
-def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings."""
+def make_run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.cli.run` as `make run` starts it (`make backfill` adds `--from`,
+    `--to`), with only these settings."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.run"],
+        [sys.executable, "-m", "pipeline.cli.run", *args],
         cwd=tmp_path,
         env=run_env(tmp_path, **env),
         stdout=subprocess.PIPE,
@@ -223,3 +225,46 @@ def test_dagster_asset_materialize_fails_when_the_target_becomes_a_folder(tmp_pa
     assert f"could not publish {published} (nothing is published there yet): Is a directory" in out
     assert [p.name for p in published.iterdir()] == ["kept"]
     assert leftovers(tmp_path) == []
+
+
+def backfill_mistakes() -> list[tuple[list[str], str]]:
+    """`make backfill` arguments a person gets wrong, and what the one line must say."""
+    first, last = months_back(3), months_back(0)
+    valid = f"months run from {first} to {last}"
+    return [
+        (["--from", "2024-13"], f"FROM='2024-13' is not a month in YYYY-MM form; {valid}"),
+        (["--from", "2024-1"], f"FROM='2024-1' is not a month in YYYY-MM form; {valid}"),
+        (["--from", months_back(5)], f"FROM={months_back(5)} is outside the partitions: {valid}"),
+        (["--from", first, "--to", "2999-01"], f"TO=2999-01 is outside the partitions: {valid}"),
+        (["--from", last, "--to", first], f"FROM={last} is after TO={first}: give FROM first"),
+    ]
+
+
+def test_backfill_mistakes_are_answered_in_a_line_before_anything_is_made(tmp_path):
+    """Each mistake: exit 2, at most five lines showing the valid range, no traceback, and
+    nothing created (no warehouse, no instance folder)."""
+    for args, says in backfill_mistakes():
+        done = make_run(tmp_path, *args, INVOICE_START_PERIOD=months_back(3))
+        lines = done.stdout.splitlines()
+        assert done.returncode == 2, done.stdout
+        assert len(lines) <= 5 and "Traceback" not in done.stdout
+        assert lines[0].startswith(f"error: {says}"), done.stdout
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backfill_loads_its_months_in_make_runs_short_lines(tmp_path):
+    """`make backfill FROM TO` is `make run` on those months: the same lines and summary, no
+    Python warnings, and exactly those months in the warehouse."""
+    first, last = months_back(3), months_back(2)
+    done = make_run(tmp_path, "--from", first, "--to", last, INVOICE_START_PERIOD=months_back(6))
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == (f"Loading {first}…{last} (2 months) from the built-in SANDBOX API"), lines[
+        0
+    ]
+    assert not [line for line in lines if "Warning" in line or "warn(" in line], done.stdout
+    assert not [line for line in lines if line.startswith("Open month")], done.stdout
+    assert lines[-1].startswith("Done in ") and len(lines) <= MAX_LINES
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        months = con.execute("SELECT DISTINCT invoice_period FROM invoices ORDER BY 1").fetchall()
+    assert months == [(first,), (last,)]

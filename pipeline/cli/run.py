@@ -1,4 +1,5 @@
-"""`make run`: load every month of every source, from the start period through the open month.
+"""`make run` and `make backfill`: load every month of every source (from the start period
+through the open month), or the months FROM…TO, as one run.
 
 The run is recorded in the Dagster instance under `DAGSTER_HOME` (the Makefile sets it to the
 repository root), so `make dev` shows what it loaded. The log shows the pipeline's own lines, not
@@ -21,6 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
+from pipeline.months import is_month
 from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.publish import PublishError, unpublished_writes
 from pipeline.warehouse.store import Warehouse, WarehouseMissingError
@@ -195,23 +197,47 @@ def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[s
     return lines
 
 
+def chosen_months(keys: Sequence[str], first: str | None, last: str | None) -> list[str]:
+    """The months FROM…TO of the partitions `keys` (all of them without FROM), or a one-line
+    SettingsError that shows the valid range: checked before anything starts or is made."""
+    valid = f"months run from {keys[0]} to {keys[-1]} (INVOICE_START_PERIOD through the open month)"
+    given = {"FROM": first, "TO": last}
+    for name, value in given.items():
+        if value is not None and not is_month(value):
+            raise SettingsError(f"{name}={value!r} is not a month in YYYY-MM form; {valid}")
+        if value is not None and not keys[0] <= value <= keys[-1]:
+            raise SettingsError(f"{name}={value} is outside the partitions: {valid}")
+    if first is None:
+        if last is not None:
+            raise SettingsError("TO without FROM: give FROM=YYYY-MM (and TO, default FROM)")
+        return list(keys)
+    last = last or first
+    if first > last:
+        raise SettingsError(f"FROM={first} is after TO={last}: give FROM first; {valid}")
+    return [key for key in keys if first <= key <= last]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
+    parser.add_argument("--from", dest="first", help="first month, YYYY-MM (default: all)")
+    parser.add_argument("--to", dest="last", help="last month, YYYY-MM (default: FROM)")
     args = parser.parse_args(argv)
     verbose = args.verbose or os.environ.get("VERBOSE", "") not in ("", "0")
     try:
         settings = get_settings()
+        # Imported after the settings' check, so a bad setting prints one line, not a traceback.
+        from pipeline.defs.partitions import monthly_partitions
+
+        partitions = monthly_partitions(settings.start_period).get_partition_keys()
+        keys = chosen_months(partitions, args.first, args.last)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Imported after the check, so a bad setting prints one line instead of a traceback.
     from pipeline.defs.definitions import build_defs
-    from pipeline.defs.partitions import monthly_partitions
     from pipeline.defs.schedules import INVOICES_JOB
 
     defs = build_defs(settings)
-    keys = monthly_partitions(settings.start_period).get_partition_keys()
     teams = len(settings.tokens)
     source = (
         f"the DigitalOcean API ({teams} team{'s' if teams > 1 else ''})"
@@ -271,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(by_team) > 1:
         print()
         print(by_team.to_string(index=False))
-    open_lines = open_month_lines(keys[-1], open_month)
+    # Where the open month stands, when this run loaded it (a backfill of past months did not).
+    open_lines = open_month_lines(keys[-1], open_month) if keys[-1] == partitions[-1] else []
     if open_lines:
         print()
         print("\n".join(open_lines))
