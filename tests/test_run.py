@@ -268,3 +268,31 @@ def test_a_backfill_loads_its_months_in_make_runs_short_lines(tmp_path):
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         months = con.execute("SELECT DISTINCT invoice_period FROM invoices ORDER BY 1").fetchall()
     assert months == [(first,), (last,)]
+
+
+def test_make_replay_rebuilds_from_raw_in_the_same_short_lines(tmp_path):
+    """`make replay SOURCE FROM TO` after a load: the months checked like a backfill's, a line
+    per team, and the closing line; zero requests."""
+    month = months_back(2)
+    assert make_run(tmp_path, "--from", month, INVOICE_START_PERIOD=months_back(3)).returncode == 0
+    replay = [sys.executable, "-m", "pipeline.cli.replay", "invoices"]
+    env = run_env(tmp_path, INVOICE_START_PERIOD=months_back(3))
+    done = subprocess.run(
+        [*replay, month], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Replaying invoices {month}…{month} (1 month) from raw"
+    assert (
+        f"  invoices           Example Co: replayed {month}…{month}: 1 rows in invoices"
+        in (lines[1])
+    )
+    assert lines[-1].startswith("Done in ") and "no request was made" in lines[-1]
+    wrong = subprocess.run(
+        [*replay, "2024-13"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines() == [
+        f"error: FROM='2024-13' is not a month in YYYY-MM form; months run from "
+        f"{months_back(3)} to {months_back(0)} (INVOICE_START_PERIOD through the open month)"
+    ]

@@ -22,7 +22,6 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
-from pipeline.months import is_month
 from pipeline.settings import SettingsError, get_settings
 from pipeline.warehouse.publish import PublishError, unpublished_writes
 from pipeline.warehouse.store import Warehouse, WarehouseMissingError
@@ -197,26 +196,6 @@ def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[s
     return lines
 
 
-def chosen_months(keys: Sequence[str], first: str | None, last: str | None) -> list[str]:
-    """The months FROM…TO of the partitions `keys` (all of them without FROM), or a one-line
-    SettingsError that shows the valid range: checked before anything starts or is made."""
-    valid = f"months run from {keys[0]} to {keys[-1]} (INVOICE_START_PERIOD through the open month)"
-    given = {"FROM": first, "TO": last}
-    for name, value in given.items():
-        if value is not None and not is_month(value):
-            raise SettingsError(f"{name}={value!r} is not a month in YYYY-MM form; {valid}")
-        if value is not None and not keys[0] <= value <= keys[-1]:
-            raise SettingsError(f"{name}={value} is outside the partitions: {valid}")
-    if first is None:
-        if last is not None:
-            raise SettingsError("TO without FROM: give FROM=YYYY-MM (and TO, default FROM)")
-        return list(keys)
-    last = last or first
-    if first > last:
-        raise SettingsError(f"FROM={first} is after TO={last}: give FROM first; {valid}")
-    return [key for key in keys if first <= key <= last]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
@@ -227,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = get_settings()
         # Imported after the settings' check, so a bad setting prints one line, not a traceback.
-        from pipeline.defs.partitions import monthly_partitions
+        from pipeline.defs.partitions import chosen_months, monthly_partitions
 
         partitions = monthly_partitions(settings.start_period).get_partition_keys()
         keys = chosen_months(partitions, args.first, args.last)
