@@ -79,8 +79,8 @@ doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file a
 	$(BIN)/python -m pipeline.cli.doctor
 
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
-	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	$(BIN)/python -m pipeline.cli.replay $(SOURCE) $(FROM) $(TO)
+	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=<a source: $(BIN)/python -m pipeline.cli.replay -h lists them> FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
+	@$(BIN)/python -m pipeline.cli.replay '$(SOURCE)' '$(FROM)' $(if $(TO),'$(TO)')
 
 prune: $(VENV)/.runtime  ## delete superseded raw fetches now (every run prunes what it swaps): make prune [KEEP=N]
 	$(BIN)/python -m pipeline.cli.prune $(if $(KEEP),--keep $(KEEP))
