@@ -296,3 +296,43 @@ def test_make_replay_rebuilds_from_raw_in_the_same_short_lines(tmp_path):
         f"error: FROM='2024-13' is not a month in YYYY-MM form; months run from "
         f"{months_back(3)} to {months_back(0)} (INVOICE_START_PERIOD through the open month)"
     ]
+
+
+def test_a_refused_or_unreachable_api_is_said_once_and_fails_fast(tmp_path):
+    """A 401, and an API that does not answer: the first step asks once (the second after its
+    retries), says it once, every step fails at once from that answer, and the end points to
+    `make doctor`."""
+    with SandboxServer() as server:
+        url = server.url
+        started = time.monotonic()
+        refused = make_run(
+            tmp_path,
+            DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64,
+            DIGITALOCEAN_API_URL=url,
+            INVOICE_START_PERIOD=months_back(1),
+        )
+        took_refused = time.monotonic() - started
+        asked = [r["path"] for r in server.requests]
+    # The sandbox is gone: nothing listens on its port now.
+    started = time.monotonic()
+    unreachable = make_run(
+        tmp_path,
+        DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64,
+        DIGITALOCEAN_API_URL=url,
+        INVOICE_START_PERIOD=months_back(1),
+    )
+    took_unreachable = time.monotonic() - started
+    assert asked == ["/v2/account"]
+    for done, says, took in (
+        (refused, "HTTP 401", took_refused),
+        (unreachable, "ConnectionError", took_unreachable),
+    ):
+        lines = done.stdout.splitlines()
+        assert done.returncode == 1, done.stdout
+        assert took < 40, f"{took:.0f}s"
+        assert len([line for line in lines if " error: " in line]) == 1, done.stdout
+        # Said by the step that asked and by the summary; the retries before say they retry.
+        said = [line for line in lines if says in line and "; retry " not in line]
+        assert len(said) == 2, done.stdout
+        assert "make doctor" in lines[-1]
+        assert len(lines) <= 15, done.stdout

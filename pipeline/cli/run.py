@@ -192,7 +192,10 @@ def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[s
         )
     if any(not why.startswith(f"{PublishError.__name__}: ") for why in causes) or not causes:
         lines.append("The failed steps' months keep their previous rows.")
-    lines.append("Fix the cause and run again; VERBOSE=1 shows Dagster's full log.")
+    lines.append(
+        "Fix the cause and run again (`make doctor` checks the settings, each token and the API "
+        "in seconds); VERBOSE=1 shows Dagster's full log."
+    )
     return lines
 
 
