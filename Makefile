@@ -60,11 +60,9 @@ report: $(VENV)/.runtime  ## the landing page of a month as one self-contained H
 check-defs: $(VENV)/.runtime  ## load and validate the Dagster definitions (`dg check defs`)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
-backfill: $(VENV)/.runtime  ## load a range of months in one run: make backfill FROM=2024-01 TO=2024-12
+backfill: $(VENV)/.runtime  ## load a range of months in one run, as make run does: make backfill FROM=2024-01 TO=2024-12
 	@test -n "$(FROM)" || { echo "usage: make backfill FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	mkdir -p data/dagster
-	$(BIN)/dagster asset materialize -m pipeline.defs.definitions --select '*' \
-		--partition-range "$(FROM)...$(or $(TO),$(FROM))"
+	@$(BIN)/python -m pipeline.cli.run --from '$(FROM)' --to '$(or $(TO),$(FROM))' $(if $(filter-out 0,$(VERBOSE)),-v)
 
 export: $(VENV)/.runtime  ## Parquet under data/export (or OUT=dir), a folder per table and month: make export [MONTHS="2024-05 2024-06"] [OUT=dir]
 	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS)) $(if $(OUT),--out '$(OUT)')
@@ -81,8 +79,8 @@ doctor: $(VENV)/.runtime  ## check the settings, the token, the warehouse file a
 	$(BIN)/python -m pipeline.cli.doctor
 
 replay: $(VENV)/.runtime  ## rebuild a source's tables from raw, no requests: make replay SOURCE=invoices FROM=2024-01 [TO=2024-03]
-	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=invoices|invoice_summaries|daily_costs|billing_history|balance FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
-	$(BIN)/python -m pipeline.cli.replay $(SOURCE) $(FROM) $(TO)
+	@test -n "$(SOURCE)" -a -n "$(FROM)" || { echo "usage: make replay SOURCE=<a source: $(BIN)/python -m pipeline.cli.replay -h lists them> FROM=YYYY-MM [TO=YYYY-MM]"; exit 2; }
+	@$(BIN)/python -m pipeline.cli.replay '$(SOURCE)' '$(FROM)' $(if $(TO),'$(TO)')
 
 prune: $(VENV)/.runtime  ## delete superseded raw fetches now (every run prunes what it swaps): make prune [KEEP=N]
 	$(BIN)/python -m pipeline.cli.prune $(if $(KEEP),--keep $(KEEP))

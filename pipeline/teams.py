@@ -69,6 +69,13 @@ class TeamsBeforeTeamsError(TeamError):
     """The warehouse holds rows loaded before teams were recorded, and several tokens are set."""
 
 
+class RefusedEarlierError(ApiError):
+    """A token the API refused (or did not answer) earlier in this run: the step fails with
+    the same cause, without asking again, and without logging it again."""
+
+    quiet = True
+
+
 class TeamsFailedError(RuntimeError):
     """Some teams failed; the others' months are committed. Names each failed team."""
 
@@ -94,10 +101,10 @@ class Outcome(Generic[T]):
         done = len(self.results)
         lines = "; ".join(f"{who}: {str(error).rstrip('.')}" for who, error in self.failures)
         first = self.failures[0][1]
+        kept = "the failed teams keep their previous rows."
         error = TeamsFailedError(
             f"{len(self.failures)} of {done + len(self.failures)} team(s) failed — {lines}. "
-            f"{'The other teams’ months are committed; ' if done else ''}"
-            "the failed teams keep their previous rows."
+            + (f"The other teams’ months are committed; {kept}" if done else kept.capitalize())
         )
         if isinstance(first, WORDED_ERRORS):
             raise error from None
@@ -162,7 +169,7 @@ def identify(
         account = accounts[index]
         found = known.get(account.position)
         if isinstance(found, ApiError):
-            raise found
+            raise RefusedEarlierError(str(found), path=found.path, status=found.status)
         if found is None:
             try:
                 found = read_team(account)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
@@ -44,10 +45,11 @@ def run_env(tmp_path: Path, **env: str) -> dict[str, str]:
     }
 
 
-def make_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli.run` as `make run` starts it, with only these settings."""
+def make_run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.cli.run` as `make run` starts it (`make backfill` adds `--from`,
+    `--to`), with only these settings."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.run"],
+        [sys.executable, "-m", "pipeline.cli.run", *args],
         cwd=tmp_path,
         env=run_env(tmp_path, **env),
         stdout=subprocess.PIPE,
@@ -223,3 +225,114 @@ def test_dagster_asset_materialize_fails_when_the_target_becomes_a_folder(tmp_pa
     assert f"could not publish {published} (nothing is published there yet): Is a directory" in out
     assert [p.name for p in published.iterdir()] == ["kept"]
     assert leftovers(tmp_path) == []
+
+
+def backfill_mistakes() -> list[tuple[list[str], str]]:
+    """`make backfill` arguments a person gets wrong, and what the one line must say."""
+    first, last = months_back(3), months_back(0)
+    valid = f"months run from {first} to {last}"
+    return [
+        (["--from", "2024-13"], f"FROM='2024-13' is not a month in YYYY-MM form; {valid}"),
+        (["--from", "2024-1"], f"FROM='2024-1' is not a month in YYYY-MM form; {valid}"),
+        (["--from", months_back(5)], f"FROM={months_back(5)} is outside the partitions: {valid}"),
+        (["--from", first, "--to", "2999-01"], f"TO=2999-01 is outside the partitions: {valid}"),
+        (["--from", last, "--to", first], f"FROM={last} is after TO={first}: give FROM first"),
+    ]
+
+
+def test_backfill_mistakes_are_answered_in_a_line_before_anything_is_made(tmp_path):
+    """Each mistake: exit 2, at most five lines showing the valid range, no traceback, and
+    nothing created (no warehouse, no instance folder)."""
+    for args, says in backfill_mistakes():
+        done = make_run(tmp_path, *args, INVOICE_START_PERIOD=months_back(3))
+        lines = done.stdout.splitlines()
+        assert done.returncode == 2, done.stdout
+        assert len(lines) <= 5 and "Traceback" not in done.stdout
+        assert lines[0].startswith(f"error: {says}"), done.stdout
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backfill_loads_its_months_in_make_runs_short_lines(tmp_path):
+    """`make backfill FROM TO` is `make run` on those months: the same lines and summary, no
+    Python warnings, and exactly those months in the warehouse."""
+    first, last = months_back(3), months_back(2)
+    done = make_run(tmp_path, "--from", first, "--to", last, INVOICE_START_PERIOD=months_back(6))
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    assert lines[0] == (f"Loading {first}…{last} (2 months) from the built-in SANDBOX API"), lines[
+        0
+    ]
+    assert not [line for line in lines if "Warning" in line or "warn(" in line], done.stdout
+    assert not [line for line in lines if line.startswith("Open month")], done.stdout
+    assert lines[-1].startswith("Done in ") and len(lines) <= MAX_LINES
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        months = con.execute("SELECT DISTINCT invoice_period FROM invoices ORDER BY 1").fetchall()
+    assert months == [(first,), (last,)]
+
+
+def test_make_replay_rebuilds_from_raw_in_the_same_short_lines(tmp_path):
+    """`make replay SOURCE FROM TO` after a load: the months checked like a backfill's, a line
+    per team, and the closing line; zero requests."""
+    month = months_back(2)
+    assert make_run(tmp_path, "--from", month, INVOICE_START_PERIOD=months_back(3)).returncode == 0
+    replay = [sys.executable, "-m", "pipeline.cli.replay", "invoices"]
+    env = run_env(tmp_path, INVOICE_START_PERIOD=months_back(3))
+    done = subprocess.run(
+        [*replay, month], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"Replaying invoices {month}…{month} (1 month) from raw"
+    assert (
+        f"  invoices           Example Co: replayed {month}…{month}: 1 rows in invoices"
+        in (lines[1])
+    )
+    assert lines[-1].startswith("Done in ") and "no request was made" in lines[-1]
+    wrong = subprocess.run(
+        [*replay, "2024-13"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.splitlines() == [
+        f"error: FROM='2024-13' is not a month in YYYY-MM form; months run from "
+        f"{months_back(3)} to {months_back(0)} (INVOICE_START_PERIOD through the open month)"
+    ]
+
+
+def test_a_refused_or_unreachable_api_is_said_once_and_fails_fast(tmp_path):
+    """A 401, and an API that does not answer: the first step asks once (the second after its
+    retries), says it once, every step fails at once from that answer, and the end points to
+    `make doctor`."""
+    with SandboxServer() as server:
+        url = server.url
+        started = time.monotonic()
+        refused = make_run(
+            tmp_path,
+            DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64,
+            DIGITALOCEAN_API_URL=url,
+            INVOICE_START_PERIOD=months_back(1),
+        )
+        took_refused = time.monotonic() - started
+        asked = [r["path"] for r in server.requests]
+    # The sandbox is gone: nothing listens on its port now.
+    started = time.monotonic()
+    unreachable = make_run(
+        tmp_path,
+        DIGITALOCEAN_TOKEN="dop_v1_" + "0" * 64,
+        DIGITALOCEAN_API_URL=url,
+        INVOICE_START_PERIOD=months_back(1),
+    )
+    took_unreachable = time.monotonic() - started
+    assert asked == ["/v2/account"]
+    for done, says, took in (
+        (refused, "HTTP 401", took_refused),
+        (unreachable, "ConnectionError", took_unreachable),
+    ):
+        lines = done.stdout.splitlines()
+        assert done.returncode == 1, done.stdout
+        assert took < 40, f"{took:.0f}s"
+        assert len([line for line in lines if " error: " in line]) == 1, done.stdout
+        # Said by the step that asked and by the summary; the retries before say they retry.
+        said = [line for line in lines if says in line and "; retry " not in line]
+        assert len(said) == 2, done.stdout
+        assert "make doctor" in lines[-1]
+        assert len(lines) <= 15, done.stdout

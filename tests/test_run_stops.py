@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
+import pytest
 
 from pipeline.cli.doctor import check_dagster
 from pipeline.months import month_of, previous_month
@@ -102,9 +103,13 @@ def postgres_run_statuses(url: str) -> list[str]:
         return [status for (status,) in cur.fetchall()]
 
 
-def test_sigterm_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path):
+@pytest.mark.parametrize(
+    ("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"]
+)
+def test_a_stop_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path, stop, code):
     """The invoice list answers `ratelimit-remaining: 0` for ten minutes: every request after it
-    waits. Before, the process sat out the pause (minutes); now it exits at once, canceled."""
+    waits. Before, the process sat out the pause (minutes); now it exits at once, canceled, in
+    one line, and the next run works."""
     with SandboxServer() as server:
         server.inject(INVOICE_LIST, Fault("exhausted", seconds=600))
         run = Run(tmp_path, server)
@@ -112,17 +117,23 @@ def test_sigterm_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path
             run.wait_for("until ratelimit-reset")
             time.sleep(1.0)  # well inside the pause: the items wait behind it
             sent = time.monotonic()
-            run.proc.send_signal(signal.SIGTERM)
-            code = run.finish(timeout=60)
+            run.proc.send_signal(stop)
+            exit_code = run.finish(timeout=60)
             took = time.monotonic() - sent
         finally:
             run.kill()
-    assert code == 143
-    assert took < 15, f"{took:.1f}s"
-    last = run.lines[-1]
-    assert last.startswith("Stopped by SIGTERM: run ") and "recorded as canceled" in last
-    assert "Traceback" not in "\n".join(run.lines)
-    assert sqlite_run_statuses(tmp_path) == ["CANCELED"]
+        assert exit_code == code
+        assert took < 15, f"{took:.1f}s"
+        stopped = [line for line in run.lines if line.startswith("Stopped by ")]
+        assert stopped == [run.lines[-1]] and "recorded as canceled" in stopped[0]
+        assert "Traceback" not in "\n".join(run.lines)
+        assert sqlite_run_statuses(tmp_path) == ["CANCELED"]
+        again = Run(tmp_path, server)
+        try:
+            assert again.finish(timeout=240) == 0, "\n".join(again.lines)
+        finally:
+            again.kill()
+    assert sorted(sqlite_run_statuses(tmp_path)) == ["CANCELED", "SUCCESS"]
 
 
 def stop_postgres_mid_run(tmp_path: Path, server: SandboxServer, postgres) -> Run:

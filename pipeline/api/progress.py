@@ -85,8 +85,10 @@ class TeamsProgress:
 
 
 def failures_summary(failures: Sequence[tuple[str, BaseException]], log: Log) -> None:
-    """Each failed team with its cause (the first SHOWN_FAILURES), as errors of the step."""
+    """Each failed team with its cause (the first SHOWN_FAILURES), as errors of the step; a
+    refusal an earlier step of the run already reported is not said again (`quiet` errors)."""
     say = getattr(log, "error", log.warning)
+    failures = [(who, error) for who, error in failures if not getattr(error, "quiet", False)]
     for who, error in failures[:SHOWN_FAILURES]:
         say(f"{who} failed: {error}")
     if len(failures) > SHOWN_FAILURES:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pipeline import engine
-from pipeline.defs.partitions import monthly_partitions, validate_periods
+from pipeline.defs.partitions import chosen_months, monthly_partitions
 from pipeline.settings import SettingsError, check_writable, get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
@@ -27,42 +28,51 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     parser.add_argument("first", metavar="FROM", help="first month, YYYY-MM")
     parser.add_argument("last", metavar="TO", nargs="?", help="last month (default: FROM)")
     args = parser.parse_args(argv)
-    first, last = validate_periods([args.first, args.last or args.first])
-    settings = get_settings()
-    keys = monthly_partitions(settings.start_period).get_partition_keys()
-    periods = [key for key in keys if first <= key <= last]
     source = by_name[args.source]
-    # Into the loader's working file, as a run writes, then published for the analysts.
     try:
+        settings = get_settings()
+        partitions = monthly_partitions(settings.start_period).get_partition_keys()
+        periods = chosen_months(partitions, args.first, args.last or args.first)
+        # Into the loader's working file, as a run writes, then published for the analysts.
         check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
     except SettingsError as exc:
-        print(f"replay of {source.name}: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    started = time.monotonic()
+    months = f"{len(periods)} month{'s' if len(periods) > 1 else ''}"
+    say(f"Replaying {source.name} {periods[0]}…{periods[-1]} ({months}) from raw")
     adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
     store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
     store.migrate()
     try:
         outcome = engine.replay_teams(source, store, periods, now=now)
     except engine.RawNotFetchedError as exc:
-        print(f"replay of {source.name} failed: {exc}", file=sys.stderr)
+        say(f"Failed: {exc}", error=True)
         return 1
     for team, load in outcome.results.items():
         tables = load.result.tables if load.result else {}
         counts = ", ".join(f"{len(frame)} rows in {name}" for name, frame in tables.items())
-        print(f"replayed {source.name} of {team} for {periods[0]}…{periods[-1]} from raw: {counts}")
+        say(f"{team.name}: replayed {periods[0]}…{periods[-1]}: {counts}", step=source.name)
     for who, error in outcome.failures:
-        print(
-            f"replay of {source.name} of {who} failed, its rows are as they were: {error}",
-            file=sys.stderr,
-        )
+        say(f"Failed: {who}: its rows are as they were: {error}", error=True)
+    published = "nothing changed"
     if store.changed:
         try:
-            done = store.publish(settings.warehouse_path)
+            published = f"published {store.publish(settings.warehouse_path).path}"
         except PublishError as exc:
-            print(f"replay of {source.name}: {exc}", file=sys.stderr)
+            say(f"Failed: {exc}", error=True)
             return 1
-        print(f"published {done.path} in {done.seconds:.2f}s")
-    return 1 if outcome.failures else 0
+    if outcome.failures:
+        say("Fix the cause and replay again; the failed teams keep their previous rows.")
+        return 1
+    say(f"Done in {time.monotonic() - started:.0f} s → {published}; no request was made.")
+    return 0
+
+
+def say(text: str, *, step: str = "", error: bool = False) -> None:
+    """One line as a run's console writes them: the time, the step, the message."""
+    line = f"{datetime.now().strftime('%H:%M:%S')}  {step:<18} {text}" if step else text
+    print(line, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 if __name__ == "__main__":

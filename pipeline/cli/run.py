@@ -1,4 +1,5 @@
-"""`make run`: load every month of every source, from the start period through the open month.
+"""`make run` and `make backfill`: load every month of every source (from the start period
+through the open month), or the months FROM…TO, as one run.
 
 The run is recorded in the Dagster instance under `DAGSTER_HOME` (the Makefile sets it to the
 repository root), so `make dev` shows what it loaded. The log shows the pipeline's own lines, not
@@ -191,27 +192,34 @@ def failure_report(result: dg.ExecuteInProcessResult, published: Path) -> list[s
         )
     if any(not why.startswith(f"{PublishError.__name__}: ") for why in causes) or not causes:
         lines.append("The failed steps' months keep their previous rows.")
-    lines.append("Fix the cause and run again; VERBOSE=1 shows Dagster's full log.")
+    lines.append(
+        "Fix the cause and run again (`make doctor` checks the settings, each token and the API "
+        "in seconds); VERBOSE=1 shows Dagster's full log."
+    )
     return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="Dagster's full log")
+    parser.add_argument("--from", dest="first", help="first month, YYYY-MM (default: all)")
+    parser.add_argument("--to", dest="last", help="last month, YYYY-MM (default: FROM)")
     args = parser.parse_args(argv)
     verbose = args.verbose or os.environ.get("VERBOSE", "") not in ("", "0")
     try:
         settings = get_settings()
+        # Imported after the settings' check, so a bad setting prints one line, not a traceback.
+        from pipeline.defs.partitions import chosen_months, monthly_partitions
+
+        partitions = monthly_partitions(settings.start_period).get_partition_keys()
+        keys = chosen_months(partitions, args.first, args.last)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # Imported after the check, so a bad setting prints one line instead of a traceback.
     from pipeline.defs.definitions import build_defs
-    from pipeline.defs.partitions import monthly_partitions
     from pipeline.defs.schedules import INVOICES_JOB
 
     defs = build_defs(settings)
-    keys = monthly_partitions(settings.start_period).get_partition_keys()
     teams = len(settings.tokens)
     source = (
         f"the DigitalOcean API ({teams} team{'s' if teams > 1 else ''})"
@@ -271,7 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(by_team) > 1:
         print()
         print(by_team.to_string(index=False))
-    open_lines = open_month_lines(keys[-1], open_month)
+    # Where the open month stands, when this run loaded it (a backfill of past months did not).
+    open_lines = open_month_lines(keys[-1], open_month) if keys[-1] == partitions[-1] else []
     if open_lines:
         print()
         print("\n".join(open_lines))

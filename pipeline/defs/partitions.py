@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from pipeline.months import MONTH_FORMAT
+from pipeline.months import MONTH_FORMAT, is_month
 from pipeline.settings import SettingsError, get_settings, validate_period
 
 # DuckDB has one writer: every step that opens the warehouse takes a slot in this pool, and
@@ -42,3 +42,23 @@ def validate_periods(keys: Sequence[str]) -> list[str]:
     if not periods:
         raise SettingsError("no partition selected: pick one month or a range of months")
     return periods
+
+
+def chosen_months(keys: Sequence[str], first: str | None, last: str | None) -> list[str]:
+    """The months FROM…TO of the partitions `keys` (all of them without FROM), or a one-line
+    SettingsError that shows the valid range: checked before anything starts or is made."""
+    valid = f"months run from {keys[0]} to {keys[-1]} (INVOICE_START_PERIOD through the open month)"
+    given = {"FROM": first, "TO": last}
+    for name, value in given.items():
+        if value is not None and not is_month(value):
+            raise SettingsError(f"{name}={value!r} is not a month in YYYY-MM form; {valid}")
+        if value is not None and not keys[0] <= value <= keys[-1]:
+            raise SettingsError(f"{name}={value} is outside the partitions: {valid}")
+    if first is None:
+        if last is not None:
+            raise SettingsError("TO without FROM: give FROM=YYYY-MM (and TO, default FROM)")
+        return list(keys)
+    last = last or first
+    if first > last:
+        raise SettingsError(f"FROM={first} is after TO={last}: give FROM first; {valid}")
+    return [key for key in keys if first <= key <= last]
