@@ -259,9 +259,7 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     }
 
 
-def test_a_backfill_records_the_inventory_once_per_run_not_per_month(
-    tmp_path, pipeline_resources
-):
+def test_a_backfill_records_the_inventory_once_per_run_not_per_month(tmp_path, pipeline_resources):
     """The inventory is a snapshot of now: a run of every source over four months records one
     materialization of each inventory table, of no month, while each month source records one
     per month. The daily run of the open month adds one more snapshot, and no month."""
