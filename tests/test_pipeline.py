@@ -6,18 +6,28 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
+import duckdb
 import pytest
+import time_machine
 
+from pipeline.defs.assets import build_assets
 from pipeline.defs.definitions import defs as load_defs
 from pipeline.defs.definitions import source_defs
-from pipeline.defs.partitions import validate_periods
-from pipeline.defs.schedules import closed_month_schedule, preview_refresh_schedule
+from pipeline.defs.partitions import monthly_partitions, validate_periods
+from pipeline.defs.schedules import (
+    INVOICES_JOB,
+    closed_month_schedule,
+    invoices_job,
+    preview_refresh_schedule,
+)
+from pipeline.sandbox import SandboxServer
 from pipeline.settings import SettingsError
-from pipeline.sources import INVOICES
+from pipeline.sources import INVENTORY, INVOICES, SOURCES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.warehouse.publish import working_file
 
 ASSETS = source_defs(INVOICES)
+INVENTORY_TABLES = [dg.AssetKey(t.name) for source in INVENTORY for t in source.tables]
 
 
 def other_months(text, month, periods):
@@ -235,3 +245,76 @@ def test_schedules_target_the_closed_month_and_the_open_month():
     assert closed.partition_key == "2025-12"
     daily = preview_refresh_schedule(dg.build_schedule_context(scheduled_execution_time=when))
     assert (daily.partition_key, daily.run_key) == ("2026-03", "2026-03-04")
+
+
+# A clock in the open month 2024-04: 2024-01…2024-04 is three closed months and the open one.
+BACKFILL_NOW = datetime(2024, 4, 10, 9, 30, tzinfo=UTC)
+BACKFILL = ["2024-01", "2024-02", "2024-03", "2024-04"]
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
+def test_a_backfill_records_the_inventory_once_per_run_not_per_month(tmp_path, pipeline_resources):
+    """The inventory is a snapshot of now: a run of every source over four months records one
+    materialization of each inventory table, of no month, while each month source records one
+    per month. The daily run of the open month adds one more snapshot, and no month."""
+    partitions = monthly_partitions(BACKFILL[0])
+    with time_machine.travel(BACKFILL_NOW, tick=True), SandboxServer(now=BACKFILL_NOW) as server:
+        defs = dg.Definitions(
+            assets=build_assets(partitions),
+            jobs=[invoices_job(partitions)],
+            resources=pipeline_resources(server, tmp_path / "warehouse.duckdb"),
+        )
+        job = defs.resolve_job_def(INVOICES_JOB)
+        with dg.instance_for_test() as instance:
+            backfill = job.execute_in_process(
+                instance=instance, tags=range_tags(BACKFILL[0], BACKFILL[-1])
+            )
+            assert backfill.success
+            inventory = [
+                (e.asset_key, e.partition)
+                for e in backfill.get_asset_materialization_events()
+                if e.asset_key in INVENTORY_TABLES
+            ]
+            assert sorted(inventory) == sorted((key, None) for key in INVENTORY_TABLES)
+            for key in INVENTORY_TABLES:
+                (record,) = instance.fetch_materializations(key, limit=10).records
+                assert (record.run_id, record.partition_key) == (backfill.run_id, None)
+                metadata = record.asset_materialization.metadata
+                assert metadata["run"].value.startswith("the snapshot of 2024-04: ")
+                assert "months" not in metadata and metadata["dagster/row_count"].value > 0
+                assert instance.get_materialized_partitions(key) == set()
+            # Every month source still records each month of the range.
+            for source in SOURCES:
+                if not source.snapshot:
+                    key = dg.AssetKey(source.tables[0].name)
+                    assert instance.get_materialized_partitions(key) == set(BACKFILL), key
+
+            daily = job.execute_in_process(instance=instance, partition_key=BACKFILL[-1])
+            assert daily.success
+            for key in INVENTORY_TABLES:
+                records = instance.fetch_materializations(key, limit=10).records
+                assert [(r.run_id, r.partition_key) for r in records] == [
+                    (daily.run_id, None),
+                    (backfill.run_id, None),
+                ]
+                latest = instance.get_latest_materialization_event(key)
+                assert latest is not None and latest.run_id == daily.run_id
+            invoices = dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("invoices"), asset_partitions=[BACKFILL[-1]]
+            )
+            assert len(instance.fetch_materializations(invoices, limit=10).records) == 2
+    # Each inventory read records the month it was taken in, not the months of its run (raw is
+    # kept in the loader's working file).
+    with duckdb.connect(str(working_file(tmp_path / "warehouse.duckdb")), read_only=True) as con:
+        fetched = con.execute(
+            "SELECT source, first_period, last_period, count(*) FROM raw.fetches "
+            "WHERE list_contains(CAST(? AS VARCHAR[]), source) GROUP BY ALL ORDER BY source",
+            [[source.name for source in INVENTORY]],
+        ).fetchall()
+    assert fetched == sorted((s.name, "2024-04", "2024-04", 2) for s in INVENTORY)

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import duckdb
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import Settings
+from pipeline.sources import INVENTORY
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_LINES = 40
@@ -25,6 +28,34 @@ def months_back(n: int) -> str:
     for _ in range(n):
         month = previous_month(month)
     return month
+
+
+INVENTORY_TABLES = [dg.AssetKey(t.name) for source in INVENTORY for t in source.tables]
+
+
+@contextmanager
+def instance_at(home: Path) -> Iterator[dg.DagsterInstance]:
+    """The Dagster instance a command with DAGSTER_HOME=home recorded into."""
+    os.environ["DAGSTER_HOME"], before = str(home), os.environ.get("DAGSTER_HOME")
+    cwd = Path.cwd()
+    try:
+        os.chdir(home)  # dagster.yaml's storage paths are relative to the working directory
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    finally:
+        os.chdir(cwd)
+        if before is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = before
+
+
+def inventory_materializations(instance: dg.DagsterInstance) -> dict[dg.AssetKey, list]:
+    """Each inventory table's materializations as (run id, partition), newest first."""
+    return {
+        key: [(r.run_id, r.partition_key) for r in instance.fetch_materializations(key, 9).records]
+        for key in INVENTORY_TABLES
+    }
 
 
 # Every variable the settings read: none of the machine's may leak into the run.
@@ -88,21 +119,14 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
     # The sample account trips no budget (none is set) and no anomaly check.
     assert lines[-2] == "Alerts: none (budget, cost spikes, new SKUs)"
 
-    os.environ["DAGSTER_HOME"], before = str(tmp_path), os.environ.get("DAGSTER_HOME")
-    cwd = Path.cwd()
-    try:
-        os.chdir(tmp_path)  # dagster.yaml's storage paths are relative to the working directory
-        with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs()
-            months = instance.get_materialized_partitions(dg.AssetKey("invoices"))
-    finally:
-        os.chdir(cwd)
-        if before is None:
-            del os.environ["DAGSTER_HOME"]
-        else:
-            os.environ["DAGSTER_HOME"] = before
+    with instance_at(tmp_path) as instance:
+        runs = instance.get_runs()
+        months = instance.get_materialized_partitions(dg.AssetKey("invoices"))
+        snapshots = inventory_materializations(instance)
     assert len(runs) == 1 and runs[0].is_success
     assert start in months and len(months) >= 6
+    # The inventory is one snapshot of now, not a month of each of the run's months.
+    assert snapshots == {key: [(runs[0].run_id, None)] for key in INVENTORY_TABLES}
 
 
 def test_a_failed_run_names_the_cause_in_a_few_lines_without_a_traceback(tmp_path):
@@ -336,3 +360,34 @@ def test_a_refused_or_unreachable_api_is_said_once_and_fails_fast(tmp_path):
         assert len(said) == 2, done.stdout
         assert "make doctor" in lines[-1]
         assert len(lines) <= 15, done.stdout
+
+
+def test_dagster_asset_materialize_of_every_asset_over_a_range_reads_the_inventory_once(
+    tmp_path,
+):
+    """The CLI's backfill of everything over months is one run: each month has its invoices,
+    and each inventory table one materialization, of no month."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    first, last = months_back(2), months_back(1)
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("asset", "materialize", "-m", "pipeline.defs.definitions"),
+        *("--select", "*", "--partition-range", f"{first}...{last}"),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=run_env(tmp_path, DAGSTER_HOME=str(tmp_path), INVOICE_START_PERIOD=months_back(3)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    with instance_at(tmp_path) as instance:
+        (run,) = instance.get_runs()
+        months = instance.get_materialized_partitions(dg.AssetKey("invoices"))
+        snapshots = inventory_materializations(instance)
+    assert run.is_success and months == {first, last}
+    assert snapshots == {key: [(run.run_id, None)] for key in INVENTORY_TABLES}

@@ -1,9 +1,12 @@
 """Assets generated from the source declarations: one factory, every source the same recipe.
 
-Each source is one step. A source with `raw_asset` shows its landed pages as an asset of their
-own and can run in part: the raw asset alone fetches and lands, its tables alone rebuild from raw
-without calling the API. Every team is loaded side by side, each team × month all or nothing; a
-failed team fails the step, named, after the other teams are committed.
+Each source is one step. A month source's step is partitioned by month; a snapshot source's (the
+inventory, a read of the account as it is now) is not: each materialization is one snapshot, so a
+backfill does not show months filled from today's read. A source with `raw_asset` shows its
+landed pages as an asset of their own and can run in part: the raw asset alone fetches and lands,
+its tables alone rebuild from raw without calling the API. Every team is loaded side by side,
+each team × month all or nothing; a failed team fails the step, named, after the other teams are
+committed.
 """
 
 import logging
@@ -23,6 +26,7 @@ from pipeline.defs.metadata import (
 )
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
+from pipeline.months import month_of
 from pipeline.sources import SOURCES, Source
 from pipeline.teams import Outcome
 
@@ -97,6 +101,24 @@ def _results(
             )
 
 
+def source_partitions(
+    source: Source, partitions: dg.PartitionsDefinition | None = None
+) -> dg.PartitionsDefinition | None:
+    """The months for a month source; none for a snapshot source, which holds no month: it is
+    read once per run, whichever months the run covers."""
+    if source.snapshot:
+        return None
+    return partitions or monthly_partitions()
+
+
+def step_periods(context: dg.AssetExecutionContext, source: Source) -> list[str]:
+    """The months the step covers: the run's, or for a snapshot the month it is taken in (what
+    its raw fetch records as first and last period, and raw retention counts it under)."""
+    if source.snapshot:
+        return [month_of(datetime.now(UTC))]  # the clock the fetch's fetched_at is read from
+    return run_periods(context)
+
+
 def source_asset(
     source: Source, partitions: dg.PartitionsDefinition | None = None
 ) -> dg.AssetsDefinition:
@@ -106,7 +128,8 @@ def source_asset(
         name=source.tables_step or source.tables[0].name,
         specs=_specs(source),
         can_subset=source.raw_asset is not None,
-        partitions_def=partitions or monthly_partitions(),
+        partitions_def=source_partitions(source, partitions),
+        # A range of months is one run; an unpartitioned snapshot runs once in that run too.
         backfill_policy=single_run,
         pool=WAREHOUSE_POOL,
         group_name=GROUP,
@@ -116,7 +139,7 @@ def source_asset(
         digitalocean: BillingApiResource,
         warehouse: WarehouseResource,
     ) -> Iterator[dg.MaterializeResult]:
-        periods = run_periods(context)
+        periods = step_periods(context, source)
         selected = context.selected_asset_keys
         tables = any(dg.AssetKey(t.name) in selected for t in source.tables)
         fetches = source.raw_asset is None or dg.AssetKey(source.raw_asset) in selected
@@ -160,5 +183,5 @@ def run_started(context: dg.AssetExecutionContext) -> datetime:
 
 
 def build_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    """One step per source, all on the same months."""
+    """One step per source: the month sources on these months, the snapshots unpartitioned."""
     return [source_asset(source, partitions) for source in SOURCES]

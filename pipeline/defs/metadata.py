@@ -107,11 +107,10 @@ def table_metadata(
     and for each month its own figures (row count, totals, rows per team, a sample, the
     breakdown the table declares), so a month's page describes that month, not the run."""
     frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
-    run: dict[str, Any] = {
-        "run": _run_line(table, frame, periods),
-        "months": len(periods),
-        "teams": len(frames),
-    }
+    run: dict[str, Any] = {"run": _run_line(table, frame, periods)}
+    if not is_snapshot([table]):  # a snapshot is of no run's months
+        run["months"] = len(periods)
+    run["teams"] = len(frames)
     if table.plot:
         run["run_by_month"] = dg.MetadataValue.md(
             _per_month(table, frame, periods).tail(SHOWN_MONTHS).to_markdown(index=False)
@@ -128,9 +127,28 @@ def table_metadata(
     return run, months
 
 
+def is_snapshot(tables: Sequence[Table]) -> bool:
+    """Tables of a snapshot of now (the inventory, kept as validity intervals), not of months."""
+    return all(table.write == "intervals" for table in tables)
+
+
+def span(tables: Sequence[Table], periods: Sequence[str]) -> str:
+    """What a load covers, as the run log says it: `3 month(s) 2024-01…2024-03`, or for the
+    inventory `the snapshot of 2026-12`: it is of no month but the one it is read in."""
+    if is_snapshot(tables):
+        return f"the snapshot of {periods[-1]}"
+    return f"{len(periods)} month(s) {periods[0]}…{periods[-1]}"
+
+
 def _run_line(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
-    """`2024-01…2024-06, 6 month(s): 1,594 items, 326,387.98 USD`."""
-    line = f"{periods[0]}…{periods[-1]}, {len(periods)} month(s): {len(frame):,} "
+    """`2024-01…2024-06, 6 month(s): 1,594 items, 326,387.98 USD`; `the snapshot of 2026-12:
+    42 droplets` for the inventory."""
+    line = (
+        span([table], periods)
+        if is_snapshot([table])
+        else f"{periods[0]}…{periods[-1]}, {len(periods)} month(s)"
+    )
+    line += f": {len(frame):,} "
     line += table.noun or "rows"
     if "amount" in frame:
         line += f", {money(frame['amount'].sum() if len(frame) else 0)}"
@@ -167,9 +185,7 @@ def load_summary(
     counts = ", ".join(f"{len(frames[t.name])} {t.noun or t.name}" for t in tables)
     first = frames[tables[0].name]
     total = f", {money(first['amount'].sum() if len(first) else 0)}" if "amount" in first else ""
-    return (
-        f"{team.name}: loaded {len(periods)} month(s) {periods[0]}…{periods[-1]}: {counts}{total}"
-    )
+    return f"{team.name}: loaded {span(tables, periods)}: {counts}{total}"
 
 
 def step_summary(
@@ -180,8 +196,7 @@ def step_summary(
     loads = outcome.results
     total = len(loads) + len(outcome.failures)
     verb = "loaded" if swapped else "fetched"
-    line = f"{verb} {len(loads)} of {total} team(s), {len(periods)} month(s) "
-    line += f"{periods[0]}…{periods[-1]}"
+    line = f"{verb} {len(loads)} of {total} team(s), {span(tables, periods)}"
     results = [load.result for load in loads.values() if load.result is not None]
     if results:
         counts = ", ".join(

@@ -10,12 +10,16 @@ INVOICES_JOB = "invoices_job"
 
 
 def invoices_job(partitions: dg.PartitionsDefinition):
-    """Every asset of the months selected: what the schedules, `make run` and backfills run."""
+    """Every asset: the month assets of the months selected, and the inventory (unpartitioned)
+    once: what the schedules, `make run` and backfills run."""
     return dg.define_asset_job(
         INVOICES_JOB,
         selection=dg.AssetSelection.all(),
         partitions_def=partitions,
-        description="Fetch, normalize and load the invoices and items of the selected months.",
+        description=(
+            "Fetch, normalize and load the selected months' bills, and one snapshot of the "
+            "inventory."
+        ),
         # The daemon fails a run still going after 4 h: one whose process was killed holds the
         # warehouse pool until then (dagster.yaml, run_monitoring).
         tags={"dagster/max_runtime": str(4 * 3600)},
