@@ -34,12 +34,12 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     source = by_name[args.source]
     # Into the loader's working file, as a run writes, then published for the analysts.
     try:
-        check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
+        check_writable(settings.warehouse, working_file(settings.warehouse), settings.warehouse_env)
     except SettingsError as exc:
         print(f"replay of {source.name}: {exc}", file=sys.stderr)
         return 2
-    adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
-    store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
+    adopt_single_file(settings.warehouse, working_file(settings.warehouse))
+    store = Warehouse(working_file(settings.warehouse), raw_keep=settings.raw_keep)
     store.migrate()
     try:
         outcome = engine.replay_teams(source, store, periods, now=now)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
         )
     if store.changed:
         try:
-            done = store.publish(settings.warehouse_path)
+            done = store.publish(settings.warehouse)
         except PublishError as exc:
             print(f"replay of {source.name}: {exc}", file=sys.stderr)
             return 1
