@@ -33,6 +33,12 @@ from pipeline.months import FIRST_YEAR, MONTH_PATTERN, month_of
 
 DEFAULT_API_URL = "https://api.digitalocean.com"
 DEFAULT_WAREHOUSE_PATH = "data/warehouse.duckdb"
+# The built-in sandbox's sample data lives in a file of its own, never in WAREHOUSE_PATH's.
+DEFAULT_SANDBOX_WAREHOUSE_PATH = "data/sandbox.duckdb"
+WAREHOUSE_ENV = "WAREHOUSE_PATH"
+SANDBOX_WAREHOUSE_ENV = "SANDBOX_WAREHOUSE_PATH"
+# What every place that shows the sandbox's data says of it.
+SAMPLE_DATA = "sample data (built-in sandbox)"
 DEFAULT_START_PERIOD = "2023-01"
 ENV_FILE = ".env"
 # Personal access tokens, OAuth access tokens and OAuth refresh tokens.
@@ -204,20 +210,26 @@ def has_credentials(url: str) -> bool:
     return "@" in url
 
 
-def validate_warehouse_path(path: Path) -> Path:
+def validate_warehouse_path(path: Path, name: str = WAREHOUSE_ENV) -> Path:
     """The DuckDB file: a file (or nothing yet), not a folder, under no file. Whether this user
     may write there is asked only by the commands that write (`check_writable`): readers
-    (dashboard, report, export, focus) work from a read-only folder too."""
+    (dashboard, report, export, focus) work from a read-only folder too. `name` is the variable
+    messages name (WAREHOUSE_PATH or SANDBOX_WAREHOUSE_PATH)."""
     shown = str(path)
     if "\x00" in shown:
-        raise SettingsError("WAREHOUSE_PATH contains a NUL byte")
+        raise SettingsError(f"{name} contains a NUL byte")
     try:
-        _check_warehouse_place(path)
+        _check_warehouse_place(path, name)
     except OSError as exc:  # a folder on the path this user may not enter, a name too long
-        raise SettingsError(
-            f"WAREHOUSE_PATH {shown!r} cannot be used: {exc.strerror or exc}"
-        ) from None
+        raise SettingsError(f"{name} {shown!r} cannot be used: {exc.strerror or exc}") from None
     return path
+
+
+def _warehouse_files(path: Path) -> set[Path]:
+    """The analysts' file and the loader's working file beside it (as
+    `pipeline.warehouse.publish.working_file` names it), resolved."""
+    base = Path(os.path.abspath(path))
+    return {base, base.with_name(f"{base.stem}.working{base.suffix}")}
 
 
 def _existing_folder(path: Path) -> Path:
@@ -228,21 +240,22 @@ def _existing_folder(path: Path) -> Path:
     return folder
 
 
-def _check_warehouse_place(path: Path) -> None:
+def _check_warehouse_place(path: Path, name: str) -> None:
     shown = str(path)
     if path.is_dir():
         raise SettingsError(
-            f"WAREHOUSE_PATH {shown!r} is a directory: name the DuckDB file, e.g. "
+            f"{name} {shown!r} is a directory: name the DuckDB file, e.g. "
             f"{str(path / 'warehouse.duckdb')!r}"
         )
     folder = _existing_folder(path)
     if not folder.is_dir():
-        raise SettingsError(f"WAREHOUSE_PATH {shown!r}: {str(folder)!r} is a file, not a directory")
+        raise SettingsError(f"{name} {shown!r}: {str(folder)!r} is a file, not a directory")
 
 
-def check_writable(path: Path, working: Path | None = None) -> None:
-    """Before a command writes: the folder of WAREHOUSE_PATH takes new files (the working file,
-    its .wal, each publication's copy), and the working file, if there, may be written.
+def check_writable(path: Path, working: Path | None = None, name: str = WAREHOUSE_ENV) -> None:
+    """Before a command writes: the folder of the warehouse (`name`: WAREHOUSE_PATH, or
+    SANDBOX_WAREHOUSE_PATH for the sandbox's) takes new files (the working file, its .wal, each
+    publication's copy), and the working file, if there, may be written.
 
     Writability is asked of the kernel (`os.access`, effective ids), which knows root's
     override, read-only mounts and immutable folders; permission bits alone would not."""
@@ -251,20 +264,18 @@ def check_writable(path: Path, working: Path | None = None) -> None:
         for existing in (working,):
             if existing is not None and existing.exists() and not _writable(existing):
                 raise SettingsError(
-                    f"WAREHOUSE_PATH {shown!r}: the loader's file {str(existing)!r} is a file "
+                    f"{name} {shown!r}: the loader's file {str(existing)!r} is a file "
                     "this user may not write"
                 )
         folder = _existing_folder(path)
         if not _writable(folder, os.W_OK | os.X_OK):
             raise SettingsError(
-                f"WAREHOUSE_PATH {shown!r}: the folder {str(folder)!r} is not writable by this "
+                f"{name} {shown!r}: the folder {str(folder)!r} is not writable by this "
                 "user (the loader writes its working file and each publication there; reading "
                 "needs no more than read access)"
             )
     except OSError as exc:
-        raise SettingsError(
-            f"WAREHOUSE_PATH {shown!r} cannot be written: {exc.strerror or exc}"
-        ) from None
+        raise SettingsError(f"{name} {shown!r} cannot be written: {exc.strerror or exc}") from None
 
 
 def _writable(path: Path, mode: int = os.W_OK) -> bool:
@@ -392,7 +403,10 @@ class Settings(BaseSettings):
     tokens_list: SecretStr | None = Field(default=None, validation_alias=TOKENS_ENV)
     api_url: str = Field(default=DEFAULT_API_URL, validation_alias="DIGITALOCEAN_API_URL")
     warehouse_path: Path = Field(
-        default=Path(DEFAULT_WAREHOUSE_PATH), validation_alias="WAREHOUSE_PATH"
+        default=Path(DEFAULT_WAREHOUSE_PATH), validation_alias=WAREHOUSE_ENV
+    )
+    sandbox_warehouse_path: Path = Field(
+        default=Path(DEFAULT_SANDBOX_WAREHOUSE_PATH), validation_alias=SANDBOX_WAREHOUSE_ENV
     )
     start_period: str = Field(default=DEFAULT_START_PERIOD, validation_alias="INVOICE_START_PERIOD")
     # Alerts. ALERT_URLS may hold webhook tokens: a secret, never shown, like the API tokens.
@@ -433,10 +447,11 @@ class Settings(BaseSettings):
     def _api_url(cls, value: str) -> str:
         return validate_api_url(value)
 
-    @field_validator("warehouse_path")
+    @field_validator("warehouse_path", "sandbox_warehouse_path")
     @classmethod
-    def _warehouse_path(cls, value: Path) -> Path:
-        return validate_warehouse_path(value)
+    def _warehouse_path(cls, value: Path, info: Any) -> Path:
+        names = {"warehouse_path": WAREHOUSE_ENV, "sandbox_warehouse_path": SANDBOX_WAREHOUSE_ENV}
+        return validate_warehouse_path(value, names[info.field_name])
 
     @field_validator("start_period")
     @classmethod
@@ -542,6 +557,20 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _warehouses_apart(self) -> Settings:
+        """The sandbox's file and the real one never coincide, working files included: else
+        sample dollars would land beside real ones."""
+        real = _warehouse_files(self.warehouse_path)
+        sample = _warehouse_files(self.sandbox_warehouse_path)
+        if real & sample:
+            raise SettingsError(
+                f"{SANDBOX_WAREHOUSE_ENV} {str(self.sandbox_warehouse_path)!r} and "
+                f"{WAREHOUSE_ENV} {str(self.warehouse_path)!r} share a file: the sandbox's sample "
+                "data needs a file of its own (e.g. data/sandbox.duckdb)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _tokens_fit_url(self) -> Settings:
         if self.token is not None and self.tokens_list is not None:
             raise SettingsError(
@@ -577,6 +606,22 @@ class Settings(BaseSettings):
         if self.tokens_list is not None:
             return [SecretStr(t) for t in split_tokens(self.tokens_list.get_secret_value())]
         return [self.token] if self.token is not None else []
+
+    @property
+    def sample_data(self) -> bool:
+        """Without a token, runs read the built-in sandbox: generated sample data."""
+        return not self.tokens
+
+    @property
+    def warehouse(self) -> Path:
+        """The analysts' file this process reads and writes: SANDBOX_WAREHOUSE_PATH for the
+        sandbox's sample data, WAREHOUSE_PATH with a token, so the two never share a file."""
+        return self.sandbox_warehouse_path if self.sample_data else self.warehouse_path
+
+    @property
+    def warehouse_env(self) -> str:
+        """The variable that names `warehouse`, for messages."""
+        return SANDBOX_WAREHOUSE_ENV if self.sample_data else WAREHOUSE_ENV
 
     @property
     def budgets(self) -> dict[str, Decimal]:

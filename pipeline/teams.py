@@ -3,8 +3,9 @@
 DigitalOcean bills each team separately and every token belongs to one team, so a run loads every
 configured team: each with its own client (its own pacer: limits are per token), side by side.
 One team's failure does not touch the others' rows; the run fails at the end naming the team —
-by the name `GET /v2/account` gave, or, for a token that can no longer read its own team, as the
-team last seen at that place in `DIGITALOCEAN_TOKENS`. No message ever holds a token.
+by the name `GET /v2/account` gave, or, for a token that can no longer read its own team, by the
+token's place in the settings (`token 2 of DIGITALOCEAN_TOKENS`), with the team last seen there.
+No message ever holds a token.
 """
 
 from __future__ import annotations
@@ -128,12 +129,14 @@ def read_team(account: Account) -> Team:
 
 
 def unreadable_team(account: Account, store: Warehouse) -> str:
-    """How to name a team whose token cannot read it: as last seen at that place, if ever."""
+    """How to name a team whose token cannot read it: by the token's place in the settings,
+    which is what the user edits, then the team last seen there, if ever (the warehouse holds
+    only teams of its own kind, sample or real, so that is never another kind's team)."""
     seen = store.team_last_seen_at(account.position)
     if seen is None:
-        return f"the team of {account.place} (not seen before)"
+        return f"{account.place} (its team not seen before)"
     uuid, name = seen
-    return f"team {name!r} ({uuid}), as last seen at {account.place}"
+    return f"{account.place} (last seen reading team {name!r} ({uuid}))"
 
 
 def side_by_side(

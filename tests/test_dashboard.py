@@ -35,6 +35,8 @@ APP = Path(__file__).resolve().parents[1] / "pipeline" / "dashboard" / "app.py"
 OPEN = month_of(datetime.now(UTC))
 CLOSED = previous_month(OPEN)
 FIRST = previous_month(previous_month(CLOSED))
+# The files here are loaded with tokens (of the sandbox's teams): read as a token's warehouse.
+TOKEN = "dop_v1_" + "0" * 64
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +51,13 @@ def loaded(tmp_path_factory, materialize) -> Iterator[tuple[SandboxServer, Path]
 
 @pytest.fixture
 def dashboard(monkeypatch) -> Iterator:
-    """`dashboard(path, **env)`: the app run once by AppTest with WAREHOUSE_PATH=path."""
+    """`dashboard(path, **env)`: the app run once by AppTest with WAREHOUSE_PATH=path and a
+    token (so the settings name that file); `env` may set the sandbox's instead."""
 
     def run(path: Path, **env: str) -> AppTest:
         monkeypatch.setenv("WAREHOUSE_PATH", str(path))
+        monkeypatch.setenv("DIGITALOCEAN_TOKEN", TOKEN)
+        monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
@@ -202,6 +207,7 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
 ):
     server, path = loaded
     monkeypatch.setenv("WAREHOUSE_PATH", str(path))
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", TOKEN)
     get_settings.cache_clear()
     out = tmp_path / "report.html"
     try:

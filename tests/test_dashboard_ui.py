@@ -50,7 +50,9 @@ def dashboard(tmp_path: Path, port, make_process) -> Iterator[tuple[str, Path]]:
     path = tmp_path / "warehouse.duckdb"
     free = port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALOCEAN_")}
-    env["WAREHOUSE_PATH"] = str(path)
+    # No token: the dashboard reads the sandbox's own file (SANDBOX_WAREHOUSE_PATH).
+    env["SANDBOX_WAREHOUSE_PATH"] = str(path)
+    env["WAREHOUSE_PATH"] = str(tmp_path / "real.duckdb")
     log = tmp_path / "dashboard.log"
     with make_process(["dashboard", f"DASHBOARD_PORT={free}"], env, log) as proc:
         url = f"http://127.0.0.1:{free}"

@@ -35,6 +35,7 @@ SETTINGS_VARIABLES = (
     "DIGITALOCEAN_TOKENS",
     "DIGITALOCEAN_API_URL",
     "WAREHOUSE_PATH",
+    "SANDBOX_WAREHOUSE_PATH",
     "INVOICE_START_PERIOD",
     "DAGSTER_HOME",
 )
@@ -405,7 +406,7 @@ def test_the_env_file_read_is_named(doctor_env, tmp_path):
     assert check.ok is True
     assert check.detail == (
         f"read {Path.cwd() / '.env'}; no DIGITALOCEAN_TOKEN, so runs use the built-in "
-        "sandbox API (sample data)"
+        "sandbox API (sample data, kept in data/sandbox.duckdb, apart from WAREHOUSE_PATH)"
     )
     assert get_settings().start_period == "2024-01"
 
@@ -424,14 +425,40 @@ def test_main_passes_against_a_healthy_sandbox(sandbox, migrated, point_at, run_
 
 
 def test_main_without_a_token_checks_the_builtin_sandbox(migrated, doctor_env, run_doctor):
-    doctor_env.setenv("WAREHOUSE_PATH", str(migrated))
+    """Without a token the warehouse checked is the sandbox's own file."""
+    doctor_env.setenv("SANDBOX_WAREHOUSE_PATH", str(migrated))
     code, out = run_doctor()
     lines = out.splitlines()
     assert code == 0, out
     assert lines[1].startswith("✓ token: not set: checking the built-in sandbox API instead")
     assert lines[3].startswith('✓ account:read: team "Example Co"')
     assert lines[4].startswith("✓ inventory scopes: reads every inventory list")
+    assert lines[5].startswith(f"✓ warehouse {migrated}: ")
     assert len(lines) == 9
+
+
+@pytest.mark.parametrize("sample", [True, False], ids=["sample-file", "real-file"])
+def test_a_warehouse_of_the_other_kind_is_named_with_what_to_do(
+    sandbox, migrated, point_at, doctor_env, run_doctor, sample
+):
+    """A file of sample data read with a token, or of real teams without one: ✗ naming it."""
+    Warehouse(migrated).mark_sample_data(sample)
+    if sample:
+        point_at(sandbox)
+        says = (
+            f"✗ warehouse {migrated}: WAREHOUSE_PATH {str(migrated)!r} holds the built-in "
+            "sandbox's sample data, and a token is set"
+        )
+    else:
+        doctor_env.setenv("SANDBOX_WAREHOUSE_PATH", str(migrated))
+        says = (
+            f"✗ warehouse {migrated}: SANDBOX_WAREHOUSE_PATH {str(migrated)!r} holds teams read "
+            "with a token, and no token is set"
+        )
+    code, out = run_doctor()
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.startswith("✗ warehouse")]
+    assert line.startswith(says), out
 
 
 def test_main_fails_on_a_wrong_token_without_printing_it(sandbox, migrated, point_at, run_doctor):

@@ -109,7 +109,9 @@ def hold_open(path: Path, *, read_only: bool, seconds: float) -> subprocess.Pope
 def test_overlapping_runs_and_an_open_analyst_session_queue_instead_of_failing(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITALOCEAN_", "DAGSTER_"))}
-    env["WAREHOUSE_PATH"] = str(warehouse)
+    # No token: the sandbox's own file (SANDBOX_WAREHOUSE_PATH), in tmp_path.
+    env["SANDBOX_WAREHOUSE_PATH"] = str(warehouse)
+    env["WAREHOUSE_PATH"] = str(tmp_path / "real.duckdb")
     duckdb.connect(str(warehouse)).close()
     analyst = hold_open(warehouse, read_only=True, seconds=3)
     runs = [

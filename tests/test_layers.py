@@ -132,6 +132,7 @@ def test_dg_check_defs_loads_the_definitions(tmp_path):
         "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
         "DAGSTER_HOME": str(tmp_path),
         "WAREHOUSE_PATH": str(tmp_path / "w.duckdb"),
+        "SANDBOX_WAREHOUSE_PATH": str(tmp_path / "sandbox.duckdb"),
     }
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     done = subprocess.run(

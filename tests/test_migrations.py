@@ -18,7 +18,7 @@ import time_machine
 
 from pipeline import engine
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import build_teams
+from pipeline.sandbox.data import build_teams, team_of
 from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
 from pipeline.warehouse.migrate import (
     CREATE_TABLE,
@@ -32,7 +32,7 @@ from pipeline.warehouse.migrate import (
     migrate,
     schema_version,
 )
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.store import Warehouse, holds_sample_data
 
 ROOT = Path(__file__).parents[1]
 VIEW_FILES = [
@@ -133,7 +133,7 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 8
+    assert schema_version(con) == LATEST_VERSION == 9
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
@@ -143,6 +143,7 @@ def test_upgrade_goes_from_version_0_to_latest(upgraded):
         (6, "inventory"),
         (7, "inventory_intervals"),
         (8, "raw_exact_bytes"),
+        (9, "sample_data"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -469,6 +470,7 @@ def test_migrations_ship_with_the_package():
         (6, "inventory"),
         (7, "inventory_intervals"),
         (8, "raw_exact_bytes"),
+        (9, "sample_data"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
@@ -489,12 +491,19 @@ def test_command_line_upgrades_then_reports_up_to_date(old_warehouse, capsys):
     )
 
 
-def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
+@pytest.mark.parametrize("token", [True, False], ids=["token", "sandbox"])
+def test_command_line_reads_the_settings_warehouse_and_runs_as_a_module(tmp_path, token):
+    """With a token, WAREHOUSE_PATH; without one, the sandbox's own SANDBOX_WAREHOUSE_PATH."""
     path = tmp_path / "new" / "warehouse.duckdb"
+    other = tmp_path / "other" / "warehouse.duckdb"
+    real, sample = (path, other) if token else (other, path)
+    settings = {"WAREHOUSE_PATH": str(real), "SANDBOX_WAREHOUSE_PATH": str(sample)}
+    if token:
+        settings["DIGITALOCEAN_TOKEN"] = "dop_v1_" + "0" * 64
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.warehouse.migrate"],
         cwd=ROOT,
-        env={"WAREHOUSE_PATH": str(path), "PATH": "/usr/bin:/bin"},
+        env={**settings, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -508,6 +517,7 @@ def test_command_line_reads_warehouse_path_and_runs_as_a_module(tmp_path):
     for file in (working, path):
         with duckdb.connect(str(file), read_only=True) as con:
             assert schema_version(con) == LATEST_VERSION
+    assert not other.parent.exists()
 
 
 def test_command_line_reports_a_locked_file(old_warehouse, capsys):
@@ -650,7 +660,7 @@ def test_migration_7_keeps_every_allocation_view_value_for_value(inventory_histo
             for view in ALLOCATION_VIEWS
         }
         before = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
-        assert migrate(con) == [7, 8]
+        assert migrate(con) == [7, 8, 9]
         after = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
     with duckdb.connect(str(new), read_only=True) as con:
         loaded = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
@@ -706,3 +716,21 @@ def test_migration_7_turns_snapshot_rows_into_intervals_without_losing_one(
         assert difference(
             con, "SELECT * FROM v6.inventory_snapshots", "SELECT * FROM inventory_snapshots"
         ) == ([], [])
+
+
+@pytest.mark.parametrize(("seed", "marked"), [(7, True), (8, None)], ids=["sandbox", "other"])
+def test_migration_9_marks_a_file_holding_the_sandbox_team_as_sample_data(tmp_path, seed, marked):
+    """A file loaded before the mark existed: the built-in sandbox's one team makes it sample
+    data (a token run then refuses it); other teams leave it for its next run to mark."""
+    migrations = load_migrations()
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        con.execute(CREATE_TABLE)
+        for migration in migrations[:8]:
+            con.execute(migration.sql)
+            con.execute(RECORD, [migration.version, migration.name])
+        team = team_of(seed)
+        con.execute(
+            "INSERT INTO teams VALUES (?, ?, 1, now(), now())", [team["uuid"], team["name"]]
+        )
+        assert migrate(con) == [9]
+        assert holds_sample_data(con) is marked

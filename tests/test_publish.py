@@ -241,7 +241,10 @@ def test_no_reader_creates_the_analysts_file(tmp_path, monkeypatch, capsys):
     line, leaving the folder as it was."""
     published = tmp_path / "warehouse.duckdb"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WAREHOUSE_PATH", str(published))
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
+    monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
+    monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
+    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))  # no token: the sandbox's file
     get_settings.cache_clear()
     try:
         assert export.main([]) == 2
@@ -349,7 +352,10 @@ def test_the_read_only_commands_work_from_a_read_only_folder(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.setenv("WAREHOUSE_PATH", str(published))
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
+    monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
+    monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
+    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))  # no token: the sandbox's file
     get_settings.cache_clear()
     try:
         assert export.main(["--out", str(work / "export")]) == 0

@@ -151,11 +151,14 @@ def test_other_teams_and_sources_are_not_pruned_by_a_swap(sandbox, client, wareh
 
 @pytest.fixture
 def settings_env(tmp_path, monkeypatch):
-    """The working directory and WAREHOUSE_PATH `make prune` reads, settings read afresh."""
+    """The working directory and the file `make prune` reads without a token, settings read
+    afresh."""
     monkeypatch.chdir(tmp_path)
     for name in ("RAW_KEEP", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_TOKENS", "DIGITALOCEAN_API_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
+    # No token: prune works on the sandbox's own file, SANDBOX_WAREHOUSE_PATH.
+    monkeypatch.delenv("WAREHOUSE_PATH", raising=False)
+    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()

@@ -70,6 +70,8 @@ def run_env(tmp_path: Path, **env: str) -> dict[str, str]:
         **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
         "HOME": str(tmp_path),
         "WAREHOUSE_PATH": str(tmp_path / "warehouse.duckdb"),
+        # Without a token, the sandbox's sample data goes to its own file, in tmp_path too.
+        "SANDBOX_WAREHOUSE_PATH": str(tmp_path / "sandbox.duckdb"),
         # This checkout's package, whichever checkout the venv's editable install names.
         "PYTHONPATH": str(REPO),
         **env,
@@ -115,7 +117,9 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
     assert sum("built-in SANDBOX API at" in line for line in lines) == 1
     assert lines[0].startswith(f"Loading {start}…") and "SANDBOX" in lines[0]
     assert any(line.split()[:3] == ["year", "months", "invoices"] for line in lines)
-    assert lines[-1].startswith("Done in ") and str(tmp_path / "warehouse.duckdb") in lines[-1]
+    assert lines[-1].startswith("Done in ") and str(tmp_path / "sandbox.duckdb") in lines[-1]
+    assert "sample data (built-in sandbox)" in lines[0] and "sample data" in lines[-1]
+    assert not (tmp_path / "warehouse.duckdb").exists()
     # The sample account trips no budget (none is set) and no anomaly check.
     assert lines[-2] == "Alerts: none (budget, cost spikes, new SKUs)"
 
@@ -289,7 +293,7 @@ def test_a_backfill_loads_its_months_in_make_runs_short_lines(tmp_path):
     assert not [line for line in lines if "Warning" in line or "warn(" in line], done.stdout
     assert not [line for line in lines if line.startswith("Open month")], done.stdout
     assert lines[-1].startswith("Done in ") and len(lines) <= MAX_LINES
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "sandbox.duckdb"), read_only=True) as con:
         months = con.execute("SELECT DISTINCT invoice_period FROM invoices ORDER BY 1").fetchall()
     assert months == [(first,), (last,)]
 

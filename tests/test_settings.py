@@ -30,7 +30,14 @@ from pipeline.settings import (
     get_settings,
 )
 
-NAMES = ("DIGITALOCEAN_TOKEN", "DIGITALOCEAN_API_URL", "WAREHOUSE_PATH", "INVOICE_START_PERIOD")
+NAMES = (
+    "DIGITALOCEAN_TOKEN",
+    "DIGITALOCEAN_TOKENS",
+    "DIGITALOCEAN_API_URL",
+    "WAREHOUSE_PATH",
+    "SANDBOX_WAREHOUSE_PATH",
+    "INVOICE_START_PERIOD",
+)
 INVOICES = "/v2/customers/my/invoices"
 
 
@@ -418,14 +425,54 @@ def test_a_warehouse_path_in_a_writable_folder_is_accepted(tmp_path):
 # -- which API the pipeline uses --------------------------------------------------------------
 
 
-def test_without_a_token_the_pipeline_uses_the_sandbox():
+def test_without_a_token_the_pipeline_uses_the_sandbox_and_its_own_file():
     settings = Settings.from_env({"WAREHOUSE_PATH": "w/warehouse.duckdb"})
     resources = resources_for(settings)
     assert sorted(resources) == ["alerts", "digitalocean", "warehouse"]
     assert isinstance(resources["digitalocean"], SandboxResource)
     assert not isinstance(resources["digitalocean"], DigitalOceanResource)
     assert isinstance(resources["warehouse"], WarehouseResource)
-    assert resources["warehouse"].path == "w/warehouse.duckdb"
+    # Sample data never goes to WAREHOUSE_PATH: the sandbox has a file of its own.
+    assert (settings.sample_data, settings.warehouse) == (True, Path("data/sandbox.duckdb"))
+    assert settings.warehouse_env == "SANDBOX_WAREHOUSE_PATH"
+    assert resources["warehouse"].path == "data/sandbox.duckdb"
+    assert resources["warehouse"].sample_data is True
+    moved = Settings.from_env({"SANDBOX_WAREHOUSE_PATH": "s/sample.duckdb"})
+    assert resources_for(moved)["warehouse"].path == "s/sample.duckdb"
+
+
+def test_with_a_token_the_warehouse_is_warehouse_path_and_holds_no_sample_data():
+    settings = Settings.from_env(
+        {
+            "DIGITALOCEAN_TOKEN": a_token(),
+            "WAREHOUSE_PATH": "w/warehouse.duckdb",
+            "SANDBOX_WAREHOUSE_PATH": "s/sample.duckdb",
+        }
+    )
+    assert (settings.sample_data, settings.warehouse) == (False, Path("w/warehouse.duckdb"))
+    assert settings.warehouse_env == "WAREHOUSE_PATH"
+    warehouse = resources_for(settings)["warehouse"]
+    assert (warehouse.path, warehouse.sample_data) == ("w/warehouse.duckdb", False)
+
+
+@pytest.mark.parametrize(
+    ("sandbox", "says"),
+    [
+        ("w/warehouse.duckdb", "share a file"),
+        ("w/./warehouse.duckdb", "share a file"),
+        ("w/warehouse.working.duckdb", "share a file"),
+        ("\x00", "SANDBOX_WAREHOUSE_PATH contains a NUL byte"),
+    ],
+)
+def test_the_sandbox_file_is_validated_and_never_the_real_one(sandbox, says):
+    message = refused({"WAREHOUSE_PATH": "w/warehouse.duckdb", "SANDBOX_WAREHOUSE_PATH": sandbox})
+    assert says in message
+    assert message.startswith("SANDBOX_WAREHOUSE_PATH")
+
+
+def test_a_sandbox_path_that_is_a_folder_is_refused_naming_its_variable(tmp_path):
+    message = refused({"SANDBOX_WAREHOUSE_PATH": str(tmp_path)})
+    assert message.startswith(f"SANDBOX_WAREHOUSE_PATH {str(tmp_path)!r} is a directory")
 
 
 def test_with_a_token_the_pipeline_uses_the_api_and_reads_the_token_at_launch():

@@ -161,7 +161,7 @@ def test_a_token_revoked_mid_run_fails_only_its_team(
         ]
 
 
-def test_a_token_that_cannot_read_its_team_is_named_as_last_seen(
+def test_a_token_that_cannot_read_its_team_is_named_by_its_place_and_last_team(
     teams_sandbox, warehouse_path, materialize, failure_message
 ):
     materialize(teams_sandbox, warehouse_path, FIRST)
@@ -171,8 +171,8 @@ def test_a_token_that_cannot_read_its_team_is_named_as_last_seen(
     message = failure_message(result)
     assert not result.success
     assert (
-        f"team {revoked['name']!r} ({revoked['uuid']}), as last seen at token 3 of "
-        "DIGITALOCEAN_TOKENS" in message
+        f"token 3 of DIGITALOCEAN_TOKENS (last seen reading team {revoked['name']!r} "
+        f"({revoked['uuid']}))" in message
     )
     assert "1 of 3 team(s) failed" in message
     assert not any(token in message for token in teams_sandbox.tokens)

@@ -108,7 +108,12 @@ def dagster_ui(
     (home / "dagster.yaml").write_text(config)
     free = port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITALOCEAN_")}
-    env.update(WAREHOUSE_PATH=str(home / "warehouse.duckdb"), INVOICE_START_PERIOD="2023-01")
+    # No token: the sandbox's sample data goes to SANDBOX_WAREHOUSE_PATH, kept in the home.
+    env.update(
+        SANDBOX_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
+        WAREHOUSE_PATH=str(home / "real.duckdb"),
+        INVOICE_START_PERIOD="2023-01",
+    )
     log = output_dir / "dagster-dev.log"
     with make_process(["dev", f"DEV_PORT={free}", f"DAGSTER_HOME={home}"], env, log):
         ui = DagsterUI(f"http://127.0.0.1:{free}", home, home / "warehouse.duckdb", log)

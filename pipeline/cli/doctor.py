@@ -38,6 +38,7 @@ from pipeline.settings import (
     ENV_FILE,
     TOKEN_ENV,
     TOKENS_ENV,
+    WAREHOUSE_ENV,
     Settings,
     SettingsError,
     get_settings,
@@ -47,7 +48,12 @@ from pipeline.sources import INVENTORY
 from pipeline.teams import Account, TeamMissingError, read_team
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
 from pipeline.warehouse.publish import unpublished_writes, working_file
-from pipeline.warehouse.store import Warehouse, WarehouseBusyError
+from pipeline.warehouse.store import (
+    Warehouse,
+    WarehouseBusyError,
+    holds_sample_data,
+    mix_message,
+)
 
 BALANCE_PATH = "/v2/customers/my/balance"
 TOKENS_PAGE = "https://cloud.digitalocean.com/account/api/tokens"
@@ -105,7 +111,10 @@ def check_settings(cwd: Path | None = None) -> Check:
         return Check("configuration", False, f"{exc}. Fix it {where} ({source})")
     tokens = len(settings.tokens)
     if not tokens:
-        mode = "no DIGITALOCEAN_TOKEN, so runs use the built-in sandbox API (sample data)"
+        mode = (
+            "no DIGITALOCEAN_TOKEN, so runs use the built-in sandbox API (sample data, kept in "
+            f"{settings.warehouse}, apart from WAREHOUSE_PATH)"
+        )
     elif settings.token_env == TOKENS_ENV:
         mode = (
             f"{TOKENS_ENV} holds {tokens} token(s), so runs load {tokens} team(s) from the API "
@@ -306,17 +315,18 @@ def read_through(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"SELECT count(*), sum(hash(t)) FROM {name} AS t").fetchone()  # noqa: S608
 
 
-def check_warehouse(path: Path) -> Check:
+def check_warehouse(path: Path, env: str = WAREHOUSE_ENV, sample_data: bool | None = None) -> Check:
     """The folder is writable, the loader's file (the working file; before the first run of
-    this version, the single file) opens and its schema is this code's. Opened read-only, so
-    an analyst's session on the published file never looks like a lock and nothing is created
-    or migrated."""
+    this version, the single file) opens, its schema is this code's and, when `sample_data`
+    is given, it holds that kind of data (a run refuses to mix sample and real teams). Opened
+    read-only, so an analyst's session on the published file never looks like a lock and
+    nothing is created or migrated. `env` names the variable that sets `path`."""
     working = working_file(path)
     target = working if working.exists() else path
     name = f"warehouse {target}"
     problem = _folder_writable(path.parent)
     if problem:
-        return Check(name, False, f"{problem}: fix its permissions or set WAREHOUSE_PATH")
+        return Check(name, False, f"{problem}: fix its permissions or set {env}")
     if not target.exists():
         return Check(
             name, True, "not created yet; its folder is writable (the first run creates it)"
@@ -326,6 +336,7 @@ def check_warehouse(path: Path) -> Check:
             with Warehouse(target, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
                 version = schema_version(con)
                 read_through(con)
+                held = holds_sample_data(con)
             if target != path and path.exists():  # the analysts' file, as they open it
                 with Warehouse(path, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
                     read_through(con)
@@ -339,6 +350,8 @@ def check_warehouse(path: Path) -> Check:
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         return Check(name, False, f"cannot be opened as a DuckDB file: {first}")
+    if sample_data is not None and held is not None and held != sample_data:
+        return Check(name, False, mix_message(held, f"{env} {str(path)!r}"))
     if version > LATEST_VERSION:
         return Check(
             name,
@@ -574,8 +587,10 @@ def run_checks() -> list[Check]:
     if checks[0].ok:
         settings = get_settings()
         checks += check_token(settings)
-        checks.append(check_warehouse(settings.warehouse_path))
-        checks.append(check_publication(settings.warehouse_path))
+        checks.append(
+            check_warehouse(settings.warehouse, settings.warehouse_env, settings.sample_data)
+        )
+        checks.append(check_publication(settings.warehouse))
     else:
         for name in ("API, billing:read", "warehouse"):
             checks.append(Check(name, None, "not checked: fix the configuration first"))

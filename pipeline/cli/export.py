@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.defs.partitions import validate_periods
-from pipeline.settings import get_settings
+from pipeline.settings import SAMPLE_DATA, get_settings
 from pipeline.sources import TABLES as SOURCE_TABLES
 from pipeline.warehouse.store import Warehouse, WarehouseMissingError
 
@@ -79,13 +79,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--months", nargs="*", help="YYYY-MM months (default: all loaded)")
     parser.add_argument("--out", type=Path, default=Path("data/export"))
     args = parser.parse_args(argv)
-    warehouse = Warehouse(get_settings().warehouse_path)
+    settings = get_settings()
+    warehouse = Warehouse(settings.warehouse)
     try:
         files = export(warehouse, args.out, args.months)
     except WarehouseMissingError as exc:
         print(f"export: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {len(files)} Parquet files under {args.out}")
+    what = f" ({SAMPLE_DATA})" if settings.sample_data else ""
+    print(f"wrote {len(files)} Parquet files under {args.out}{what}")
     return 0
 
 

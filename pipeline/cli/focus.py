@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.settings import SettingsError, get_settings, validate_period
+from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings, validate_period
 from pipeline.warehouse.store import Warehouse
 
 DEFAULT_OUT = Path("data/focus")
@@ -99,15 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     try:
-        warehouse = Warehouse(get_settings().warehouse_path)
+        settings = get_settings()
+        warehouse = Warehouse(settings.warehouse)
         files = write_focus(
             warehouse, args.out, args.first, args.last, each_month=args.each_month, csv=args.csv
         )
     except SettingsError as exc:
         print(f"make focus: {exc}", file=sys.stderr)
         return 2
+    what = f" ({SAMPLE_DATA})" if settings.sample_data else ""
     for path in files:
-        print(f"wrote {path}")
+        print(f"wrote {path}{what}")
     return 0
 
 

@@ -30,13 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         keep = settings.raw_keep
         if args.keep is not None:
             keep = whole_number(args.keep, "--keep", 0, MAX_RAW_KEEP, "a number of fetches")
-        check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
+        check_writable(settings.warehouse, working_file(settings.warehouse), settings.warehouse_env)
     except SettingsError as exc:
         print(f"prune: {exc}", file=sys.stderr)
         return 2
     # Raw lives in the loader's working file (a single-file warehouse from before becomes it).
-    adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
-    path = working_file(settings.warehouse_path)
+    adopt_single_file(settings.warehouse, working_file(settings.warehouse))
+    path = working_file(settings.warehouse)
     if not path.exists():
         print(f"prune: no warehouse at {path}: nothing to prune")
         return 0
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pruned = store.prune()
         # The working file changed (and its views were rebuilt): publish, so the analysts' file
         # is as new as it, as `make doctor` checks.
-        done = store.publish(settings.warehouse_path)
+        done = store.publish(settings.warehouse)
     except (WarehouseBusyError, PublishError) as exc:
         print(f"prune: {exc}", file=sys.stderr)
         return 1

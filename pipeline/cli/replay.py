@@ -34,15 +34,15 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
         partitions = monthly_partitions(settings.start_period).get_partition_keys()
         periods = chosen_months(partitions, args.first, args.last or args.first)
         # Into the loader's working file, as a run writes, then published for the analysts.
-        check_writable(settings.warehouse_path, working_file(settings.warehouse_path))
+        check_writable(settings.warehouse, working_file(settings.warehouse), settings.warehouse_env)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.monotonic()
     months = f"{len(periods)} month{'s' if len(periods) > 1 else ''}"
     say(f"Replaying {source.name} {periods[0]}…{periods[-1]} ({months}) from raw")
-    adopt_single_file(settings.warehouse_path, working_file(settings.warehouse_path))
-    store = Warehouse(working_file(settings.warehouse_path), raw_keep=settings.raw_keep)
+    adopt_single_file(settings.warehouse, working_file(settings.warehouse))
+    store = Warehouse(working_file(settings.warehouse), raw_keep=settings.raw_keep)
     store.migrate()
     try:
         outcome = engine.replay_teams(source, store, periods, now=now)
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     published = "nothing changed"
     if store.changed:
         try:
-            published = f"published {store.publish(settings.warehouse_path).path}"
+            published = f"published {store.publish(settings.warehouse).path}"
         except PublishError as exc:
             say(f"Failed: {exc}", error=True)
             return 1

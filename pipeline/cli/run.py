@@ -22,9 +22,14 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
-from pipeline.settings import SettingsError, get_settings
-from pipeline.warehouse.publish import PublishError, unpublished_writes
-from pipeline.warehouse.store import Warehouse, WarehouseMissingError
+from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings
+from pipeline.warehouse.publish import PublishError, unpublished_writes, working_file
+from pipeline.warehouse.store import (
+    Warehouse,
+    WarehouseMissingError,
+    mix_message,
+    recorded_sample_data,
+)
 
 CAUSE_LINES = 6  # of an error's message, at most
 MAX_LINE = 400
@@ -219,12 +224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.defs.definitions import build_defs
     from pipeline.defs.schedules import INVOICES_JOB
 
+    published = settings.warehouse
+    # Sample and real teams never share a file: said in one line before anything is written.
+    held = recorded_sample_data(published, working_file(published))
+    if held is not None and held != settings.sample_data:
+        place = f"{settings.warehouse_env} {str(published)!r}"
+        print(f"error: {mix_message(held, place)} Nothing was written.", file=sys.stderr)
+        return 1
     defs = build_defs(settings)
     teams = len(settings.tokens)
     source = (
         f"the DigitalOcean API ({teams} team{'s' if teams > 1 else ''})"
         if teams
-        else "the built-in SANDBOX API"
+        else f"the built-in SANDBOX API: {SAMPLE_DATA}, not your bill, into {published}"
     )
     print(f"Loading {keys[0]}…{keys[-1]} ({len(keys)} months) from {source}", flush=True)
     started = time.monotonic()
@@ -259,14 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
     if not result.success:
-        print("\n".join(failure_report(result, settings.warehouse_path)), file=sys.stderr)
+        print("\n".join(failure_report(result, published)), file=sys.stderr)
         return 1
-    missing = unpublished_writes(settings.warehouse_path)
+    missing = unpublished_writes(published)
     if missing is not None:  # every step publishes what it wrote; this is the proof
         print(f"error: {missing}; `make migrate` publishes it", file=sys.stderr)
         return 1
     # What analysts see: the published file, read-only (a reader never creates it).
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = Warehouse(published)
     try:
         summary = warehouse.query(SUMMARY, {"periods": keys})
         open_month = warehouse.query(OPEN_MONTH)
@@ -287,8 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in check_lines(result):
         print(line)
     print(alerts_line(result))
+    what = ""
+    if settings.sample_data:
+        what = f" ({SAMPLE_DATA}; set DIGITALOCEAN_TOKEN to load your bill)"
     print(
-        f"Done in {time.monotonic() - started:.0f} s → published {warehouse.path}; "
+        f"Done in {time.monotonic() - started:.0f} s → published {warehouse.path}{what}; "
         "`make dev` shows the run, its months and checks."
     )
     return 0

@@ -24,7 +24,8 @@ def main() -> int:
         return 2
     print(
         f"dashboard on http://127.0.0.1:{settings.dashboard_port} "
-        f"reading {settings.warehouse_path} (read-only, one query at a time)",
+        f"reading {settings.warehouse} (read-only, one query at a time)"
+        f"{' — sample data (built-in sandbox): no token is set' if settings.sample_data else ''}",
         flush=True,
     )
     args = [sys.executable, "-m", "streamlit", "run", str(APP)]

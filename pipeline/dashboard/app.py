@@ -1,6 +1,7 @@
 """The cost dashboard: `make dashboard` serves this Streamlit script.
 
-It reads the published warehouse (WAREHOUSE_PATH) through the named queries of `queries.py`
+It reads the published warehouse (`Settings.warehouse`: WAREHOUSE_PATH with a token, the
+sandbox's own file without one) through the named queries of `queries.py`
 only, one read-only open per query, so a load is never blocked and the page and an analyst's
 SQL never disagree. Results are cached per file version: a load that publishes shows on the
 next interaction.
@@ -38,8 +39,14 @@ make backfill FROM=2024-01 TO=2024-12  # or a range of months
 ```
 
 Set `DIGITALOCEAN_TOKEN` (or `DIGITALOCEAN_TOKENS` for several teams) in `.env` to read your own
-bills; `make doctor` checks the set-up. The dashboard reads the published file `WAREHOUSE_PATH`.
+bills; `make doctor` checks the set-up. The dashboard reads the published file `WAREHOUSE_PATH`
+(without a token, the sandbox's own file, `SANDBOX_WAREHOUSE_PATH`).
 """
+SAMPLE_BANNER = (
+    "**Sample data (built-in sandbox)**: generated accounts, not your bill. Set "
+    "`DIGITALOCEAN_TOKEN` (or `DIGITALOCEAN_TOKENS`) and `make run` to load your own; they go "
+    "to `WAREHOUSE_PATH`, never beside these."
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -189,14 +196,16 @@ def main() -> None:
     except SettingsError as exc:
         st.error(f"The settings are not valid: {exc}")
         st.stop()
-    reader = Reader(settings.warehouse_path)
+    reader = Reader(settings.warehouse)
+    if settings.sample_data or reader.sample_data():
+        st.warning(SAMPLE_BANNER, icon="⚠️")
     try:
         views = reader.views()
         teams_frame = read(reader, "teams") if "month_forecast" in views else pd.DataFrame()
     except WarehouseUnavailable:
         views, teams_frame = set(), pd.DataFrame()
     if teams_frame.empty:
-        st.markdown(HOW_TO_LOAD.format(path=settings.warehouse_path))
+        st.markdown(HOW_TO_LOAD.format(path=settings.warehouse))
         st.stop()
     names = dict(zip(teams_frame.team_uuid, teams_frame.team_name, strict=True))
     months = list(read(reader, "months").invoice_period)

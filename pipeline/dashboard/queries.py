@@ -21,6 +21,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from pipeline.warehouse.store import holds_sample_data
+
 # The views the allocation work (cost by tag and resource, coverage) adds; an older warehouse
 # lacks them and the dashboard says so in that panel.
 ALLOCATION_VIEWS = ("cost_by_tag", "cost_by_resource", "allocation_coverage")
@@ -214,6 +216,15 @@ class Reader:
             return duckdb.connect(str(self.path), read_only=True)
         except (duckdb.IOException, duckdb.InvalidInputException) as exc:
             raise WarehouseUnavailable(f"cannot open {self.path}: {exc}") from None
+
+    def sample_data(self) -> bool:
+        """Whether the file records the built-in sandbox's sample data (a run marks it), so a
+        page of it says so whatever the settings are now."""
+        try:
+            with self._connect() as con:
+                return holds_sample_data(con) is True
+        except WarehouseUnavailable:
+            return False
 
     def views(self) -> set[str]:
         """The views the file has (an older warehouse lacks the newer ones)."""

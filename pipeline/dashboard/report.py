@@ -25,7 +25,12 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 .figure { font-size: 1.6em; font-weight: bold; }
+.sample { background: #fff3cd; border: 1px solid #e0c36c; padding: 0.5em 1em; }
 """
+SAMPLE_NOTE = (
+    '<p class="sample"><strong>Sample data (built-in sandbox)</strong>: generated accounts, not '
+    "a real bill.</p>"
+)
 
 
 def table(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> str:
@@ -35,15 +40,18 @@ def table(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> str:
     return display.shown(frame, drop).to_html(index=False, border=0, na_rep="", escape=True)
 
 
-def render(reader: Reader, month: str) -> str:
-    """The month's report as HTML text."""
+def render(reader: Reader, month: str, sample_data: bool = False) -> str:
+    """The month's report as HTML text; sample data (`sample_data`, or the file's own mark) is
+    said under the title, so a forwarded report never passes for a real bill."""
     teams = reader.read("teams") if "month_forecast" in reader.views() else pd.DataFrame()
     if teams.empty:
         raise WarehouseUnavailable(f"no loaded data in {reader.path}")
     uuids = list(teams.team_uuid)
     p = params(uuids, month, month)
     invoices = reader.read("reconciliation", **p)
-    parts = [f"<h1>DigitalOcean costs, {html.escape(month)}</h1>"]
+    sample = sample_data or reader.sample_data()
+    title = f"DigitalOcean costs, {html.escape(month)}{' (sample data)' if sample else ''}"
+    parts = [f"<h1>{title}</h1>", *([SAMPLE_NOTE] if sample else [])]
     for uuid, name in zip(teams.team_uuid, teams.team_name, strict=True):
         rows = reader.read("reconciliation", **params([uuid], month, month))
         total = sum(rows.invoice_amount) if len(rows) else None
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         month = validate_period(args.month, "MONTH")
         settings = get_settings()
-        text = render(Reader(settings.warehouse_path), month)
+        text = render(Reader(settings.warehouse), month, settings.sample_data)
     except (SettingsError, WarehouseUnavailable) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 2

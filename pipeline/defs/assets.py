@@ -27,6 +27,7 @@ from pipeline.defs.metadata import (
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
 from pipeline.months import month_of
+from pipeline.settings import SAMPLE_DATA
 from pipeline.sources import SOURCES, Source
 from pipeline.teams import Outcome
 
@@ -70,6 +71,7 @@ def _results(
     fetched: bool,
     tables: bool,
     commits: int,
+    sample: bool = False,
 ) -> Iterator[dg.MaterializeResult]:
     several = len(outcome.results) + len(outcome.failures) > 1
     for team, load in outcome.results.items():
@@ -85,10 +87,16 @@ def _results(
         context.log.info(step_summary(source.tables, outcome, periods, tables))
     failures_summary(outcome.failures, context.log)
     outcome.raise_failures()
+    # The UI says which materializations are the sandbox's, so none passes for a real bill.
+    origin = {"data": SAMPLE_DATA} if sample else {}
     if fetched and source.raw_asset:
         yield dg.MaterializeResult(
             asset_key=source.raw_asset,
-            metadata={**fetch_metadata(outcome.results), "write_transactions": commits},
+            metadata={
+                **origin,
+                **fetch_metadata(outcome.results),
+                "write_transactions": commits,
+            },
         )
     if tables:
         for table in source.tables:
@@ -97,7 +105,8 @@ def _results(
             for month, metadata in months.items():
                 context.add_asset_metadata(metadata, asset_key=table.name, partition_key=month)
             yield dg.MaterializeResult(
-                asset_key=table.name, metadata={**run, "write_transactions": commits}
+                asset_key=table.name,
+                metadata={**origin, **run, "write_transactions": commits},
             )
 
 
@@ -166,7 +175,18 @@ def source_asset(
                 with store.session():
                     outcome = engine.replay_teams(source, store, periods, now=run_started(context))
             commits = store.commits - commits
-            results = list(_results(context, source, outcome, periods, fetches, tables, commits))
+            results = list(
+                _results(
+                    context,
+                    source,
+                    outcome,
+                    periods,
+                    fetches,
+                    tables,
+                    commits,
+                    digitalocean.sample_data,
+                )
+            )
         yield from results
 
     return _step

@@ -41,8 +41,11 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         api = SandboxResource(team_workers=settings.team_workers)
     return {
         "digitalocean": api,
+        # The sandbox's sample data and real teams each have a file of their own.
         "warehouse": WarehouseResource(
-            path=str(settings.warehouse_path), raw_keep=settings.raw_keep
+            path=str(settings.warehouse),
+            raw_keep=settings.raw_keep,
+            sample_data=settings.sample_data,
         ),
         "alerts": AlertsResource.from_settings(settings),
     }

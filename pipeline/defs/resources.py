@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -37,7 +38,9 @@ from pipeline.settings import (
     DEFAULT_TEAM_WORKERS,
     DEFAULT_UI_URL,
     DEFAULT_WAREHOUSE_PATH,
+    SANDBOX_WAREHOUSE_ENV,
     TOKEN_ENV,
+    WAREHOUSE_ENV,
     Settings,
     SettingsError,
     check_writable,
@@ -48,7 +51,12 @@ from pipeline.settings import (
 )
 from pipeline.teams import Account, Team
 from pipeline.warehouse.publish import Published, PublishError, adopt_single_file, working_file
-from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.store import (
+    SampleDataMixError,
+    Warehouse,
+    mix_message,
+    recorded_sample_data,
+)
 
 
 class BillingApiResource(dg.ConfigurableResource):
@@ -70,6 +78,10 @@ class BillingApiResource(dg.ConfigurableResource):
     http_connections: int = DEFAULT_HTTP_CONNECTIONS
 
     _teams: dict[int, Team | ApiError] = PrivateAttr(default_factory=dict)
+
+    # Whether this API serves generated sample data (the built-in sandbox), which every place
+    # showing its rows says.
+    sample_data: ClassVar[bool] = False
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._teams = {}
@@ -162,16 +174,21 @@ class DigitalOceanResource(BillingApiResource):
 class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: the loader's working file, and the analysts' file it publishes.
 
-    `path` is `WAREHOUSE_PATH`, the file people open (read-only, at any moment); the loader
-    writes `working_path` (default: `warehouse.working.duckdb` beside it). When a run starts,
-    the working file is brought up to date once (a single-file warehouse from before becomes it,
-    no row lost); every step that wrote publishes it to `path` as it ends (`publishing`).
+    `path` is the file people open (read-only, at any moment): `WAREHOUSE_PATH`, or
+    `SANDBOX_WAREHOUSE_PATH` for the sandbox's sample data; the loader writes `working_path`
+    (default: `warehouse.working.duckdb` beside it). When a run starts, the working file is
+    brought up to date once (a single-file warehouse from before becomes it, no row lost) and,
+    when `sample_data` is set, marked as sample or real, or refused when it holds the other
+    kind; every step that wrote publishes it to `path` as it ends (`publishing`).
     """
 
     path: str = DEFAULT_WAREHOUSE_PATH
     working_path: str | None = None
     lock_timeout_seconds: float = 120.0
     raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
+    # True: the built-in sandbox's file; False: teams read with a token; None: not checked (a
+    # file a test or tool names itself).
+    sample_data: bool | None = None
 
     _store: Warehouse | None = PrivateAttr(default=None)
     _failed: str | None = PrivateAttr(default=None)  # the last publication error logged
@@ -184,9 +201,20 @@ class WarehouseResource(dg.ConfigurableResource):
     def working_file(self) -> Path:
         return Path(self.working_path) if self.working_path else working_file(Path(self.path))
 
+    @property
+    def place(self) -> str:
+        """The file as messages name it: its variable and path."""
+        name = SANDBOX_WAREHOUSE_ENV if self.sample_data else WAREHOUSE_ENV
+        return f"{name} {self.path!r}"
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        name = SANDBOX_WAREHOUSE_ENV if self.sample_data else WAREHOUSE_ENV
         # Settings accept a read-only folder (readers need no more); a run writes, so it asks.
-        check_writable(self.published_file, self.working_file)
+        check_writable(self.published_file, self.working_file, name)
+        # Refused before anything is written when the file holds the other kind of data.
+        held = recorded_sample_data(self.published_file, self.working_file)
+        if self.sample_data is not None and held is not None and held != self.sample_data:
+            raise SampleDataMixError(f"{mix_message(held, self.place)} Nothing was written.")
         # A single-file warehouse from before becomes the working file (its rows are published
         # by the run's first step, with the views the migration rebuilds).
         adopt_single_file(self.published_file, self.working_file)
@@ -194,6 +222,8 @@ class WarehouseResource(dg.ConfigurableResource):
             self.working_file, lock_timeout=self.lock_timeout_seconds, raw_keep=self.raw_keep
         )
         self._store.migrate()
+        if self.sample_data is not None:  # the migration may have marked an older file
+            self._store.mark_sample_data(self.sample_data, self.place)
         self._failed = None
 
     def publish(self, log: Log) -> Published | None:

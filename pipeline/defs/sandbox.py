@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import ClassVar
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -29,6 +30,7 @@ class SandboxResource(BillingApiResource):
     so every step of the run reads the same sample account."""
 
     _server: SandboxServer | None = PrivateAttr(default=None)
+    sample_data: ClassVar[bool] = True
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         super().setup_for_execution(context)

@@ -5,13 +5,13 @@ row, so an existing warehouse file is upgraded in place without losing a row, an
 migration leaves the file as it was. Views are rebuilt afterwards: they hold no data.
 
 Command line: `python -m pipeline.warehouse.migrate [PATH]` (default: the loader's working file
-beside $WAREHOUSE_PATH, which is then published).
+beside the warehouse the settings name, `Settings.warehouse`: WAREHOUSE_PATH with a token,
+SANDBOX_WAREHOUSE_PATH without; that file is then published).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -184,7 +184,7 @@ def migrate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.settings import DEFAULT_WAREHOUSE_PATH
+    from pipeline.settings import SettingsError, get_settings
     from pipeline.warehouse.publish import PublishError, adopt_single_file, publish, working_file
 
     parser = argparse.ArgumentParser(
@@ -195,14 +195,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "path",
         nargs="?",
         help="a DuckDB file to migrate in place (default: the loader's working file beside "
-        "$WAREHOUSE_PATH, then published to $WAREHOUSE_PATH)",
+        "$WAREHOUSE_PATH, or $SANDBOX_WAREHOUSE_PATH without a token, then published there)",
     )
     given = parser.parse_args(argv).path
-    published = Path(os.environ.get("WAREHOUSE_PATH") or DEFAULT_WAREHOUSE_PATH)
-    path = Path(given) if given else working_file(published)
+    published: Path | None = None
+    if not given:  # a named file is migrated in place, whatever the settings say
+        try:
+            published = get_settings().warehouse
+        except SettingsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    path = working_file(published) if published is not None else Path(given)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not given:
+        if published is not None:
             adopt_single_file(published, path)
         with duckdb.connect(str(path)) as con:
             before = schema_version(con)
@@ -213,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"warehouse {path}: schema version {before} → {after} (applied {labels})")
             else:
                 print(f"warehouse {path} is at version {after}, up to date")
-            if not given:  # always: the views were rebuilt, and a missed publication is made
+            if published is not None:  # always: the views were rebuilt, a missed one is made
                 shipped = publish(con, published)
                 print(f"published {shipped.path} in {shipped.seconds:.2f}s")
     except (MigrationError, PublishError, duckdb.Error, OSError) as exc:

@@ -279,6 +279,52 @@ def _identifier(name: str) -> str:
     return name
 
 
+class SampleDataMixError(RuntimeError):
+    """A run would write sample data into a file of real teams, or real teams into the
+    sandbox's file; nothing was written."""
+
+
+def holds_sample_data(con: duckdb.DuckDBPyConnection) -> bool | None:
+    """What the file records (`sample_data` table, migration 9); None when nothing is recorded,
+    or the file predates the record."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'sample_data'"
+    ).fetchone()
+    if not found or not found[0]:
+        return None
+    row = con.execute("SELECT bool_or(sample_data) FROM sample_data").fetchone()
+    return None if row is None or row[0] is None else bool(row[0])
+
+
+def recorded_sample_data(published: Path, working: Path) -> bool | None:
+    """What a warehouse records before a run opens it: the working file's mark, else the
+    published file's; None when neither says (or the working file is busy: the run checks)."""
+    for path in (working, published):
+        if path.is_file():
+            try:
+                with duckdb.connect(str(path), read_only=True) as con:
+                    return holds_sample_data(con)
+            except duckdb.Error:
+                return None
+    return None
+
+
+def mix_message(held: bool, place: str) -> str:
+    """One line: which file holds what, and what to do instead of mixing."""
+    if held:
+        return (
+            f"{place} holds the built-in sandbox's sample data, and a token is set: a run with "
+            "a token never writes beside sample teams. Set WAREHOUSE_PATH to another file (or "
+            "move this one away), then run again."
+        )
+    return (
+        f"{place} holds teams read with a token, and no token is set: the built-in sandbox "
+        "never writes sample data beside them. Set SANDBOX_WAREHOUSE_PATH to another file, or "
+        "set the token, then run again."
+    )
+
+
 def _is_lock_error(exc: duckdb.Error) -> bool:
     text = str(exc).lower()
     return "could not set lock" in text or "conflicting lock" in text
@@ -536,6 +582,24 @@ class Warehouse:
                 {"uuids": list(uuids)},
             ).fetchall()
         return {uuid: (name, position) for uuid, name, position in rows}
+
+    def holds_sample_data(self) -> bool | None:
+        """Whether the file holds the built-in sandbox's sample data (True) or teams read with
+        a token (False); None for a file no run has marked yet (or none at all)."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=self._held is None) as con:
+            return holds_sample_data(con)
+
+    def mark_sample_data(self, sample: bool, place: str = "the warehouse") -> None:
+        """Before a run writes: record what the file holds, or refuse (`SampleDataMixError`,
+        naming `place`) when it holds the other kind, so sample and real teams never share it."""
+        with self.transaction() as con:
+            held = holds_sample_data(con)
+            if held is None:
+                con.execute("INSERT INTO sample_data VALUES ($sample, now())", {"sample": sample})
+            elif held != sample:
+                raise SampleDataMixError(f"{mix_message(held, place)} Nothing was written.")
 
     def team_last_seen_at(self, position: int) -> tuple[str, str] | None:
         """(uuid, name) of the team whose token last sat at this place in the list, if any."""
