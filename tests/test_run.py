@@ -287,9 +287,9 @@ def test_a_backfill_loads_its_months_in_make_runs_short_lines(tmp_path):
     done = make_run(tmp_path, "--from", first, "--to", last, INVOICE_START_PERIOD=months_back(6))
     assert done.returncode == 0, done.stdout
     lines = done.stdout.splitlines()
-    assert lines[0] == (f"Loading {first}…{last} (2 months) from the built-in SANDBOX API"), lines[
-        0
-    ]
+    assert lines[0].startswith(
+        f"Loading {first}…{last} (2 months) from the built-in SANDBOX API: sample data"
+    ), lines[0]
     assert not [line for line in lines if "Warning" in line or "warn(" in line], done.stdout
     assert not [line for line in lines if line.startswith("Open month")], done.stdout
     assert lines[-1].startswith("Done in ") and len(lines) <= MAX_LINES
