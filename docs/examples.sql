@@ -1,4 +1,4 @@
--- Ten questions, one query each. Run them with: duckdb -readonly data/warehouse.duckdb
+-- Eighteen questions, one query each. Run them with: duckdb -readonly data/warehouse.duckdb
 -- (the test suite runs every query below against a warehouse filled from the sandbox).
 
 -- 1. Spend by product last quarter (the last three closed months).

@@ -1,4 +1,5 @@
-"""The layering the README's folder table describes, read from the code's own imports.
+"""The layering the folder tables (README, docs/architecture.md) describe, read from the
+code's own imports.
 
 Data flows one way: the API client knows only HTTP, the sources only their declarations, the
 core never reaches up into the Dagster wiring or the command lines; and the project's Dagster
