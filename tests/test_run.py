@@ -120,8 +120,10 @@ def test_make_run_prints_a_short_log_and_records_the_run_for_the_ui(tmp_path):
     assert lines[-1].startswith("Done in ") and str(tmp_path / "sandbox.duckdb") in lines[-1]
     assert "sample data (built-in sandbox)" in lines[0] and "sample data" in lines[-1]
     assert not (tmp_path / "warehouse.duckdb").exists()
-    # The sample account trips no budget (none is set) and no anomaly check.
+    # The sample account trips no budget (none is set) and no anomaly check, and a normal load
+    # is green: the summary names every failed or warning check, and there is none.
     assert lines[-2] == "Alerts: none (budget, cost spikes, new SKUs)"
+    assert [line for line in lines if line.startswith("Check ")] == []
 
     with instance_at(tmp_path) as instance:
         runs = instance.get_runs()
