@@ -28,7 +28,6 @@ from pipeline.warehouse.store import Warehouse
 DEFAULT_OUT = Path("data/focus")
 # Constant queries, one per dataset of each version; months are bound parameters. JSON columns
 # are JSON in the views, text in the files. Views: pipeline/warehouse/focus*.sql.
-ORDER = "ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart"
 DATASETS: dict[str, dict[str, str]] = {
     "1.2": {
         "cost_and_usage": """
@@ -38,25 +37,28 @@ DATASETS: dict[str, dict[str, str]] = {
         """,
     },
     "1.3": {
-        "cost_and_usage": f"""
+        "cost_and_usage": """
             SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags) FROM focus_1_3_cost_and_usage
-            WHERE x_InvoicePeriod BETWEEN ? AND ? {ORDER}
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
         """,
     },
     "1.4": {
-        "cost_and_usage": f"""
+        "cost_and_usage": """
             SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags) FROM focus_1_4_cost_and_usage
-            WHERE x_InvoicePeriod BETWEEN ? AND ? {ORDER}
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
         """,
         "billing_period": """
             SELECT * FROM focus_1_4_billing_period
             WHERE x_InvoicePeriod BETWEEN ? AND ?
             ORDER BY x_InvoicePeriod, x_BillingAccountId
         """,
-        "invoice_detail": f"""
+        "invoice_detail": """
             SELECT * REPLACE (CAST(InvoiceDetailGrain AS VARCHAR) AS InvoiceDetailGrain)
             FROM focus_1_4_invoice_detail
-            WHERE x_InvoicePeriod BETWEEN ? AND ? {ORDER}
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
         """,
     },
 }
