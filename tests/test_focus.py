@@ -22,10 +22,12 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from glob import glob
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
@@ -38,6 +40,7 @@ from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import build_teams
 from pipeline.sources import BALANCE, HISTORY, INSIGHTS, INVOICES, SUMMARIES
+from pipeline.warehouse.migrate import migrate
 from pipeline.warehouse.store import Warehouse
 
 ROOT = Path(__file__).parents[1]
@@ -754,3 +757,53 @@ def test_focus_1_4_keys_join_and_billing_periods_total_their_invoices(account):
     assert {k for k, st in status_by_period.items() if st == "Open"} == open_months & set(
         status_by_period
     )
+
+
+def test_taxes_and_credits_only_in_the_summary_become_rows_of_every_version_after_1_2(tmp_path):
+    """An invoice whose items leave out its taxes and credits (the summary has them): 1.3 and
+    1.4 carry them as rows, so the invoice's rows sum to it and InvoiceDetail has them too."""
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        migrate(con)
+        con.execute(
+            "INSERT INTO invoices (invoice_uuid, invoice_id, invoice_period, amount, status,"
+            " loaded_at, team_uuid) VALUES ('u1', '900', '2026-01', 103.50, 'final',"
+            " TIMESTAMPTZ '2026-02-02 00:00:00+00', 't1')"
+        )
+        con.execute(
+            "INSERT INTO invoice_summaries (invoice_uuid, invoice_id, invoice_period, status,"
+            " amount, taxes, credits_and_adjustments, loaded_at, team_uuid) VALUES ('u1', '900',"
+            " '2026-01', 'final', 103.50, 8.50, -5.00, TIMESTAMPTZ '2026-02-02 00:00:00+00', 't1')"
+        )
+        con.execute(
+            "INSERT INTO invoice_items (invoice_uuid, invoice_period, line_number, product,"
+            " description, amount, duration, duration_unit, status, loaded_at, team_uuid)"
+            " VALUES ('u1', '2026-01', 1, 'Droplets', 'web-1', 100.00, 744, 'Hours', 'final',"
+            " TIMESTAMPTZ '2026-02-02 00:00:00+00', 't1')"
+        )
+        rows_1_3 = con.execute(
+            "SELECT ChargeCategory, BilledCost, x_SummaryPart, x_UsageQuantity"
+            " FROM focus_1_3_cost_and_usage ORDER BY x_LineNumber, x_SummaryPart"
+        ).fetchall()
+        details = con.execute(
+            "SELECT d.InvoiceDetailId, d.BilledCost, d.InvoiceIssueStatus, d.InvoiceIssueDate"
+            " FROM focus_1_4_invoice_detail AS d"
+            " JOIN focus_1_4_cost_and_usage AS c USING (InvoiceDetailId) ORDER BY 1"
+        ).fetchall()
+        period = con.execute(
+            "SELECT x_BillingAccountId, x_BilledCost, BillingPeriodStatus"
+            " FROM focus_1_4_billing_period"
+        ).fetchall()
+    assert rows_1_3 == [
+        ("Usage", Decimal("100.00"), None, Decimal("744.000000")),
+        ("Credit", Decimal("-5.00"), "credits_and_adjustments", None),
+        ("Tax", Decimal("8.50"), "taxes", None),
+    ]
+    assert sum(cost for _, cost, _, _ in rows_1_3) == Decimal("103.50")
+    issued = datetime(2026, 2, 1, tzinfo=UTC)
+    assert details == [
+        ("900-1", Decimal("100.00"), "Issued", issued),
+        ("900-credits_and_adjustments", Decimal("-5.00"), "Issued", issued),
+        ("900-taxes", Decimal("8.50"), "Issued", issued),
+    ]
+    assert period == [("t1", Decimal("103.50"), "Closed")]
