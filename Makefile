@@ -67,8 +67,9 @@ backfill: $(VENV)/.runtime  ## load a range of months in one run, as make run do
 export: $(VENV)/.runtime  ## Parquet under data/export (or OUT=dir), a folder per table and month: make export [MONTHS="2024-05 2024-06"] [OUT=dir]
 	$(BIN)/python -m pipeline.cli.export $(if $(MONTHS),--months $(MONTHS)) $(if $(OUT),--out '$(OUT)')
 
-focus: $(VENV)/.runtime  ## FOCUS 1.2 Parquet under data/focus (or OUT=dir): make focus [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
-	$(BIN)/python -m pipeline.cli.focus $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+focus: $(VENV)/.runtime  ## FOCUS files under data/focus/<version> (or OUT=dir): make focus [FOCUS_VERSION=1.2|1.3|1.4] [FROM=2024-01] [TO=2024-12] [EACH_MONTH=1] [CSV=1]
+	$(BIN)/python -m pipeline.cli.focus $(if $(FOCUS_VERSION),--version $(FOCUS_VERSION)) \
+		$(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
 		$(if $(filter-out 0,$(EACH_MONTH)),--each-month) $(if $(filter-out 0,$(CSV)),--csv) \
 		$(if $(OUT),--out '$(OUT)')
 

@@ -36,7 +36,8 @@ from pipeline.warehouse.store import Warehouse, holds_sample_data
 
 ROOT = Path(__file__).parents[1]
 VIEW_FILES = [
-    ROOT / "pipeline" / "warehouse" / name for name in ("views.sql", "allocation.sql", "focus.sql")
+    ROOT / "pipeline" / "warehouse" / name
+    for name in ("views.sql", "allocation.sql", "focus.sql", "focus_1_3.sql", "focus_1_4.sql")
 ]
 NORMALIZED = ["invoices", "invoice_items", "invoice_summaries"]
 OLD_RAW = ["invoice_list_pages", "invoices", "invoice_item_pages", "invoice_summaries"]
@@ -346,7 +347,7 @@ def test_fresh_file_migrates_to_latest_with_every_view_queryable(warehouse_path)
             for sql in VIEW_FILES
             for view in re.findall(r"CREATE OR REPLACE VIEW (\w+)", sql.read_text())
         }
-        assert len(views) == 22
+        assert len(views) == 28
         stored = {
             v
             for (v,) in con.execute(

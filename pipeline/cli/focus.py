@@ -1,11 +1,12 @@
-"""Write the FOCUS 1.2 cost and usage dataset (`focus_costs`) as files FinOps tools read.
+"""Write FinOps FOCUS datasets (1.2, 1.3 or 1.4) as files FinOps tools read.
 
-`python -m pipeline.cli.focus [--from YYYY-MM] [--to YYYY-MM] [--each-month] [--csv] [--out DIR]`
-writes `<out>/focus_costs_<first>_<last>.parquet` for the range (default: every loaded billing
-period), or one `focus_costs_<YYYY-MM>.parquet` per billing period with `--each-month`; `--csv`
-adds a CSV beside each. The files are what the FinOps Foundation's `focus-validator` reads as
-they are: JSON columns (Tags) as strings, money and quantities as decimals, dates as UTC
-timestamps (ISO 8601 `…Z` text in CSV).
+`python -m pipeline.cli.focus [--version 1.2|1.3|1.4] [--from YYYY-MM] [--to YYYY-MM]
+[--each-month] [--csv] [--out DIR]` writes, under `<out>/<version>/`, one Parquet file per
+dataset of that version (`cost_and_usage`; 1.4 adds `billing_period` and `invoice_detail`) for the
+range (default: every loaded billing period), named `<dataset>_<first>_<last>.parquet`, or one
+`<dataset>_<YYYY-MM>.parquet` per billing period with `--each-month`; `--csv` adds a CSV beside
+each. The files are what the FinOps Foundation's `focus-validator` reads as they are: JSON columns
+as strings, money and quantities as decimals, dates as UTC timestamps (ISO 8601 `…Z` in CSV).
 """
 
 from __future__ import annotations
@@ -25,21 +26,59 @@ from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings, validate
 from pipeline.warehouse.store import Warehouse
 
 DEFAULT_OUT = Path("data/focus")
-# Constant queries; months are bound parameters. Tags is JSON in the view, text in the files.
-PERIODS = "SELECT DISTINCT x_InvoicePeriod FROM focus_costs ORDER BY 1"
-ROWS = """
-    SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags)
-    FROM focus_costs
-    WHERE x_InvoicePeriod BETWEEN ? AND ?
-    ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber
-"""
+# Constant queries, one per dataset of each version; months are bound parameters. JSON columns
+# are JSON in the views, text in the files. Views: pipeline/warehouse/focus*.sql.
+DATASETS: dict[str, dict[str, str]] = {
+    "1.2": {
+        "cost_and_usage": """
+            SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags) FROM focus_costs
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber
+        """,
+    },
+    "1.3": {
+        "cost_and_usage": """
+            SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags) FROM focus_1_3_cost_and_usage
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
+        """,
+    },
+    "1.4": {
+        "cost_and_usage": """
+            SELECT * REPLACE (CAST(Tags AS VARCHAR) AS Tags) FROM focus_1_4_cost_and_usage
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
+        """,
+        "billing_period": """
+            SELECT * FROM focus_1_4_billing_period
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_BillingAccountId
+        """,
+        "invoice_detail": """
+            SELECT * REPLACE (CAST(InvoiceDetailGrain AS VARCHAR) AS InvoiceDetailGrain)
+            FROM focus_1_4_invoice_detail
+            WHERE x_InvoicePeriod BETWEEN ? AND ?
+            ORDER BY x_InvoicePeriod, x_InvoiceUuid, x_LineNumber, x_SummaryPart
+        """,
+    },
+}
+VERSIONS = tuple(DATASETS)
+# The newest version the tests check (tests/test_focus.py): what `make focus` writes by default.
+DEFAULT_VERSION = "1.4"
+PERIODS = "SELECT DISTINCT invoice_period FROM invoices ORDER BY 1"
 # CSV has no types: timestamps are written as FOCUS's ISO 8601 UTC text.
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def focus_table(con: duckdb.DuckDBPyConnection, first: str, last: str) -> pa.Table:
-    """The FOCUS rows of billing periods `first`…`last`, typed as the files carry them."""
-    return con.sql(ROWS, params=[first, last]).to_arrow_table()
+def focus_table(
+    con: duckdb.DuckDBPyConnection,
+    first: str,
+    last: str,
+    version: str = DEFAULT_VERSION,
+    dataset: str = "cost_and_usage",
+) -> pa.Table:
+    """One dataset's rows for billing periods `first`…`last`, typed as the files carry them."""
+    return con.sql(DATASETS[version][dataset], params=[first, last]).to_arrow_table()
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -66,8 +105,12 @@ def write_focus(
     *,
     each_month: bool = False,
     csv: bool = False,
+    version: str = DEFAULT_VERSION,
 ) -> list[Path]:
-    """Write the FOCUS files for the billing periods `first`…`last` (default: all loaded)."""
+    """Write a FOCUS version's files for the billing periods `first`…`last` (default: all
+    loaded) under `out/<version>/`."""
+    if version not in DATASETS:
+        raise SettingsError(f"FOCUS version {version!r} is not one of {', '.join(VERSIONS)}")
     if not warehouse.path.exists():
         raise SettingsError(f"no warehouse at {warehouse.path}: load it first (make run)")
     with warehouse.connect(read_only=True) as con:
@@ -78,20 +121,28 @@ def write_focus(
         if not chosen:
             raise SettingsError(f"no billing period loaded between {first} and {last}")
         ranges = [(p, p) for p in chosen] if each_month else [(chosen[0], chosen[-1])]
-        out.mkdir(parents=True, exist_ok=True)
+        folder = out / version
+        folder.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         for start, end in ranges:
-            table = focus_table(con, start, end)
-            stem = f"focus_costs_{start}" if start == end else f"focus_costs_{start}_{end}"
-            for suffix in (".parquet", ".csv") if csv else (".parquet",):
-                path = out / (stem + suffix)
-                _write(table, path)
-                written.append(path)
+            for dataset in DATASETS[version]:
+                table = focus_table(con, start, end, version, dataset)
+                stem = f"{dataset}_{start}" if start == end else f"{dataset}_{start}_{end}"
+                for suffix in (".parquet", ".csv") if csv else (".parquet",):
+                    path = folder / (stem + suffix)
+                    _write(table, path)
+                    written.append(path)
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version",
+        choices=VERSIONS,
+        default=DEFAULT_VERSION,
+        help="FOCUS version (default: %(default)s)",
+    )
     parser.add_argument("--from", dest="first", help="first billing period, YYYY-MM")
     parser.add_argument("--to", dest="last", help="last billing period, YYYY-MM")
     parser.add_argument("--each-month", action="store_true", help="one file per billing period")
@@ -102,7 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
         warehouse = Warehouse(settings.warehouse)
         files = write_focus(
-            warehouse, args.out, args.first, args.last, each_month=args.each_month, csv=args.csv
+            warehouse,
+            args.out,
+            args.first,
+            args.last,
+            each_month=args.each_month,
+            csv=args.csv,
+            version=args.version,
         )
     except SettingsError as exc:
         print(f"make focus: {exc}", file=sys.stderr)

@@ -2,6 +2,20 @@
 -- Rebuilt by migrate.py right after views.sql; kept apart so it can change on its own.
 -- Mapping and rules: docs/data-dictionary.md, "FOCUS 1.2 mapping". `make focus` writes it to
 -- Parquet (pipeline/focus.py) and tests/test_focus.py runs the FinOps Foundation's validator.
+
+-- BILLING ACCOUNT, per invoice: the team. DigitalOcean bills each team separately; its uuid and
+-- name come from GET /v2/account (the `teams` table). Rows loaded before teams were recorded fall
+-- back to the invoice summary's account fields. Every FOCUS version's datasets read it.
+CREATE OR REPLACE VIEW focus_accounts AS
+SELECT i.invoice_uuid,
+       i.invoice_period,
+       coalesce(i.team_uuid, s.user_email, 'digitalocean') AS billing_account_id,
+       coalesce(t.team_name, s.user_company, s.user_name, s.user_email,
+                'DigitalOcean account') AS billing_account_name
+FROM invoices AS i
+LEFT JOIN teams AS t ON t.team_uuid = i.team_uuid
+LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period);
+
 CREATE OR REPLACE VIEW focus_costs AS
 WITH products (product, service_category, service_subcategory, resource_type) AS (
     -- What each DigitalOcean product is, in FOCUS's ServiceCategory/ServiceSubcategory lists
@@ -49,17 +63,7 @@ WITH products (product, service_category, service_subcategory, resource_type) AS
     WHERE description IS NOT NULL
     GROUP BY team_uuid, usage_month, description, coalesce(group_description, '')
 ), accounts AS (
-    -- BILLING ACCOUNT: the team. DigitalOcean bills each team separately; its uuid and name
-    -- come from GET /v2/account (the `teams` table). Rows loaded before teams were recorded
-    -- fall back to the invoice summary's account fields.
-    SELECT i.invoice_uuid,
-           i.invoice_period,
-           coalesce(i.team_uuid, s.user_email, 'digitalocean') AS billing_account_id,
-           coalesce(t.team_name, s.user_company, s.user_name, s.user_email,
-                    'DigitalOcean account') AS billing_account_name
-    FROM invoices AS i
-    LEFT JOIN teams AS t ON t.team_uuid = i.team_uuid
-    LEFT JOIN invoice_summaries AS s USING (invoice_uuid, invoice_period)
+    SELECT * FROM focus_accounts
 ), resource_tags_json AS (
     -- Tags (FOCUS 1.2): the resource's tags as of the month's inventory snapshot. User tags
     -- `k:v` are "k": "v" and a plain `k` is "k": true (a valueless tag gets boolean true, the one

@@ -26,9 +26,15 @@ PACKAGE = resources.files("pipeline.warehouse")
 MIGRATIONS: Traversable = PACKAGE / "migrations"
 VIEWS: Traversable = PACKAGE / "views.sql"
 # Allocation (items joined to the inventory they name) and FOCUS, each in its own file, rebuilt
-# right after views.sql in this order: FOCUS reads the allocation's tags.
+# right after views.sql in this order: FOCUS reads the allocation's tags, and each FOCUS version
+# builds on the one before (1.2's focus_costs, then 1.3, then 1.4's datasets).
 ALLOCATION_VIEWS: Traversable = PACKAGE / "allocation.sql"
 FOCUS_VIEW: Traversable = PACKAGE / "focus.sql"
+FOCUS_VIEWS: tuple[Traversable, ...] = (
+    FOCUS_VIEW,
+    PACKAGE / "focus_1_3.sql",
+    PACKAGE / "focus_1_4.sql",
+)
 FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql")
 
 CREATE_TABLE = """
@@ -174,12 +180,13 @@ def migrate(
         "rebuilding the allocation views (allocation.sql)",
         record=None,
     )
-    _run(
-        con,
-        FOCUS_VIEW.read_text(encoding="utf-8"),
-        "rebuilding focus_costs (focus.sql)",
-        record=None,
-    )
+    for focus in FOCUS_VIEWS:
+        _run(
+            con,
+            focus.read_text(encoding="utf-8"),
+            f"rebuilding the FOCUS views ({focus.name})",
+            record=None,
+        )
     return done
 
 
