@@ -370,7 +370,7 @@ def test_the_read_only_commands_work_from_a_read_only_folder(
     ).fetchone()
     with duckdb.connect(str(published), read_only=True) as con:
         assert items == con.execute("SELECT count(*) FROM invoice_items").fetchone()
-    assert list((work / "focus").glob("*.parquet"))
+    assert list((work / "focus").glob("*/cost_and_usage_*.parquet"))
     assert "2024-03" in (work / "report.html").read_text(encoding="utf-8")
     assert sorted(p.name for p in shared.iterdir()) == before
 
