@@ -28,12 +28,12 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
-from pipeline import engine
 from pipeline.api import DigitalOceanClient, Pacer
 from pipeline.api.client import DEFAULT_WORKERS
+from pipeline.engine import batches
 from pipeline.sandbox import SandboxServer, build_dataset
 from pipeline.sources.invoices import INVOICES, normalize_items
-from pipeline.teams import Account, read_team
+from pipeline.teams import Account
 from pipeline.warehouse.store import Warehouse
 
 HERE = Path(__file__).parent
@@ -70,29 +70,30 @@ def final_periods(server: SandboxServer) -> list[str]:
 
 
 def load_with_pipeline(api: DigitalOceanClient, store: Warehouse, periods: list[str]) -> dict:
-    """What a run's assets do, minus Dagster: fetch → land raw → read back, normalize → load."""
+    """What a run's assets do, minus Dagster: `load_teams` with the one team (read the team,
+    fetch → land raw → normalize the batch as landed → swap), then publish."""
     store.migrate()
+    seconds = batches.StageSeconds()
     t0 = time.perf_counter()
-    team = read_team(Account(1, "DIGITALOCEAN_TOKEN", api)).uuid
-    batch = engine.fetch(INVOICES, api, store, periods, team)
+    outcome = batches.load_teams(
+        INVOICES, [Account(1, "DIGITALOCEAN_TOKEN", api)], store, periods, log, seconds=seconds
+    )
     t1 = time.perf_counter()
-    engine.land(store, batch)
-    t2 = time.perf_counter()
-    normalized = engine.normalize(INVOICES, store, periods, team, now=batch.fetched_at)
-    t3 = time.perf_counter()
-    engine.swap(INVOICES, store, periods, normalized, team)
-    t4 = time.perf_counter()
+    outcome.raise_failures()
+    (loaded,) = outcome.results.values()
+    assert loaded.result is not None  # tables were asked for
     # The end of a run: the analysts' file published beside the working file.
     store.publish(store.path.with_name("published.duckdb"))
-    t5 = time.perf_counter()
+    t2 = time.perf_counter()
     return {
-        "wall": t5 - t0,
-        "fetch": t1 - t0,
-        "raw": t2 - t1,
-        "normalize": t3 - t2,
-        "load": t4 - t3,
-        "publish": t5 - t4,
-        "rows": len(normalized.tables["invoice_items"]),
+        "wall": t2 - t0,
+        # The team read and the fetch: the step's time outside its writes.
+        "fetch": t1 - t0 - seconds.land - seconds.normalize - seconds.swap,
+        "raw": seconds.land,
+        "normalize": seconds.normalize,
+        "load": seconds.swap,
+        "publish": t2 - t1,
+        "rows": len(loaded.result.tables["invoice_items"]),
         "retries": api.stats.retries,
     }
 
@@ -214,7 +215,7 @@ def rate_limited(work: Path) -> dict:
                 )
                 for n, token in enumerate(server.tokens, start=1)
             ]
-            outcome = engine.load_teams(INVOICES, accounts, store, periods, log)
+            outcome = batches.load_teams(INVOICES, accounts, store, periods, log)
             paced = sum(a.client.pacer.waited_seconds for a in accounts) / len(accounts)
         wall = time.perf_counter() - start
         outcome.raise_failures()
@@ -434,7 +435,7 @@ def main() -> int:
         f"- Against the lower bound: **{ours['wall'] / bound:.2f}×** (target ≤ 2×). The bound is "
         f"{critical} requests on the critical path × {args.latency * 1000:.0f} ms "
         f"(the team, 1 list page, then {item_pages} item pages over {workers} workers) + raw "
-        f"landing {ours['raw']:.2f} s + read back and normalize {ours['normalize']:.2f} s + load "
+        f"landing {ours['raw']:.2f} s + normalize {ours['normalize']:.2f} s + load "
         f"{ours['load']:.2f} s measured in the same runs.",
         f"- Requests: {ours['requests']:.0f}, minimum {minimum_requests} "
         f"({'met' if ours['requests'] == minimum_requests else 'MISSED'}).",

@@ -7,6 +7,7 @@ can use them too.
 """
 
 import json
+import logging
 import os
 import pwd
 import re
@@ -30,11 +31,13 @@ import requests
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
 from pipeline.defs.definitions import source_defs
 from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
+from pipeline.engine import batches
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import build_teams
 from pipeline.settings import get_settings
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
+from pipeline.teams import Account
 
 FAST_RETRY = RetryPolicy(attempts=4, backoff=0.01, backoff_max=0.05)
 
@@ -70,6 +73,24 @@ def make_client() -> Callable[..., DigitalOceanClient]:
 def client(sandbox: SandboxServer) -> Iterator[DigitalOceanClient]:
     with new_client(sandbox) as api:
         yield api
+
+
+@pytest.fixture(scope="session")
+def load_team() -> Callable[..., batches.TeamLoad]:
+    """A step of one team: `engine.load_teams`, the path the assets run, for one token's client.
+    The team's failure is raised as itself, as the cause the step names."""
+
+    def load(
+        source: Any, api: DigitalOceanClient, store: Any, periods: Sequence[str], position: int = 1
+    ) -> batches.TeamLoad:
+        account = Account(position, f"token {position} of DIGITALOCEAN_TOKENS", api)
+        outcome = batches.load_teams(source, [account], store, periods, logging.getLogger("tests"))
+        if outcome.failures:
+            raise outcome.failures[0][1]
+        (loaded,) = outcome.results.values()
+        return loaded
+
+    return load
 
 
 @pytest.fixture

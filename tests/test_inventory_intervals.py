@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import time_machine
 
-from pipeline import engine
 from pipeline.defs.definitions import source_defs
+from pipeline.engine import batches, stages
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import SandboxData, build_teams
 from pipeline.sources import INVENTORY
@@ -96,13 +96,13 @@ def one_team() -> Iterator[SandboxServer]:
         yield server
 
 
-def run_at(source, server, api, store, moment: datetime) -> None:
+def run_at(source, api, store, moment: datetime, load_team) -> batches.TeamLoad:
     with time_machine.travel(moment, tick=True):
-        engine.load(source, api, store, [MONTH], server.data.team["uuid"])
+        return load_team(source, api, store, [MONTH])
 
 
 def test_a_state_that_changes_and_changes_back_is_three_intervals(
-    one_team, make_client, warehouse_path
+    one_team, make_client, warehouse_path, load_team
 ):
     """A → B → A, a droplet that disappears, then an empty volume list, each a day apart."""
     store = Warehouse(warehouse_path)
@@ -113,16 +113,16 @@ def test_a_state_that_changes_and_changes_back_is_three_intervals(
     gone = lists["droplets"][-1]
     day = [NOW + timedelta(days=n) for n in range(5)]
     with make_client(one_team) as api:
-        run_at(VOLUMES, one_team, api, store, day[0])
+        run_at(VOLUMES, api, store, day[0], load_team)
         volume["tags"] = ["env:retagged"]
-        run_at(VOLUMES, one_team, api, store, day[1])
+        run_at(VOLUMES, api, store, day[1], load_team)
         volume["tags"] = tags
-        run_at(VOLUMES, one_team, api, store, day[2])
-        run_at(DROPLETS, one_team, api, store, day[2])
+        run_at(VOLUMES, api, store, day[2], load_team)
+        run_at(DROPLETS, api, store, day[2], load_team)
         lists["droplets"].remove(gone)
-        run_at(DROPLETS, one_team, api, store, day[3])
+        run_at(DROPLETS, api, store, day[3], load_team)
         lists["volumes"] = []
-        run_at(VOLUMES, one_team, api, store, day[4])
+        run_at(VOLUMES, api, store, day[4], load_team)
     taken = dict(
         query(
             warehouse_path,
@@ -180,25 +180,25 @@ def everything(path: Path) -> dict[str, list[tuple]]:
 
 
 def test_replaying_or_landing_the_same_snapshot_twice_changes_nothing(
-    one_team, make_client, warehouse_path
+    one_team, make_client, warehouse_path, load_team
 ):
     store = Warehouse(warehouse_path)
     store.migrate()
     team = one_team.data.team["uuid"]
     volume = one_team.data.inventory.lists["volumes"][0]
     with make_client(one_team) as api:
-        run_at(VOLUMES, one_team, api, store, NOW)
+        run_at(VOLUMES, api, store, NOW, load_team)
         volume["tags"] = ["env:retagged"]
-        with time_machine.travel(NOW + timedelta(days=1), tick=True):
-            _, result = engine.load(VOLUMES, api, store, [MONTH], team)
+        result = run_at(VOLUMES, api, store, NOW + timedelta(days=1), load_team).result
+    assert result is not None
     before = everything(warehouse_path)
     assert len(before["volumes"]) == len(one_team.data.inventory.lists["volumes"]) + 1
     # The same normalized snapshot swapped again, and the latest fetch replayed from raw.
-    engine.swap(VOLUMES, store, [MONTH], result, team)
+    stages.swap(VOLUMES, store, [MONTH], result, team)
     assert everything(warehouse_path) == before
-    engine.replay(VOLUMES, store, [MONTH], team, now=NOW + timedelta(days=2))
+    stages.replay(VOLUMES, store, [MONTH], team, now=NOW + timedelta(days=2))
     assert everything(warehouse_path) == before
-    engine.replay_teams(VOLUMES, store, [MONTH], now=NOW + timedelta(days=3))
+    batches.replay_teams(VOLUMES, store, [MONTH], now=NOW + timedelta(days=3))
     assert everything(warehouse_path) == before
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from pipeline.defs.definitions import source_defs
-from pipeline.engine import WRITE_BATCH
+from pipeline.engine.batches import WRITE_BATCH
 from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.sources import SOURCES
 from pipeline.sources.balance import BALANCE

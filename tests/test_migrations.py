@@ -16,7 +16,7 @@ import duckdb
 import pytest
 import time_machine
 
-from pipeline import engine
+from pipeline.engine.stages import SNAPSHOTS
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import build_teams, team_of
 from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
@@ -600,7 +600,7 @@ def view_rows(con: duckdb.DuckDBPyConnection, view: str, names: list[str]) -> li
 
 
 @pytest.fixture(scope="module")
-def inventory_history(tmp_path_factory, make_client):
+def inventory_history(tmp_path_factory, make_client, load_team):
     """Two teams' invoices and insights of four months, and their inventory read on four days
     (the volumes re-tagged, then tagged back; a droplet gone; an empty list of load balancers; the
     projects read twice only): the same rows written at version 6 as snapshot rows (`old`),
@@ -624,7 +624,7 @@ def inventory_history(tmp_path_factory, make_client):
                     store.see_team(team, data.team["name"], position)
                     with time_machine.travel(V6_NOW, tick=True):
                         for source in (INVOICES, INSIGHTS):
-                            engine.load(source, api, store, V6_MONTHS, team)
+                            load_team(source, api, store, V6_MONTHS, position)
                 for n, day in enumerate(days):
                     for volume in lists["volumes"]:
                         volume["tags"] = ["env:retagged"] if n == 1 else tags[id(volume)]
@@ -635,10 +635,12 @@ def inventory_history(tmp_path_factory, make_client):
                         if source.name == "projects" and n in (1, 2):
                             continue
                         with time_machine.travel(day, tick=True):
-                            _, result = engine.load(source, api, stores[1], V6_MONTHS, team)
+                            loaded = load_team(source, api, stores[1], V6_MONTHS, position)
+                        result = loaded.result
+                        assert result is not None
                         with stores[0].transaction() as con:
                             for name, frame in result.tables.items():
-                                if name == engine.SNAPSHOTS:
+                                if name == SNAPSHOTS:
                                     frame = frame.drop(columns="loaded_at")
                                 con.register("incoming", frame)
                                 con.execute(

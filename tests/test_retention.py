@@ -9,8 +9,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipeline import engine
 from pipeline.cli import prune
+from pipeline.engine import stages
 from pipeline.settings import DEFAULT_RAW_KEEP, get_settings
 from pipeline.sources import INVOICES, SOURCES, TABLES
 from pipeline.warehouse import store as warehouse_store
@@ -66,14 +66,14 @@ def test_the_store_and_the_settings_agree_on_the_default():
 
 
 def test_twenty_reruns_keep_raw_keep_plus_one_fetches_and_replay_is_exact(
-    sandbox, client, warehouse_path
+    sandbox, client, warehouse_path, load_team
 ):
     store = Warehouse(warehouse_path)
     store.migrate()
     assert store.raw_keep == DEFAULT_RAW_KEEP
     for _ in range(20):
         for source in SOURCES:
-            engine.load(source, client, store, MONTHS, team(sandbox))
+            load_team(source, client, store, MONTHS)
     counts = query(warehouse_path, PER_MONTH)
     assert {(s, m) for s, _, m, _ in counts} == {(s.name, m) for s in SOURCES for m in MONTHS}
     assert {n for *_, n in counts} == {DEFAULT_RAW_KEEP + 1}
@@ -91,38 +91,40 @@ def test_twenty_reruns_keep_raw_keep_plus_one_fetches_and_replay_is_exact(
     assert loaded["invoice_items"] and loaded["daily_costs"], "the months have rows to rebuild"
     requests = len(sandbox.requests)
     for source in SOURCES:
-        engine.replay(source, store, MONTHS, team(sandbox), now=NOW)
+        stages.replay(source, store, MONTHS, team(sandbox), now=NOW)
     assert len(sandbox.requests) == requests
     assert table_rows(warehouse_path) == loaded
 
 
 def test_a_fetch_spanning_months_stays_while_it_is_the_latest_good_one_of_any(
-    sandbox, client, warehouse_path
+    sandbox, client, warehouse_path, load_team
 ):
     store = Warehouse(warehouse_path, raw_keep=0)
     store.migrate()
-    spanning, _ = engine.load(INVOICES, client, store, ["2025-11", *MONTHS], team(sandbox))
+    spanning = load_team(INVOICES, client, store, ["2025-11", *MONTHS]).batch
     list_pages = "SELECT count(*) FROM raw.pages WHERE fetch_id = ? AND partition_key IS NULL"
     index_pages = query(warehouse_path, list_pages, [spanning.fetch_id])
     assert index_pages[0][0] >= 1
     for _ in range(3):
-        latest, _ = engine.load(INVOICES, client, store, MONTHS[-1:], team(sandbox))
+        latest = load_team(INVOICES, client, store, MONTHS[-1:]).batch
     kept = query(warehouse_path, "SELECT fetch_id FROM raw.fetches ORDER BY fetched_at")
     # 2025-11 and 2025-12 have no later fetch: the spanning one stays, with its invoice list.
     assert kept == [(spanning.fetch_id,), (latest.fetch_id,)]
     assert query(warehouse_path, list_pages, [spanning.fetch_id]) == index_pages
 
     loaded = table_rows(warehouse_path)
-    engine.replay(INVOICES, store, ["2025-11", *MONTHS], team(sandbox), now=NOW)
+    stages.replay(INVOICES, store, ["2025-11", *MONTHS], team(sandbox), now=NOW)
     assert table_rows(warehouse_path) == loaded
 
 
-def test_failed_reruns_never_push_out_the_latest_good_fetch(sandbox, client, warehouse_path):
+def test_failed_reruns_never_push_out_the_latest_good_fetch(
+    sandbox, client, warehouse_path, load_team
+):
     store = Warehouse(warehouse_path, raw_keep=1)
     store.migrate()
-    good, _ = engine.load(INVOICES, client, store, MONTHS, team(sandbox))
+    good = load_team(INVOICES, client, store, MONTHS).batch
     loaded = table_rows(warehouse_path)
-    failed = good
+    failed = stages.fetch(INVOICES, client, store, MONTHS, team(sandbox))  # not landed yet
     for _ in range(4):  # re-runs whose pages did not add up: landed, never swapped
         failed = rerun(failed, status="incomplete")
         store.land_raw(failed)
@@ -131,18 +133,21 @@ def test_failed_reruns_never_push_out_the_latest_good_fetch(sandbox, client, war
     kept = query(warehouse_path, "SELECT fetch_id, status FROM raw.fetches ORDER BY fetched_at")
     # The good one the tables were built from, and the newest failure (RAW_KEEP = 1).
     assert kept == [(good.fetch_id, "ok"), (failed.fetch_id, "incomplete")]
-    engine.replay(INVOICES, store, MONTHS, team(sandbox), now=NOW)
+    stages.replay(INVOICES, store, MONTHS, team(sandbox), now=NOW)
     assert table_rows(warehouse_path) == loaded
 
 
-def test_other_teams_and_sources_are_not_pruned_by_a_swap(sandbox, client, warehouse_path):
+def test_other_teams_and_sources_are_not_pruned_by_a_swap(
+    sandbox, client, warehouse_path, load_team
+):
     store = Warehouse(warehouse_path, raw_keep=0)
     store.migrate()
-    batch, _ = engine.load(INVOICES, client, store, MONTHS, team(sandbox))
+    load_team(INVOICES, client, store, MONTHS)
+    batch = stages.fetch(INVOICES, client, store, MONTHS, team(sandbox))  # not landed
     other = dataclasses.replace(rerun(batch, status="ok"), team_uuid="another-team")
     store.land_raw(other)
     store.land_raw(rerun(other, status="ok"))
-    engine.load(INVOICES, client, store, MONTHS, team(sandbox))
+    load_team(INVOICES, client, store, MONTHS)
     teams = query(
         warehouse_path, "SELECT team_uuid, count(*) FROM raw.fetches GROUP BY ALL ORDER BY ALL"
     )
@@ -165,13 +170,13 @@ def settings_env(tmp_path, monkeypatch):
 
 
 def test_make_prune_applies_retention_to_a_warehouse_loaded_without_it(
-    sandbox, client, settings_env, tmp_path, capsys
+    sandbox, client, settings_env, tmp_path, capsys, load_team
 ):
     path = working_file(tmp_path / "warehouse.duckdb")  # the loader's file, where raw lives
     store = Warehouse(path, raw_keep=1000)  # as if loaded before retention existed
     store.migrate()
     for _ in range(6):
-        engine.load(INVOICES, client, store, MONTHS, team(sandbox))
+        load_team(INVOICES, client, store, MONTHS)
     settings_env.setenv("RAW_KEEP", "2")
     assert prune.main([]) == 0
     said = capsys.readouterr().out

@@ -12,8 +12,9 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pipeline import engine
 from pipeline.defs.partitions import chosen_months, monthly_partitions
+from pipeline.engine import batches
+from pipeline.engine.stages import RawNotFetchedError
 from pipeline.settings import SettingsError, check_writable, get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
@@ -45,8 +46,8 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     store = Warehouse(working_file(settings.warehouse), raw_keep=settings.raw_keep)
     store.migrate()
     try:
-        outcome = engine.replay_teams(source, store, periods, now=now)
-    except engine.RawNotFetchedError as exc:
+        outcome = batches.replay_teams(source, store, periods, now=now)
+    except RawNotFetchedError as exc:
         say(f"Failed: {exc}", error=True)
         return 1
     for team, load in outcome.results.items():

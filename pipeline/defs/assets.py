@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pipeline import engine
 from pipeline.api.progress import TEAM_LOGGER, failures_summary
 from pipeline.defs.metadata import (
     fetch_metadata,
@@ -26,6 +25,7 @@ from pipeline.defs.metadata import (
 )
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
+from pipeline.engine import batches
 from pipeline.months import month_of
 from pipeline.settings import SAMPLE_DATA
 from pipeline.sources import SOURCES, Source
@@ -66,7 +66,7 @@ def _specs(source: Source) -> list[dg.AssetSpec]:
 def _results(
     context: dg.AssetExecutionContext,
     source: Source,
-    outcome: Outcome[engine.TeamLoad],
+    outcome: Outcome[batches.TeamLoad],
     periods: list[str],
     fetched: bool,
     tables: bool,
@@ -160,7 +160,7 @@ def source_asset(
             commits = store.commits
             if fetches:
                 with digitalocean.accounts(context.log) as accounts:
-                    outcome = engine.load_teams(
+                    outcome = batches.load_teams(
                         source,
                         accounts,
                         store,
@@ -173,7 +173,7 @@ def source_asset(
                     )
             else:
                 with store.session():
-                    outcome = engine.replay_teams(source, store, periods, now=run_started(context))
+                    outcome = batches.replay_teams(source, store, periods, now=run_started(context))
             commits = store.commits - commits
             results = list(
                 _results(

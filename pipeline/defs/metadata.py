@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from pipeline.engine import TeamLoad
+from pipeline.engine.batches import TeamLoad
 from pipeline.sources.base import Table
 from pipeline.teams import Outcome, Team
 

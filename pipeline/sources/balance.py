@@ -50,7 +50,7 @@ BALANCE = Source(
     description="Month-to-date balance and usage, one snapshot per fetch.",
     index=Endpoint("balance", "/v2/customers/my/balance", SINGLE, noun="balance"),
     normalize=normalize,
-    together=True,
+    many_fetches=True,
     tables=(
         Table(
             "balance",

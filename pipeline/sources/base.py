@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline.api import LINKS, Collection, PageRequest, Paginator
 
 MONTH_COLUMN = "invoice_period"
-# The fetch a row was read from, on the rows of a source that is normalized `together`: the
+# The fetch a row was read from, on the rows of a source whose normalizer takes `many_fetches`: the
 # engine splits a batch of teams by it, and never writes it.
 FETCH = "fetch_id"
 Write = Literal["months", "merge", "intervals"]
@@ -176,7 +176,7 @@ class Source:
     # Its normalizer takes several teams' fetches in one call and marks every row with its
     # FETCH (a snapshot source's rows carry theirs as snapshot_id): a batch of teams is then
     # normalized at once, its fixed cost paid once per batch instead of once per team.
-    together: bool = False
+    many_fetches: bool = False
 
     @property
     def table_names(self) -> list[str]:

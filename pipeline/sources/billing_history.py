@@ -40,7 +40,7 @@ COLUMNS = [
 
 def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     """The entries of each run month, from the fetch that month is read from (each team's own,
-    when several teams' fetches are normalized together)."""
+    when several teams' fetches are normalized in one call)."""
     entries = records(raw.pages_of("billing_history"), "billing_history")
     if entries.empty:
         return Normalized({"billing_history": pd.DataFrame(columns=[*COLUMNS, FETCH])})
@@ -77,7 +77,7 @@ HISTORY = Source(
         noun="entries",
     ),
     normalize=normalize,
-    together=True,
+    many_fetches=True,
     tables=(
         Table(
             "billing_history",

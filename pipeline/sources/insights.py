@@ -88,7 +88,7 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
     if points.empty:
         return Normalized({"daily_costs": pd.DataFrame(columns=[*COLUMNS, FETCH])})
     points["usage_month"] = points["partition_key"]
-    # Numbered per fetch and month: several teams' fetches may be normalized together.
+    # Numbered per fetch and month: several teams' fetches may be normalized in one call.
     numbered = points.groupby(["fetch_id", "usage_month"], sort=False)
     points["point_number"] = numbered.cumcount().add(1).astype("int32")
     points[PLACE] = (
@@ -178,7 +178,7 @@ INSIGHTS = Source(
     targets=month_windows,
     normalize=normalize,
     invariants=invariants,
-    together=True,
+    many_fetches=True,
     tables=(
         Table(
             "daily_costs",

@@ -125,7 +125,7 @@ SUMMARIES = Source(
     endpoint=Endpoint("invoice_summary", INVOICE_PATH + "/summary", SINGLE, noun="summary"),
     targets=invoices_of_the_months,
     normalize=normalize,
-    together=True,
+    many_fetches=True,
     tables=(
         Table(
             "invoice_summaries",

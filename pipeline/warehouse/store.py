@@ -265,7 +265,7 @@ def _teams(team: str | Sequence[str]) -> list[str]:
     return [team] if isinstance(team, str) else list(team)
 
 
-def together(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def stacked(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Several teams' rows of one table as one frame (one INSERT); empty frames left out."""
     full = [f for f in frames if len(f)]
     if len(full) == 1:
@@ -494,7 +494,7 @@ class Warehouse:
 
     def land_raw(self, *batches: RawBatch) -> None:
         """Keep every page as received, with each fetch's verdict, in one transaction (several
-        teams' fetches land together: one write for a batch of teams)."""
+        teams' fetches land in one write: a batch of teams)."""
         if not batches:
             return
         fetches = [
@@ -517,7 +517,7 @@ class Warehouse:
             con.executemany(INSERT_FETCH, fetches)
             for table, part in (("raw.targets", "targets"), ("raw.pages", "pages")):
                 frames = [getattr(b, part).assign(fetch_id=b.fetch_id) for b in batches]
-                _insert(con, table, together(frames))
+                _insert(con, table, stacked(frames))
 
     def read_raw(
         self, source: str, team_uuid: str, periods: Sequence[str], *, with_pages: bool = True

@@ -1,0 +1,367 @@
+"""Every team of a step through the stages of `pipeline.engine.stages`, their writes in batches.
+
+Teams fetch side by side on a bounded pool; as they finish, a `BatchWriter` writes their
+fetches `WRITE_BATCH` at a time: one transaction lands the batch's pages, the batch is
+normalized, one transaction swaps its teams' months. A failed team fails alone and keeps its
+previous rows. The Dagster assets, `make replay` and `make bench` call `load_teams` and
+`replay_teams`; a single team is a step of one team.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from pipeline.api import ApiError, DigitalOceanClient
+from pipeline.api.log import Log
+from pipeline.api.progress import TeamsProgress, team_log
+from pipeline.engine.stages import (
+    SNAPSHOTS,
+    InvariantError,
+    RawNotFetchedError,
+    fetch,
+    incomplete,
+    landed_batches,
+    landed_raw,
+    normalized,
+    replay,
+    snapshots_of,
+    swap_teams,
+    unmarked,
+)
+from pipeline.sources import TABLES
+from pipeline.sources.base import FETCH, Normalized, Source
+from pipeline.sources.fields import InvalidPayloadError
+from pipeline.teams import DEFAULT_TEAM_WORKERS, Account, Outcome, Team, for_each_team, identify
+from pipeline.warehouse.store import EmptiedMonthError, RawBatch, RawRead, Warehouse
+
+# Teams whose fetches are written in one batch: one landing and one swap transaction for this
+# many teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
+WRITE_BATCH = 50
+
+
+def normalized_batch(
+    source: Source, group: Sequence[QueuedFetch], periods: Sequence[str]
+) -> dict[Team, Normalized] | None:
+    """A batch of teams normalized in one call, then split by fetch (a snapshot source's rows
+    carry theirs as `snapshot_id`, a `many_fetches` source's as FETCH): a normalizer's fixed
+    cost is most of the work for one team's few rows, paid once per batch instead of once per
+    team. Each team's rows carry its own fetch's time as loaded_at, as when it is normalized
+    alone. None when anything is wrong or worth a warning, or two teams' targets share a key:
+    then each team is normalized alone, so only the team that causes it fails, and its warnings
+    are its own."""
+    combined = landed_batches([f.batch for f in group], periods)
+    if combined.targets.duplicated(["target_key", "partition_key"]).any():
+        return None
+    try:
+        result = source.normalize(combined, max(f.batch.fetched_at for f in group))
+    except InvalidPayloadError:
+        return None
+    if result.warnings or source.invariants(combined, result.tables, periods):
+        return None
+    split = "snapshot_id" if source.snapshot else FETCH
+    parts = {
+        name: dict(tuple(frame.groupby(split, sort=False))) for name, frame in result.tables.items()
+    }
+    fetches = dict(tuple(combined.fetches.groupby("fetch_id", sort=False)))
+    out = {}
+    for queued in group:
+        batch, team_uuid = queued.batch, queued.team.uuid
+        tables = {}
+        for name, frame in result.tables.items():
+            rows = unmarked(source, parts[name].get(batch.fetch_id, frame.iloc[0:0]))
+            rows = rows.assign(team_uuid=team_uuid)
+            if "loaded_at" in rows:
+                rows["loaded_at"] = pd.Timestamp(batch.fetched_at)
+            tables[name] = rows
+        if source.snapshot:
+            tables[SNAPSHOTS] = snapshots_of(
+                source, fetches[batch.fetch_id], team_uuid, batch.fetched_at
+            )
+        out[queued.team] = Normalized(tables)
+    return out
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a team's fetch landed, kept after its pages are written (not the pages: a step of a
+    thousand teams must not hold every team's pages until it ends)."""
+
+    fetch_id: str
+    targets: int
+    pages: int
+    requests: int
+
+    @classmethod
+    def of(cls, batch: RawBatch) -> Landed:
+        return cls(batch.fetch_id, len(batch.targets), len(batch.pages), batch.requests)
+
+
+@dataclass(frozen=True)
+class TeamLoad:
+    """One team's part of a step: the fetch it landed (if it fetched) and the rows it swapped."""
+
+    batch: Landed | None
+    result: Normalized | None
+    retries: int = 0
+    rate_limited: int = 0
+
+
+@dataclass(frozen=True)
+class QueuedFetch:
+    """A team's fetch, done, queued to be written with the other teams of its batch."""
+
+    team: Team
+    label: str  # how failures name it: `team 'Acme' (uuid) (token 2 of DIGITALOCEAN_TOKENS)`
+    batch: RawBatch
+    retries: int
+    rate_limited: int
+
+
+@dataclass
+class StageSeconds:
+    """Seconds the writer spent in each stage, summed over its batches (`make bench` reads
+    them; a step does not)."""
+
+    land: float = 0.0
+    normalize: float = 0.0
+    swap: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                setattr(self, stage, getattr(self, stage) + time.perf_counter() - start)
+
+
+class BatchWriter:
+    """Teams' fetches written a batch at a time, as they finish fetching (from whichever team
+    thread fills the batch, and `flush()` for the rest).
+
+    Each batch: its pages land in one transaction, its teams are normalized in one call where
+    the source allows (`normalized_batch`; else, or if that call fails, each team on its own),
+    and the teams that normalized swap their months in one transaction. Isolation holds: a
+    team whose fetch did not add up or whose rows break an invariant fails alone, before the
+    swap; if a batch's transaction itself fails, its teams are written one by one, so only the
+    team that causes it fails. A failed team keeps its previous rows."""
+
+    def __init__(
+        self,
+        source: Source,
+        store: Warehouse,
+        periods: Sequence[str],
+        tables: bool,
+        size: int,
+        done: Callable[[bool], None],
+        seconds: StageSeconds | None = None,
+    ) -> None:
+        self.source, self.store, self.periods, self.tables = source, store, list(periods), tables
+        self.size = max(1, size)
+        self.seconds = seconds or StageSeconds()
+        self._done = done
+        self._lock = threading.Lock()
+        self._queued: list[QueuedFetch] = []
+        self.results: dict[Team, TeamLoad] = {}
+        self.failures: list[tuple[str, BaseException]] = []
+        self._failed: set[Team] = set()  # the teams of `failures`, by the key `results` uses
+
+    def add(self, queued: QueuedFetch) -> None:
+        """Queue a team's fetch; the thread that fills a batch writes it."""
+        with self._lock:
+            self._queued.append(queued)
+            if len(self._queued) < self.size:
+                return
+            group, self._queued = self._queued, []
+        self._write(group)
+
+    def flush(self) -> None:
+        """Write what is queued: the last batch, not full."""
+        with self._lock:
+            group, self._queued = self._queued, []
+        self._write(group)
+
+    def _fail(self, queued: QueuedFetch, error: BaseException) -> None:
+        with self._lock:
+            self.failures.append((queued.label, error))
+            self._failed.add(queued.team)
+        self._done(False)
+
+    def _write(self, group: list[QueuedFetch]) -> None:
+        """Write the group; if the file cannot be had at all (locked, unreadable), every team
+        of the group not yet settled fails, named, and the other groups carry on."""
+        if not group:
+            return
+        try:
+            self._write_group(group)
+        except (duckdb.Error, RuntimeError, OSError) as exc:
+            with self._lock:
+                settled = self.results.keys() | self._failed
+            for queued in group:
+                if queued.team not in settled:
+                    self._fail(queued, exc)
+
+    def _write_group(self, group: list[QueuedFetch]) -> None:
+        with self.store.session():
+            with self.seconds.timing("land"):
+                landed = self._land(group)
+            good = []
+            for queued in landed:
+                error = incomplete(queued.batch)
+                if error is None:
+                    good.append(queued)
+                else:
+                    self._fail(queued, error)
+            with self.seconds.timing("normalize"):
+                results = self._normalize(good) if self.tables else {f.team: None for f in good}
+            with self.seconds.timing("swap"):
+                swapped = self._swap([f for f in good if f.team in results], results)
+        for queued in swapped:
+            load = TeamLoad(
+                Landed.of(queued.batch), results[queued.team], queued.retries, queued.rate_limited
+            )
+            with self._lock:
+                self.results[queued.team] = load
+            self._done(True)
+
+    def _whole_or_each(
+        self, group: list[QueuedFetch], write: Callable[[list[QueuedFetch]], None]
+    ) -> list[QueuedFetch]:
+        """`write` the whole group in one transaction; if that fails, each team alone, so only
+        the team that causes the failure fails. The teams written."""
+        if not group:
+            return group
+        try:
+            write(group)
+            return group
+        except (duckdb.Error, EmptiedMonthError) as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return []
+        written = []
+        for queued in group:
+            try:
+                write([queued])
+                written.append(queued)
+            except (duckdb.Error, EmptiedMonthError) as exc:
+                self._fail(queued, exc)
+        return written
+
+    def _land(self, group: list[QueuedFetch]) -> list[QueuedFetch]:
+        """Land the group's pages in one transaction (or each team's in its own)."""
+        return self._whole_or_each(
+            group, lambda part: self.store.land_raw(*(f.batch for f in part))
+        )
+
+    def _normalize(self, group: list[QueuedFetch]) -> dict[Team, Normalized | None]:
+        if (self.source.snapshot or self.source.many_fetches) and len(group) > 1:
+            in_one_call = normalized_batch(self.source, group, self.periods)
+            if in_one_call is not None:
+                return in_one_call  # type: ignore[return-value]
+        results: dict[Team, Normalized | None] = {}
+        for queued in group:
+            try:
+                raw = landed_raw(queued.batch, self.periods)
+                results[queued.team] = normalized(
+                    self.source, raw, queued.team.uuid, queued.batch.fetched_at
+                )
+            except (RawNotFetchedError, InvalidPayloadError, InvariantError, duckdb.Error) as exc:
+                self._fail(queued, exc)
+        return results
+
+    def _swap(
+        self, group: list[QueuedFetch], results: dict[Team, Normalized | None]
+    ) -> list[QueuedFetch]:
+        """Swap the group's months in one transaction (or each team's in its own)."""
+        if not self.tables:
+            return group
+
+        def write(part: list[QueuedFetch]) -> None:
+            rows = {f.team.uuid: results[f.team] for f in part}
+            swap_teams(self.source, self.store, self.periods, rows)  # type: ignore[arg-type]
+
+        return self._whole_or_each(group, write)
+
+
+def load_teams(
+    source: Source,
+    accounts: Sequence[Account],
+    store: Warehouse,
+    periods: Sequence[str],
+    log: Log,
+    *,
+    run_id: str | None = None,
+    tables: bool = True,
+    known: dict[int, Team | ApiError] | None = None,
+    workers: int = DEFAULT_TEAM_WORKERS,
+    write_batch: int = WRITE_BATCH,
+    seconds: StageSeconds | None = None,
+) -> Outcome[TeamLoad]:
+    """Fetch every team's pages, `workers` teams at a time, and land (and, with `tables`, swap)
+    them `write_batch` teams per transaction as they finish fetching; each team all or
+    nothing, the others unaffected by its failure. `known`: the teams this run already read
+    (`teams.identify`); `seconds`: where to add the time each write stage took."""
+    teams, failures = identify(accounts, store, list(TABLES), log, known, workers)
+    progress = TeamsProgress(log, len(teams) + len(failures), source.name)
+    for _ in failures:
+        progress.done(False)
+    writer = BatchWriter(source, store, periods, tables, write_batch, progress.done, seconds)
+    # A child source's parent targets, every team's in one read (one per team would scan raw
+    # once per team).
+    parents: dict[str, RawRead] = {}
+    if source.parent is not None and teams:
+        parents = store.read_teams_targets(
+            source.parent.name, [team.uuid for team, _ in teams], periods
+        )
+    places = {team: account.place for team, account in teams}
+
+    def work(team: Team, api: DigitalOceanClient) -> None:
+        # A team's own lines are the step's when it is alone, DEBUG among many.
+        api.log = team_log(log, team.name, len(teams))
+        try:
+            batch = fetch(source, api, store, periods, team.uuid, run_id, parents.get(team.uuid))
+        except BaseException:
+            progress.done(False)
+            raise
+        label = f"{team} ({places[team]})"
+        writer.add(QueuedFetch(team, label, batch, api.stats.retries, api.stats.rate_limited))
+
+    fetched = for_each_team(teams, work, failures, workers)
+    writer.flush()
+    order = {team: n for n, (team, _) in enumerate(teams)}
+    results = dict(sorted(writer.results.items(), key=lambda pair: order[pair[0]]))
+    return Outcome(results, [*fetched.failures, *writer.failures])
+
+
+def replay_teams(
+    source: Source, store: Warehouse, periods: Sequence[str], *, now: datetime
+) -> Outcome[TeamLoad]:
+    """Rebuild every team's months that raw holds, from raw alone: zero requests. `now`: the
+    rows' loaded_at."""
+    uuids = store.raw_teams(source.name, periods)
+    if not uuids:
+        step = source.raw_asset or source.name
+        raise RawNotFetchedError(
+            f"no team has a good raw fetch of {source.name} for {periods[0]}…{periods[-1]}: "
+            f"materialize {step} first"
+        )
+    names = store.team_names(uuids)
+    teams = [Team(uuid, *names.get(uuid, (uuid, 0)), place="raw") for uuid in uuids]
+    outcome: Outcome[TeamLoad] = Outcome({}, [])
+    for team in teams:
+        try:
+            result = replay(source, store, periods, team.uuid, now=now)
+            outcome.results[team] = TeamLoad(None, result)
+        except (RawNotFetchedError, InvalidPayloadError, InvariantError, EmptiedMonthError) as exc:
+            outcome.failures.append((str(team), exc))
+    return outcome
