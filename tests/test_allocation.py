@@ -469,7 +469,7 @@ def test_owner_budgets_refuse_what_they_cannot_read(text):
         parse_owner_budgets(text)
 
 
-def test_a_bad_list_fails_its_team_only_when_teams_are_normalized_together(
+def test_a_bad_list_fails_its_team_only_when_teams_are_normalized_in_one_call(
     tmp_path, materialize, failure_message
 ):
     """Snapshot lists of a batch of teams are normalized in one call; a bad value sends them

@@ -322,7 +322,7 @@ def test_teams_run_on_a_bounded_pool_and_side_by_side():
     assert len(threads) == 4
 
 
-def test_a_bad_value_fails_its_team_only_when_a_batch_is_normalized_together(
+def test_a_bad_value_fails_its_team_only_when_a_batch_is_normalized_in_one_call(
     tmp_path, materialize, failure_message, rows
 ):
     """Billing history of a batch of teams is normalized in one call and split by fetch; a bad
