@@ -27,9 +27,6 @@ from pipeline.warehouse.store import EmptiedMonthError, Warehouse
 ACCOUNT_PATH = "/v2/account"
 T = TypeVar("T")
 Failure = tuple[str, BaseException]  # how the team is named, what went wrong
-# Teams read in this process, by (run id, place in the token list): one request per team and
-# run, not per step. Keyed by place, never by token.
-_READ_IN_RUN: dict[tuple[str | None, int], Team] = {}
 
 
 @dataclass(frozen=True)

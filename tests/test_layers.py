@@ -142,3 +142,21 @@ def test_dg_check_defs_loads_the_definitions(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully." in done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr
+
+
+def test_importing_the_pipeline_changes_no_process_wide_state():
+    """Importing the definitions (as the webserver, the dashboard or a notebook does) leaves
+    Arrow's memory pool and the environment as they were; a load switches the pool where it
+    parses items, not on import."""
+    code = (
+        "import os, pyarrow as pa; before = (pa.default_memory_pool().backend_name, "
+        "dict(os.environ)); import pipeline.defs.definitions, pipeline.dashboard.queries; "
+        "after = (pa.default_memory_pool().backend_name, dict(os.environ)); "
+        "print(before == after, before[0], after[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "True", done.stdout

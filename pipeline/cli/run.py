@@ -85,12 +85,12 @@ TEAM_LINES = 10
 
 def instance() -> dg.DagsterInstance:
     """The instance `make dev` reads: DAGSTER_HOME's, else this folder's when it holds the
-    project's dagster.yaml, else a throwaway one (said so)."""
-    if not os.environ.get("DAGSTER_HOME") and Path("dagster.yaml").is_file():
-        os.environ["DAGSTER_HOME"] = str(Path.cwd())
-    if os.environ.get("DAGSTER_HOME"):
+    project's dagster.yaml (read from there, the environment left as it is), else a throwaway
+    one (said so)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home or Path("dagster.yaml").is_file():
         Path("data/dagster").mkdir(parents=True, exist_ok=True)
-        return dg.DagsterInstance.get()
+        return dg.DagsterInstance.from_config(home or str(Path.cwd()))
     print("DAGSTER_HOME is not set: this run is not recorded for the UI", file=sys.stderr)
     return dg.DagsterInstance.ephemeral()
 

@@ -41,6 +41,7 @@ from pipeline.sources.fields import (
     arrow_text,
     arrow_timestamp,
     decimal,
+    prefer_system_allocator,
     text,
     timestamp,
     where,
@@ -336,6 +337,7 @@ def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFr
     Pages that break no rule go through Arrow alone (fast, little memory); otherwise the pandas
     path below checks every value and names each bad one.
     """
+    prefer_system_allocator()
     pages = pages.sort_values(["invoice_uuid", "page"], kind="stable")
     fast = _typed_with_arrow(pages, loaded_at) if len(pages) else None
     if fast is not None:
