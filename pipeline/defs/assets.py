@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pipeline.api.progress import TEAM_LOGGER, failures_summary
 from pipeline.defs.metadata import (
     fetch_metadata,
     load_summary,
@@ -26,6 +25,7 @@ from pipeline.defs.metadata import (
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
 from pipeline.engine import batches
+from pipeline.engine.progress import TEAM_LOGGER, failures_summary
 from pipeline.months import month_of
 from pipeline.settings import SAMPLE_DATA
 from pipeline.sources import SOURCES, Source

@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline.api import ApiError, DigitalOceanClient
 from pipeline.api.log import Log
-from pipeline.api.progress import TeamsProgress, team_log
+from pipeline.engine.progress import TeamsProgress, team_log
 from pipeline.engine.stages import (
     SNAPSHOTS,
     InvariantError,
