@@ -4,7 +4,9 @@ STARTED by a process that is gone.
 The instance is opened as runs open it (`DagsterInstance.from_config`, SQLite files or the
 PostgreSQL database DAGSTER_POSTGRES_URL names) and read through Dagster's public API only:
 `get_run_records(RunsFilter(statuses=[STARTED]))`, each run's tags, and the process id its
-engine events carry in their metadata. One code path for both stores.
+engine events carry in their metadata. One code path for both stores. Opening an instance in
+an empty PostgreSQL database creates Dagster's tables there, as the first run would; SQLite
+files are opened only once a run made them.
 
 A process id means something only on the machine that ran it, and an instance in PostgreSQL
 may be shared by several. Dagster does not record a run's host, so `make run` tags its runs
