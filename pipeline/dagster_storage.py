@@ -126,6 +126,11 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
+# The run tag `make run` records the machine it runs on under: an instance in PostgreSQL is
+# shared by several machines, and only the one a run ran on can tell whether its process is gone
+# (`make doctor`). Dagster records a run's process id (its engine events) but not its host.
+HOST_TAG = "do-billing/host"
+
 # The variable that moves the instance into PostgreSQL (`dagster.yaml` names it as
 # `postgres_url_env`); unset or empty, the SQLite files under base_dir stay.
 POSTGRES_URL_ENV = "DAGSTER_POSTGRES_URL"

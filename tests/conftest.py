@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
+from pipeline.dagster_storage import HOST_TAG
 from pipeline.defs.definitions import source_defs
 from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.engine import batches
@@ -359,34 +360,46 @@ def api_get() -> Callable[..., requests.Response]:
 
 # -- a run left STARTED: its process killed as the OOM killer would ------------------------------
 KILLED_RUN = """
-import os, signal, sys, dagster as dg
+import json, os, signal, sys, dagster as dg
 
 @dg.asset
-def killed() -> None:
-    print("started", flush=True)
+def killed(context: dg.AssetExecutionContext) -> None:
+    print("started", context.run_id, os.getpid(), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no event
 
 with dg.DagsterInstance.get() as instance:
-    dg.materialize([killed], instance=instance, tags={"dagster/max_runtime": sys.argv[1]})
+    tags = {"dagster/max_runtime": sys.argv[1], **json.loads(sys.argv[2])}
+    dg.materialize([killed], instance=instance, tags=tags)
 """
 
 
 @pytest.fixture(scope="session")
-def killed_run() -> Callable[..., None]:
-    """`killed_run(home, max_runtime=14400)`: a run in the instance at `home` (its dagster.yaml
-    already there) whose process is SIGKILLed mid-step, leaving the run STARTED."""
+def killed_run() -> Callable[..., tuple[str, int]]:
+    """`killed_run(home, max_runtime=14400, tags=None, env=None)`: a run in the instance at
+    `home` (its dagster.yaml already there; `env` adds variables, DAGSTER_POSTGRES_URL for one in
+    PostgreSQL) whose process is SIGKILLed mid-step, leaving the run STARTED; tagged with this
+    host as `make run` tags its runs, unless `tags` says otherwise. Its run id and process id."""
 
-    def run(home: Path, max_runtime: int = 14400) -> None:
+    def run(
+        home: Path,
+        max_runtime: int = 14400,
+        tags: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[str, int]:
+        tags = {HOST_TAG: socket.gethostname()} if tags is None else tags
         done = subprocess.run(
-            [sys.executable, "-c", KILLED_RUN, str(max_runtime)],
+            [sys.executable, "-c", KILLED_RUN, str(max_runtime), json.dumps(tags)],
             cwd=home,
-            env={**os.environ, "DAGSTER_HOME": str(home)},
+            env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
         assert done.returncode == -9 and "started" in done.stdout, done.stderr
+        (line,) = [line for line in done.stdout.splitlines() if line.startswith("started ")]
+        _, run_id, pid = line.split()
+        return run_id, int(pid)
 
     return run
 

@@ -10,19 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.cli import doctor
-from pipeline.cli.doctor import (
-    Check,
-    check_account,
-    check_api,
-    check_billing,
-    check_dagster,
-    check_publication,
-    check_settings,
-    check_warehouse,
-    main,
-    new_client,
-)
+from pipeline.cli.doctor.check import Check
+from pipeline.cli.doctor.configuration import check_settings
+from pipeline.cli.doctor.instance import check_dagster
+from pipeline.cli.doctor.runner import main, report
+from pipeline.cli.doctor.tokens import check_api
+from pipeline.cli.doctor.warehouse import check_publication, check_warehouse
+from pipeline.dagster_storage import HOST_TAG
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.server import DEFAULT_SCOPES
 from pipeline.settings import get_settings
@@ -109,19 +103,21 @@ def point_at(doctor_env: pytest.MonkeyPatch, warehouse_path: Path) -> Callable[.
 # -- the token ----------------------------------------------------------------------------------
 def test_a_healthy_sandbox_passes_and_names_the_team(sandbox):
     team = sandbox.data.team
-    with new_client(sandbox.url, sandbox.token) as client:
-        billing = check_billing(client)
-        account = check_account(client)
+    (billing, account, _), found = check_api(sandbox.url, sandbox.token)
+    host = sandbox.url.removeprefix("http://")
     assert billing.ok is True
-    assert billing.detail == f"{client.host} answered GET /v2/customers/my/balance"
+    assert billing.detail == f"{host} answered GET /v2/customers/my/balance"
     assert account.ok is True
     assert account.detail == f'team "{team["name"]}" ({team["uuid"]})'
-    assert [r["path"] for r in sandbox.requests] == ["/v2/customers/my/balance", "/v2/account"]
+    assert found == team["uuid"]
+    asked = [r["path"] for r in sandbox.requests]
+    assert asked[:2] == ["/v2/customers/my/balance", "/v2/account"]
 
 
 def test_a_wrong_token_is_named_invalid_without_showing_it(sandbox):
     token = "wrong-token-3f9a1c"
-    checks = check_api(sandbox.url, token)
+    checks, team = check_api(sandbox.url, token)
+    assert team is None
     assert [(c.name, c.ok) for c in checks] == [
         ("API, billing:read", False),
         ("account:read", None),
@@ -135,7 +131,7 @@ def test_a_wrong_token_is_named_invalid_without_showing_it(sandbox):
 
 def test_a_token_without_account_read_is_named_lacking_it():
     with SandboxServer(scopes=frozenset({"billing:read"})) as server:
-        billing, account = check_api(server.url, server.token)
+        (billing, account, _), _ = check_api(server.url, server.token)
     assert billing.ok is True
     assert account.ok is False
     assert account.detail.startswith("the token lacks account:read (HTTP 403)")
@@ -144,7 +140,7 @@ def test_a_token_without_account_read_is_named_lacking_it():
 
 def test_a_token_without_billing_read_is_named_lacking_it():
     with SandboxServer(scopes=frozenset({"account:read"})) as server:
-        billing, account = check_api(server.url, server.token)
+        (billing, account, _), _ = check_api(server.url, server.token)
     assert billing.ok is False
     assert billing.detail.startswith("the token lacks billing:read (HTTP 403)")
     assert account.ok is True
@@ -155,7 +151,7 @@ def test_an_api_that_does_not_answer_is_named_unreachable():
         url, token = server.url, server.token
     # The server is stopped: its port refuses connections.
     started = time.monotonic()
-    billing, account = check_api(url, token)
+    (billing, account), _ = check_api(url, token)
     assert billing.ok is False
     assert billing.detail.startswith(f"cannot reach {url.removeprefix('http://')}: ")
     assert "gave up after 2 attempts" in billing.detail
@@ -165,7 +161,7 @@ def test_an_api_that_does_not_answer_is_named_unreachable():
 
 def test_server_errors_after_the_retry_are_named_unreachable(sandbox):
     sandbox.inject(r"/balance$", 503, times=2)
-    billing, _ = check_api(sandbox.url, sandbox.token)
+    (billing, _), _ = check_api(sandbox.url, sandbox.token)
     assert billing.ok is False
     assert billing.detail.startswith("cannot reach ")
     assert "HTTP 503" in billing.detail
@@ -173,7 +169,7 @@ def test_server_errors_after_the_retry_are_named_unreachable(sandbox):
 
 def test_an_answer_the_api_does_not_give_points_at_the_url(sandbox):
     sandbox.inject(r"^/v2/account$", 404)
-    billing, account = check_api(sandbox.url, sandbox.token)
+    (billing, account, _), _ = check_api(sandbox.url, sandbox.token)
     assert billing.ok is True
     assert account.ok is False
     assert account.detail == (
@@ -288,17 +284,56 @@ def test_a_warehouse_cut_in_half_fails_naming_it(tmp_path):
     assert check.line().startswith(f"✗ warehouse {path}: cannot be opened as a DuckDB file: ")
 
 
-def test_a_run_left_started_by_a_killed_process_is_named(tmp_path, monkeypatch, killed_run):
+@pytest.fixture
+def repo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the repository's dagster.yaml (SQLite, or PostgreSQL when
+    DAGSTER_POSTGRES_URL is set), the working directory its storage paths are relative to."""
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
-    monkeypatch.chdir(tmp_path)  # dagster.yaml's storage paths are relative to it
-    killed_run(tmp_path)
-    ((run_id, pid),) = doctor.stuck_runs(tmp_path / "data" / "dagster")
-    check = check_dagster({"DAGSTER_HOME": str(tmp_path)})
-    assert check.ok is False
-    assert check.detail.startswith("1 run(s) STARTED with no live process, holding the queue: ")
-    assert f"run {run_id} (process {pid} is gone)" in check.detail
-    assert "Terminate" in check.detail
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def stuck_line(run_id: str, pid: int) -> str:
+    return (
+        f"✗ Dagster: 1 run(s) STARTED with no live process, holding the queue: run {run_id} "
+        f"(process {pid} is gone). Open each in the UI (`make dev`, Runs) and Terminate it, or "
+        "leave the daemon running: run monitoring fails it after its maximum runtime"
+    )
+
+
+def test_a_run_left_started_by_a_killed_process_is_named(repo_home, killed_run):
+    run_id, pid = killed_run(repo_home)
+    check = check_dagster({"DAGSTER_HOME": str(repo_home)})
+    assert check.line() == stuck_line(run_id, pid)
+
+
+def test_a_killed_run_in_postgres_is_named_by_the_same_check(
+    repo_home, killed_run, postgres_server
+):
+    url = postgres_server.url
+    run_id, pid = killed_run(repo_home, env={"DAGSTER_POSTGRES_URL": url})
+    assert not (repo_home / "data" / "dagster" / "history" / "runs.db").exists()
+    check = check_dagster({"DAGSTER_HOME": str(repo_home), "DAGSTER_POSTGRES_URL": url})
+    assert check.line() == stuck_line(run_id, pid)
+
+
+def test_a_killed_run_of_another_host_is_not_named(repo_home, killed_run):
+    killed_run(repo_home, tags={HOST_TAG: "another-machine.example"})
+    check = check_dagster({"DAGSTER_HOME": str(repo_home)})
+    assert (
+        check.line() == f"✓ Dagster: DAGSTER_HOME={repo_home}; runs stored in data/dagster (1 run)"
+    )
+
+
+def test_a_killed_run_with_no_host_recorded_is_one_this_machine_cannot_tell(repo_home, killed_run):
+    run_id, pid = killed_run(repo_home, tags={})
+    check = check_dagster({"DAGSTER_HOME": str(repo_home)})
+    assert check.line() == (
+        f"✓ Dagster: DAGSTER_HOME={repo_home}; runs stored in data/dagster (1 run); 1 run(s) "
+        "STARTED with no host recorded, so this machine cannot tell whether their process is "
+        f"gone: run {run_id} (process {pid} is not on this machine)"
+    )
 
 
 def test_the_published_file_is_current_after_a_publication_and_stale_after_a_write(tmp_path):
@@ -530,14 +565,14 @@ def test_main_with_a_bad_setting_checks_nothing_else_that_needs_it(doctor_env, r
 
 
 def test_the_report_masks_the_token_should_it_appear():
-    text = doctor.report([doctor.Check("x", False, "echo dop_v1_abc")], ["dop_v1_abc"])
+    text = report([Check("x", False, "echo dop_v1_abc")], ["dop_v1_abc"])
     assert text == "✗ x: echo ***\n1 problem(s): fix the ✗ lines above"
 
 
 def test_each_inventory_scope_is_checked_and_a_missing_one_named():
     scopes = DEFAULT_SCOPES - {"kubernetes:read", "database:read"}
     with SandboxServer(scopes=scopes) as server:
-        _, _, inventory = check_api(server.url, server.token, inventory=True)
+        (_, _, inventory), _ = check_api(server.url, server.token)
         asked = [r["path"] for r in server.requests]
     assert inventory.ok is False
     assert inventory.detail.startswith(
@@ -547,6 +582,6 @@ def test_each_inventory_scope_is_checked_and_a_missing_one_named():
     for path in ("/v2/projects", "/v2/droplets", "/v2/volumes", "/v2/load_balancers"):
         assert path in asked
     with SandboxServer() as server:
-        _, _, inventory = check_api(server.url, server.token, inventory=True)
+        (_, _, inventory), _ = check_api(server.url, server.token)
     assert inventory.ok is True
     assert "droplet:read" in inventory.detail and "load_balancer:read" in inventory.detail

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 
-from pipeline.cli.doctor import check_dagster
+from pipeline.cli.doctor.instance import check_dagster
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = "raw_invoice_pages,invoices,invoice_items"

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from pipeline.cli.doctor import check_dagster
+from pipeline.cli.doctor.instance import check_dagster
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.faults import Fault

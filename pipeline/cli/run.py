@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
 import uuid
@@ -22,6 +23,7 @@ import dagster as dg
 import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
+from pipeline.dagster_storage import HOST_TAG
 from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings
 from pipeline.warehouse.publish import PublishError, unpublished_writes, working_file
 from pipeline.warehouse.store import (
@@ -265,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tags={
                         "dagster/asset_partition_range_start": keys[0],
                         "dagster/asset_partition_range_end": keys[-1],
+                        # So `make doctor` on another machine never calls this run stuck.
+                        HOST_TAG: socket.gethostname(),
                     },
                     run_id=run_id,
                     raise_on_error=False,
