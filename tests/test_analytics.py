@@ -20,7 +20,7 @@ from pipeline.defs.assets import build_assets
 from pipeline.defs.checks import CHECKS
 from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import INSIGHT_SKU_PLACES, build_dataset, plant_anomalies
+from pipeline.sandbox.data import build_dataset
 from pipeline.warehouse.store import Warehouse
 
 ALL_ASSETS = [*build_assets(monthly_partitions()), *CHECKS]  # every source's assets and checks
@@ -68,7 +68,7 @@ PLANT_DAYS = (TODAY - timedelta(days=2), TODAY - timedelta(days=3))  # the spike
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, materialize):
+def loaded(tmp_path_factory, materialize, plant_anomalies):
     """Every month of every source of the sandbox account, loaded once for the tests below."""
     path = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"
     keys = monthly_partitions().get_partition_keys()
@@ -597,7 +597,7 @@ def sku_days(server, sku: str) -> dict[str, tuple[Decimal, set[str]]]:
     return days
 
 
-def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows):
+def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows, plant_anomalies):
     """At the default thresholds the sample account has none; the planted spike and new SKU are
     listed with the baseline (median) and MAD of the days the SKU cost in the 14 before."""
     server, path, _ = loaded
@@ -620,7 +620,7 @@ def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows):
     assert stored == [
         (new.day, "new_sku", "sku", new.sku, None, "tor1", Decimal("400.00"), 0, 0,
          Decimal("400.00"), new.key, team["uuid"], team["name"]),
-        (spike.day, "spike", "sku", spike.sku, INSIGHT_SKU_PLACES[spike.sku][0],
+        (spike.day, "spike", "sku", spike.sku, spike.service,
          ", ".join(sorted(regions)), cost, baseline, mad, cost - baseline, spike.key,
          team["uuid"], team["name"]),
     ]  # fmt: skip
