@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from pipeline.alerts import delivery as notify
 from pipeline.alerts.delivery import deliver, destination_of
+from pipeline.alerts.keys import budget_key, new_sku_key, spike_key
 from pipeline.alerts.rules import (
     OPEN_MONTHS,
     TEAMS,
@@ -469,3 +470,15 @@ def test_a_spike_names_the_projects_and_tags_behind_its_sku():
         "Tags behind it this month: env:prod ($80.50).",
     )
     assert anomaly_alerts(pd.DataFrame([row]))[0].lines[-1].startswith("Region: nyc3")
+
+
+def test_alert_keys_keep_their_format():
+    """Keys already in `alerts_sent` must match next run's, or every open alert is sent again;
+    the SQL's anomaly keys are checked against these on planted ones in test_analytics."""
+    assert spike_key("t", "sku", "DO-1", "2026-11-30") == "spike:t:sku:DO-1:2026-11-30"
+    assert spike_key(None, "service", "Droplets", "2026-11-30") == (
+        "spike::service:Droplets:2026-11-30"
+    )
+    assert new_sku_key("t", "GPU-1") == "new_sku:t:GPU-1"
+    assert budget_key("t", "2026-11", "warn") == "budget:t:2026-11:warn"
+    assert budget_key("t", "2026-11", "fail", "project:web") == "budget:t:2026-11:project:web:fail"

@@ -261,7 +261,7 @@ def test_month_to_date_prorates_last_month_to_the_same_day(loaded, rows):
     preview = server.data.preview
     as_of = datetime.fromisoformat(preview["updated_at"])
     last_period = previous_month(preview["invoice_period"])
-    (last,) = [i for i in server.data.invoices if i["invoice_period"] == last_period]
+    last = server.data.invoice_for(last_period)
     days_in_last = calendar.monthrange(int(last_period[:4]), int(last_period[5:]))[1]
     ((period, stored_as_of, to_date, last_seen, last_total, days, prorated),) = rows(
         path, "SELECT * EXCLUDE (team_uuid, team_name) FROM month_to_date"
@@ -434,8 +434,8 @@ def test_a_summary_that_disagrees_is_reported_with_the_difference(
     """Two planted mismatches: a summary amount that is not the invoice's (2024-05), and an
     item 0.07 higher than the invoice accounts for (2024-06). Each is reported, exactly."""
     with SandboxServer() as server:
-        (may,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-05"]
-        (june,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-06"]
+        may = server.data.invoice_for("2024-05")
+        june = server.data.invoice_for("2024-06")
         server.data.summaries[may["invoice_uuid"]]["amount"] = "1.00"
         line = server.data.items[june["invoice_uuid"]][0]
         line["amount"] = str(Decimal(line["amount"]) + Decimal("0.07"))

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pipeline.sandbox import invoices as bills
+from pipeline.sandbox.amounts import cents, cents_text
 from pipeline.sandbox.history import balance, billing_history, snapshot_time
 from pipeline.sandbox.insights import insight_points
 from pipeline.sandbox.inventory import Inventory, build_inventory
@@ -50,6 +51,29 @@ class SandboxData:
         """The month's one final invoice, the very dict the sandbox lists (edits show)."""
         (found,) = [i for i in self.invoices if i["invoice_period"] == period]
         return found
+
+    def reissued(
+        self, period: str, new_uuid: str, items: list[dict[str, Any]] | None = None
+    ) -> SandboxData:
+        """A copy where the month's bill (its final invoice, else the open month's preview) is
+        a final invoice under `new_uuid`, with `items` (else the old lines) and their sum: how
+        DigitalOcean closes a month or reissues an invoice, for tests of the loader's replace.
+        The old uuid's lines and summary stay reachable, as they do at the API."""
+        changed = self.copy()
+        preview = changed.preview
+        closing = preview is not None and preview["invoice_period"] == period
+        old = preview if closing and preview is not None else changed.invoice_for(period)
+        lines = changed.items[old["invoice_uuid"]] if items is None else items
+        total = cents_text(sum(cents(line["amount"]) for line in lines))
+        new = {k: v for k, v in old.items() if k != "updated_at"}
+        new |= {"invoice_uuid": new_uuid, "amount": total}
+        changed.items[new_uuid] = lines
+        if closing:
+            changed.preview = None
+            changed.invoices.insert(0, new)
+        else:
+            changed.invoices[changed.invoices.index(old)] = new
+        return changed
 
     @property
     def team_urn(self) -> str:
