@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.sandbox import build_teams
-from pipeline.sandbox.data import team_token
+from pipeline.sandbox.teams import team_token
 
 HERE = Path(__file__).parent
 

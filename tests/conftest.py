@@ -33,12 +33,12 @@ from pipeline.dagster_storage import HOST_TAG
 from pipeline.defs.definitions import source_defs
 from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.engine import batches
-from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import build_teams
+from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.settings import get_settings
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.teams import Account
+from tests import scenarios
 
 FAST_RETRY = RetryPolicy(attempts=4, backoff=0.01, backoff_max=0.05)
 
@@ -189,10 +189,17 @@ def invoice_of() -> Callable[[SandboxServer, str], dict]:
     """`invoice_of(server, month)`: the month's one final invoice, as the sandbox lists it."""
 
     def find(server: SandboxServer, month: str) -> dict:
-        (invoice,) = [i for i in server.data.invoices if i["invoice_period"] == month]
-        return invoice
+        return server.data.invoice_for(month)
 
     return find
+
+
+@pytest.fixture(scope="session")
+def plant_anomalies() -> Callable[..., list[scenarios.PlantedAnomaly]]:
+    """`plant_anomalies(data, spike_day, new_sku_from)`: a spike and a new SKU planted in the
+    account's Insights points, in place; returns them with the alert keys they should raise
+    (tests/scenarios.py)."""
+    return scenarios.plant_anomalies
 
 
 @pytest.fixture(scope="session")

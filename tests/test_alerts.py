@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from pipeline.alerts import delivery as notify
 from pipeline.alerts.delivery import deliver, destination_of
+from pipeline.alerts.keys import budget_key, new_sku_key, spike_key
 from pipeline.alerts.rules import (
     OPEN_MONTHS,
     TEAMS,
@@ -30,7 +31,6 @@ from pipeline.defs.assets import source_asset
 from pipeline.defs.resources import AlertsResource
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.sandbox.data import plant_anomalies
 from pipeline.settings import Settings, SettingsError, get_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
@@ -97,7 +97,8 @@ def alert_env(monkeypatch, tmp_path):
     get_settings.cache_clear()
 
 
-def planted_sandbox() -> tuple[SandboxServer, list]:
+@pytest.fixture
+def planted_sandbox(plant_anomalies) -> tuple[SandboxServer, list]:
     """Three teams; the second has a spike two days ago and a new SKU from three days ago."""
     teams = build_teams(3, today=TODAY)
     data = teams["sandbox-token-2"]
@@ -114,10 +115,10 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluati
 
 
 def test_a_run_raises_exactly_the_planted_alerts_once_each(
-    alert_env, receiver, materialize, warehouse_path, rows
+    alert_env, receiver, materialize, warehouse_path, rows, planted_sandbox
 ):
     alert_env(ALERT_URLS=receiver.url)
-    server, planted = planted_sandbox()
+    server, planted = planted_sandbox
     with server:
         team = server.data_for("sandbox-token-2").team
         result = run(materialize, server, warehouse_path)
@@ -200,11 +201,11 @@ def median_cents(values: list[Decimal]) -> Decimal:
 
 
 def test_a_receiver_that_fails_never_fails_the_load_and_gets_the_alert_next_run(
-    alert_env, receiver, materialize, warehouse_path, rows, caplog
+    alert_env, receiver, materialize, warehouse_path, rows, caplog, planted_sandbox
 ):
     alert_env(ALERT_URLS=receiver.url)
     receiver.status = 500
-    server, planted = planted_sandbox()
+    server, planted = planted_sandbox
     instance = dg.DagsterInstance.ephemeral()
     with server:
         result = run(materialize, server, warehouse_path, instance=instance)
@@ -469,3 +470,15 @@ def test_a_spike_names_the_projects_and_tags_behind_its_sku():
         "Tags behind it this month: env:prod ($80.50).",
     )
     assert anomaly_alerts(pd.DataFrame([row]))[0].lines[-1].startswith("Region: nyc3")
+
+
+def test_alert_keys_keep_their_format():
+    """Keys already in `alerts_sent` must match next run's, or every open alert is sent again;
+    the SQL's anomaly keys are checked against these on planted ones in test_analytics."""
+    assert spike_key("t", "sku", "DO-1", "2026-11-30") == "spike:t:sku:DO-1:2026-11-30"
+    assert spike_key(None, "service", "Droplets", "2026-11-30") == (
+        "spike::service:Droplets:2026-11-30"
+    )
+    assert new_sku_key("t", "GPU-1") == "new_sku:t:GPU-1"
+    assert budget_key("t", "2026-11", "warn") == "budget:t:2026-11:warn"
+    assert budget_key("t", "2026-11", "fail", "project:web") == "budget:t:2026-11:project:web:fail"

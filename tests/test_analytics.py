@@ -20,7 +20,7 @@ from pipeline.defs.assets import build_assets
 from pipeline.defs.checks import CHECKS
 from pipeline.defs.partitions import monthly_partitions
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import INSIGHT_SKU_PLACES, build_dataset, plant_anomalies
+from pipeline.sandbox.data import build_dataset
 from pipeline.warehouse.store import Warehouse
 
 ALL_ASSETS = [*build_assets(monthly_partitions()), *CHECKS]  # every source's assets and checks
@@ -68,7 +68,7 @@ PLANT_DAYS = (TODAY - timedelta(days=2), TODAY - timedelta(days=3))  # the spike
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, materialize):
+def loaded(tmp_path_factory, materialize, plant_anomalies):
     """Every month of every source of the sandbox account, loaded once for the tests below."""
     path = tmp_path_factory.mktemp("analytics") / "warehouse.duckdb"
     keys = monthly_partitions().get_partition_keys()
@@ -261,7 +261,7 @@ def test_month_to_date_prorates_last_month_to_the_same_day(loaded, rows):
     preview = server.data.preview
     as_of = datetime.fromisoformat(preview["updated_at"])
     last_period = previous_month(preview["invoice_period"])
-    (last,) = [i for i in server.data.invoices if i["invoice_period"] == last_period]
+    last = server.data.invoice_for(last_period)
     days_in_last = calendar.monthrange(int(last_period[:4]), int(last_period[5:]))[1]
     ((period, stored_as_of, to_date, last_seen, last_total, days, prorated),) = rows(
         path, "SELECT * EXCLUDE (team_uuid, team_name) FROM month_to_date"
@@ -434,8 +434,8 @@ def test_a_summary_that_disagrees_is_reported_with_the_difference(
     """Two planted mismatches: a summary amount that is not the invoice's (2024-05), and an
     item 0.07 higher than the invoice accounts for (2024-06). Each is reported, exactly."""
     with SandboxServer() as server:
-        (may,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-05"]
-        (june,) = [i for i in server.data.invoices if i["invoice_period"] == "2024-06"]
+        may = server.data.invoice_for("2024-05")
+        june = server.data.invoice_for("2024-06")
         server.data.summaries[may["invoice_uuid"]]["amount"] = "1.00"
         line = server.data.items[june["invoice_uuid"]][0]
         line["amount"] = str(Decimal(line["amount"]) + Decimal("0.07"))
@@ -597,7 +597,7 @@ def sku_days(server, sku: str) -> dict[str, tuple[Decimal, set[str]]]:
     return days
 
 
-def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows):
+def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows, plant_anomalies):
     """At the default thresholds the sample account has none; the planted spike and new SKU are
     listed with the baseline (median) and MAD of the days the SKU cost in the 14 before."""
     server, path, _ = loaded
@@ -620,7 +620,7 @@ def test_cost_anomalies_are_exactly_the_planted_ones(loaded, rows):
     assert stored == [
         (new.day, "new_sku", "sku", new.sku, None, "tor1", Decimal("400.00"), 0, 0,
          Decimal("400.00"), new.key, team["uuid"], team["name"]),
-        (spike.day, "spike", "sku", spike.sku, INSIGHT_SKU_PLACES[spike.sku][0],
+        (spike.day, "spike", "sku", spike.sku, spike.service,
          ", ".join(sorted(regions)), cost, baseline, mad, cost - baseline, spike.key,
          team["uuid"], team["name"]),
     ]  # fmt: skip

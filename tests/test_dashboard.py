@@ -107,7 +107,7 @@ def test_each_landing_figure_equals_the_sql(loaded, dashboard):
     for uuid, data in teams.items():
         name = name_of[uuid]
         # The SQL's figures are the sandbox's bills: the closed invoice and the preview.
-        invoice = next(i for i in data.invoices if i["invoice_period"] == CLOSED)
+        invoice = data.invoice_for(CLOSED)
         assert closed[uuid]["invoice_period"] == CLOSED
         assert closed[uuid]["invoice_total"] == Decimal(invoice["amount"])
         assert to_date[uuid]["month_to_date"] == Decimal(data.preview["amount"])
@@ -222,7 +222,7 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
     assert "invoice_period" not in text
     for token in server.tokens:
         data = server.data_for(token)
-        invoice = next(i for i in data.invoices if i["invoice_period"] == CLOSED)
+        invoice = data.invoice_for(CLOSED)
         assert f"<h2>{data.team['name']}</h2>" in text
         assert (
             f'Invoice total (final): <span class="figure">{money(Decimal(invoice["amount"]))}'

@@ -208,20 +208,12 @@ def test_pages_shifting_while_paging_is_detected(
     assert f"invoice {uuid} ({MONTH}): meta.total changed while paging" in failure_message(result)
 
 
-def test_reissued_invoice_replaces_the_old_one(
-    sandbox, warehouse_path, rows, invoice_of, load_month
-):
+def test_reissued_invoice_replaces_the_old_one(sandbox, warehouse_path, rows, load_month):
     assert load_month(sandbox, warehouse_path, MONTH).success
-    data = sandbox.data.copy()
-    old = invoice_of(sandbox, MONTH)
     new_uuid = "a0000000-0000-4000-8000-00000000000a"
-    reissued = {**old, "invoice_uuid": new_uuid, "amount": "10.00"}
-    data.invoices = [
-        reissued if i is not None and i["invoice_uuid"] == old["invoice_uuid"] else i
-        for i in data.invoices
-    ]
-    data.items[new_uuid] = [{"product": "Droplets", "amount": "10.00"}]
-    sandbox.data = data
+    sandbox.data = sandbox.data.reissued(
+        MONTH, new_uuid, [{"product": "Droplets", "amount": "10.00"}]
+    )
     assert load_month(sandbox, warehouse_path, MONTH).success
     assert rows(warehouse_path, "SELECT invoice_uuid, amount FROM invoices") == [
         (new_uuid, Decimal("10.00"))

@@ -18,7 +18,8 @@ import time_machine
 
 from pipeline.engine.stages import SNAPSHOTS
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import build_teams, team_of
+from pipeline.sandbox.data import build_teams
+from pipeline.sandbox.teams import team_of
 from pipeline.sources import INSIGHTS, INVENTORY, INVOICES
 from pipeline.warehouse.migrate import (
     CREATE_TABLE,

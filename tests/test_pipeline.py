@@ -1,6 +1,5 @@
 """End to end through Dagster in-process: sandbox over HTTP → raw → tables → checks."""
 
-import copy
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -147,7 +146,7 @@ def test_rerun_is_idempotent(sandbox, warehouse_path, materialize, rows):
 def test_failed_run_keeps_previous_rows(sandbox, warehouse_path, materialize, rows):
     materialize(sandbox, warehouse_path, "2024-05")
     before = rows(warehouse_path, "SELECT count(*), sum(amount) FROM invoice_items")
-    (invoice,) = [i for i in sandbox.data.invoices if i["invoice_period"] == "2024-05"]
+    invoice = sandbox.data.invoice_for("2024-05")
     sandbox.inject(f"^{INVOICE_PATH.format(key=invoice['invoice_uuid'])}$", 404)
     result = materialize(sandbox, warehouse_path, "2024-05", raise_on_error=False)
     assert not result.success
@@ -160,16 +159,11 @@ def test_preview_month_is_replaced_by_the_final_invoice(sandbox, warehouse_path,
     materialize(sandbox, warehouse_path, month)
     assert rows(warehouse_path, "SELECT DISTINCT status FROM invoice_items") == [("preview",)]
 
-    closed = copy.deepcopy(sandbox.data)
-    final = {k: v for k, v in preview.items() if k != "updated_at"}
-    final["invoice_uuid"] = "f0000000-0000-4000-8000-000000000001"
-    closed.items[final["invoice_uuid"]] = closed.items[preview["invoice_uuid"]]
-    closed.invoices.insert(0, final)
-    closed.preview = None
-    sandbox.data = closed
+    final_uuid = "f0000000-0000-4000-8000-000000000001"
+    sandbox.data = sandbox.data.reissued(month, final_uuid)
     materialize(sandbox, warehouse_path, month)
     assert rows(warehouse_path, "SELECT invoice_uuid, status FROM invoices") == [
-        (final["invoice_uuid"], "final")
+        (final_uuid, "final")
     ]
     assert rows(warehouse_path, "SELECT DISTINCT status FROM invoice_items") == [("final",)]
 

@@ -55,7 +55,7 @@ def test_a_check_that_warns_is_named_in_the_summary_with_its_finding(tmp_path):
     now = datetime.now(UTC)
     closed = previous_month(month_of(now))
     with SandboxServer(now=now) as server:
-        (invoice,) = [i for i in server.data.invoices if i["invoice_period"] == closed]
+        invoice = server.data.invoice_for(closed)
         item = server.data.items[invoice["invoice_uuid"]][0]
         item["amount"] = str(Decimal(item["amount"]) + Decimal("0.01"))
         done = make_run(tmp_path, server, closed)

@@ -21,7 +21,8 @@ from pipeline.defs.resources import DigitalOceanResource, WarehouseResource
 from pipeline.defs.sandbox import SandboxResource
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
-from pipeline.sandbox.data import build_dataset, team_of
+from pipeline.sandbox.data import build_dataset
+from pipeline.sandbox.teams import team_of
 from pipeline.settings import SAMPLE_DATA, Settings, get_settings
 from pipeline.sources import INVOICES
 from pipeline.warehouse.publish import working_file

@@ -399,3 +399,20 @@ def test_the_command_line_serves_several_teams():
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
+
+
+def test_reissued_closes_the_preview_or_replaces_a_final_invoice_in_a_copy():
+    data = build_dataset(today=TODAY)
+    preview, may = data.preview, data.invoice_for("2024-05")
+    closed = data.reissued(preview["invoice_period"], "f-1")
+    assert closed.preview is None and data.preview == preview  # the original is untouched
+    assert closed.invoices[0] == {
+        **{k: v for k, v in preview.items() if k != "updated_at"},
+        "invoice_uuid": "f-1",
+    }
+    assert closed.items["f-1"] == data.items[preview["invoice_uuid"]]
+    lines = [{"product": "Droplets", "amount": "10.00"}, {"product": "Taxes", "amount": "0.80"}]
+    again = data.reissued("2024-05", "r-1", lines)
+    assert again.invoice_for("2024-05") == {**may, "invoice_uuid": "r-1", "amount": "10.80"}
+    assert again.invoices.index(again.invoice_for("2024-05")) == data.invoices.index(may)
+    assert again.items["r-1"] == lines and len(again.invoices) == len(data.invoices)

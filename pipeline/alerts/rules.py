@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pandas as pd
 
+from pipeline.alerts.keys import budget_key
 from pipeline.sources import BALANCE, INSIGHTS
 
 # The assets the checks watch, for the links in a message: the sources' own tables.
@@ -205,9 +206,7 @@ class Judged:
         who = f"{self.owner} in team {team}" if self.owner else f"Team {team}"
         title_who = f"{self.owner} in {self.team_name}" if self.owner else self.team_name
         return Alert(
-            key=f"budget:{self.team_uuid}:{self.month}:"
-            + (f"{self.owner}:" if self.owner else "")
-            + level,
+            key=budget_key(self.team_uuid, self.month, level, self.owner),
             check="budget",
             asset=BALANCE_ASSET,
             kind="budget",

@@ -10,7 +10,7 @@ import argparse
 import time
 
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.sandbox.data import PROFILES
+from pipeline.sandbox.profiles import PROFILES
 from pipeline.sandbox.server import DEFAULT_SCOPES
 
 

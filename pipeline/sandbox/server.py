@@ -41,8 +41,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pipeline.sandbox.data import ACCOUNT_USER, SandboxData, build_dataset
+from pipeline.sandbox.data import SandboxData, build_dataset
 from pipeline.sandbox.faults import Fault
+from pipeline.sandbox.teams import ACCOUNT_USER
 
 LIST = re.compile(r"^/v2/customers/my/invoices/?$")
 ITEMS = re.compile(r"^/v2/customers/my/invoices/([^/]+)/?$")

@@ -213,6 +213,7 @@ GROUP BY i.invoice_period, i.team_uuid;
 -- Cost anomalies, with the thresholds as arguments: the `budget_and_anomalies` checks call it
 -- with the settings (ANOMALY_MADS, ANOMALY_MIN_USD, ANOMALY_MIN_RATIO, NEW_SKU_MIN_USD); the
 -- view cost_anomalies below calls it with their defaults (6, 50.00, 10, 10.00).
+-- Its alert_key is the format of pipeline/alerts/keys.py (spike_key, new_sku_key): change both.
 --
 -- A day's cost of a SKU (all its regions) or of a service (all its SKUs) is a spike when
 --   * it has a baseline: the team has data from 14 days before the day on, and the SKU or
