@@ -592,3 +592,41 @@ def lock() -> Iterator[Callable[[Path], None]]:
             if os.geteuid() == 0:
                 subprocess.run(["chattr", "-i", str(path)], check=True)
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _run_against(home: Path, server: SandboxServer, **env: str) -> dict[str, str]:
+    """The environment of `python -m pipeline.cli.run` in `home` as `make run` starts it,
+    against `server` with all its tokens: none of the machine's settings, the instance and
+    both warehouses in `home`, this checkout's package."""
+    tokens = server.tokens
+    return {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DIGITALOCEAN", "DAGSTER", "VERBOSE"))
+        },
+        "HOME": str(home),
+        "DAGSTER_HOME": str(home),
+        "WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
+        "SANDBOX_WAREHOUSE_PATH": str(home / "sandbox.duckdb"),
+        "DIGITALOCEAN_API_URL": server.url,
+        "PYTHONPATH": str(REPO),
+        **(
+            {"DIGITALOCEAN_TOKENS": ", ".join(tokens)}
+            if len(tokens) > 1
+            else {"DIGITALOCEAN_TOKEN": tokens[0]}
+        ),
+        **env,
+    }
+
+
+@pytest.fixture(scope="session")
+def run_against() -> Callable[..., dict[str, str]]:
+    """`run_against(home, server, **env)`: the environment of a `make run` process in `home`
+    against a sandbox `server` (its dagster.yaml copied there first)."""
+
+    def env(home: Path, server: SandboxServer, **more: str) -> dict[str, str]:
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        return _run_against(home, server, **more)
+
+    return env

@@ -2,15 +2,14 @@
 PostgreSQL going away mid-run. Each ends in seconds, in a few lines, with the run recorded where
 the instance can be written."""
 
-import os
 import queue
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.faults import Fault
 
-REPO = Path(__file__).resolve().parents[1]
 INVOICE_LIST = r"^/v2/customers/my/invoices$"
 
 
@@ -30,30 +28,14 @@ class Run:
     """`python -m pipeline.cli.run` as `make run` starts it, against `server`, its output read
     line by line on a thread so the test can wait for a line with a timeout."""
 
-    def __init__(self, home: Path, server: SandboxServer, **env: str) -> None:
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home = home
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.cli.run"],
             cwd=home,
-            env={
-                **{
-                    k: v
-                    for k, v in os.environ.items()
-                    if not k.startswith(("DIGITALOCEAN", "DAGSTER", "VERBOSE"))
-                },
-                "HOME": str(home),
-                "DAGSTER_HOME": str(home),
-                "WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
-                "DIGITALOCEAN_TOKEN": server.token,
-                "DIGITALOCEAN_API_URL": server.url,
-                # Two months: the run is short, and any day has them.
-                "INVOICE_START_PERIOD": previous_month(month_of(datetime.now(UTC))),
-                "PYTHONPATH": str(REPO),
-                **env,
-            },
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -92,6 +74,18 @@ class Run:
             self.proc.wait()
 
 
+@pytest.fixture
+def start_run(run_against) -> Callable[..., Run]:
+    """`start_run(home, server, **env)`: a run of the last two months (short, and any day has
+    them) against `server`, its instance in `home`."""
+
+    def start(home: Path, server: SandboxServer, **env: str) -> Run:
+        two_months = previous_month(month_of(datetime.now(UTC)))
+        return Run(home, run_against(home, server, INVOICE_START_PERIOD=two_months, **env))
+
+    return start
+
+
 def sqlite_run_statuses(home: Path) -> list[str]:
     with sqlite3.connect(home / "data" / "dagster" / "history" / "runs.db") as con:
         return [status for (status,) in con.execute("SELECT status FROM runs")]
@@ -106,13 +100,15 @@ def postgres_run_statuses(url: str) -> list[str]:
 @pytest.mark.parametrize(
     ("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"]
 )
-def test_a_stop_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path, stop, code):
+def test_a_stop_during_a_long_rate_limit_pause_ends_the_run_in_seconds(
+    tmp_path, start_run, stop, code
+):
     """The invoice list answers `ratelimit-remaining: 0` for ten minutes: every request after it
     waits. Before, the process sat out the pause (minutes); now it exits at once, canceled, in
     one line, and the next run works."""
     with SandboxServer() as server:
         server.inject(INVOICE_LIST, Fault("exhausted", seconds=600))
-        run = Run(tmp_path, server)
+        run = start_run(tmp_path, server)
         try:
             run.wait_for("until ratelimit-reset")
             time.sleep(1.0)  # well inside the pause: the items wait behind it
@@ -128,7 +124,7 @@ def test_a_stop_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path,
         assert stopped == [run.lines[-1]] and "recorded as canceled" in stopped[0]
         assert "Traceback" not in "\n".join(run.lines)
         assert sqlite_run_statuses(tmp_path) == ["CANCELED"]
-        again = Run(tmp_path, server)
+        again = start_run(tmp_path, server)
         try:
             assert again.finish(timeout=240) == 0, "\n".join(again.lines)
         finally:
@@ -136,20 +132,22 @@ def test_a_stop_during_a_long_rate_limit_pause_ends_the_run_in_seconds(tmp_path,
     assert sorted(sqlite_run_statuses(tmp_path)) == ["CANCELED", "SUCCESS"]
 
 
-def stop_postgres_mid_run(tmp_path: Path, server: SandboxServer, postgres) -> Run:
+def stop_postgres_mid_run(start_run, tmp_path: Path, server: SandboxServer, postgres) -> Run:
     """A run whose instance is `postgres`, and the server stopped (as in a crash) once the
     run is some steps in; the invoice list stalls 3 s so the run is surely still going."""
     server.inject(INVOICE_LIST, Fault("stall", seconds=3.0))
-    run = Run(tmp_path, server, DAGSTER_POSTGRES_URL=postgres.url)
+    run = start_run(tmp_path, server, DAGSTER_POSTGRES_URL=postgres.url)
     run.wait_for("droplets: ")
     postgres.stop("immediate", check=True)
     return run
 
 
-def test_an_instance_database_that_stops_mid_run_fails_it_in_a_few_lines(tmp_path, postgres_server):
+def test_an_instance_database_that_stops_mid_run_fails_it_in_a_few_lines(
+    tmp_path, postgres_server, start_run
+):
     """Before: 330 lines of tracebacks over 80 s, exit 1, the run left STARTED with no word."""
     with SandboxServer() as server:
-        run = stop_postgres_mid_run(tmp_path, server, postgres_server)
+        run = stop_postgres_mid_run(start_run, tmp_path, server, postgres_server)
         try:
             code = run.finish(timeout=120)
         finally:
@@ -177,10 +175,10 @@ def test_an_instance_database_that_stops_mid_run_fails_it_in_a_few_lines(tmp_pat
 
 
 def test_an_instance_database_back_before_the_exit_records_the_run_failed(
-    tmp_path, postgres_server
+    tmp_path, postgres_server, start_run
 ):
     with SandboxServer() as server:
-        run = stop_postgres_mid_run(tmp_path, server, postgres_server)
+        run = stop_postgres_mid_run(start_run, tmp_path, server, postgres_server)
         try:
             run.wait_for("Waiting up to ", timeout=60)
             postgres_server.start()

@@ -1,55 +1,40 @@
 """`make run`'s closing summary: the checks that failed or warn, and where the open month stands
 for each team and in total."""
 
-import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import build_teams
 
-REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture
+def make_run(run_against):
+    """`make_run(home, server, start)`: `python -m pipeline.cli.run` against `server` (all its
+    tokens), from `start`."""
+
+    def run(home: Path, server: SandboxServer, start: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli.run"],
+            cwd=home,
+            env=run_against(home, server, INVOICE_START_PERIOD=start),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run
 
 
-def make_run(home: Path, server: SandboxServer, start: str) -> subprocess.CompletedProcess:
-    """`python -m pipeline.cli.run` against `server` (all its tokens), from `start`."""
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    tokens = server.tokens
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.run"],
-        cwd=home,
-        env={
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("DIGITALOCEAN", "DAGSTER", "VERBOSE"))
-            },
-            "HOME": str(home),
-            "DAGSTER_HOME": str(home),
-            "WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
-            "DIGITALOCEAN_API_URL": server.url,
-            "INVOICE_START_PERIOD": start,
-            "PYTHONPATH": str(REPO),
-            **(
-                {"DIGITALOCEAN_TOKENS": ", ".join(tokens)}
-                if len(tokens) > 1
-                else {"DIGITALOCEAN_TOKEN": tokens[0]}
-            ),
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def test_a_check_that_warns_is_named_in_the_summary_with_its_finding(tmp_path):
+def test_a_check_that_warns_is_named_in_the_summary_with_its_finding(tmp_path, make_run):
     """One invoice's items add up to a cent more than the invoice: the warn-only check
     `items_sum_to_invoice_amount` passes the run and shows in the summary, with the invoice."""
     now = datetime.now(UTC)
@@ -75,7 +60,7 @@ def test_a_check_that_warns_is_named_in_the_summary_with_its_finding(tmp_path):
     assert lines[-2] == "Alerts: none (budget, cost spikes, new SKUs)"
 
 
-def test_the_open_month_is_shown_per_team_and_in_total(tmp_path):
+def test_the_open_month_is_shown_per_team_and_in_total(tmp_path, make_run):
     now = datetime.now(UTC)
     teams = build_teams(2, now=now)
     with SandboxServer.with_teams(teams, now=now) as server:
