@@ -236,16 +236,21 @@ def test_the_alerts_step_holds_no_file_while_a_webhook_never_answers(
     assert budget[0].metadata["notifications_failed"].value == 1
 
 
+def readers_of(monkeypatch: pytest.MonkeyPatch, published: Path) -> None:
+    """The settings of a reader of `published` without a token: it is the sandbox's file."""
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
+    monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
+    monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
+    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))
+    get_settings.cache_clear()
+
+
 def test_no_reader_creates_the_analysts_file(tmp_path, monkeypatch, capsys):
     """Only a publication makes WAREHOUSE_PATH: every reader finds it missing and says so in a
     line, leaving the folder as it was."""
     published = tmp_path / "warehouse.duckdb"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
-    monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
-    monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
-    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))  # no token: the sandbox's file
-    get_settings.cache_clear()
+    readers_of(monkeypatch, published)
     try:
         assert export.main([]) == 2
         assert focus.main([]) == 2
@@ -352,11 +357,7 @@ def test_the_read_only_commands_work_from_a_read_only_folder(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    monkeypatch.delenv("DIGITALOCEAN_TOKEN", raising=False)
-    monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
-    monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
-    monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))  # no token: the sandbox's file
-    get_settings.cache_clear()
+    readers_of(monkeypatch, published)
     try:
         assert export.main(["--out", str(work / "export")]) == 0
         assert focus.main(["--out", str(work / "focus")]) == 0
