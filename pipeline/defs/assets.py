@@ -124,7 +124,7 @@ def step_periods(context: dg.AssetExecutionContext, source: Source) -> list[str]
     """The months the step covers: the run's, or for a snapshot the month it is taken in (what
     its raw fetch records as first and last period, and raw retention counts it under)."""
     if source.snapshot:
-        return [month_of(datetime.now(UTC))]  # the clock the fetch's fetched_at is read from
+        return [month_of(run_started(context))]  # the run's own "now", as Dagster recorded it
     return run_periods(context)
 
 
