@@ -22,7 +22,8 @@ from pipeline.api.log import Log
 # hundreds of teams must not mean hundreds of threads (TEAM_WORKERS).
 from pipeline.settings import DEFAULT_TEAM_WORKERS
 from pipeline.sources.fields import InvalidPayloadError
-from pipeline.warehouse.store import EmptiedMonthError, Warehouse
+from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.swap import EmptiedMonthError
 
 ACCOUNT_PATH = "/v2/account"
 T = TypeVar("T")
@@ -129,7 +130,7 @@ def unreadable_team(account: Account, store: Warehouse) -> str:
     """How to name a team whose token cannot read it: by the token's place in the settings,
     which is what the user edits, then the team last seen there, if ever (the warehouse holds
     only teams of its own kind, sample or real, so that is never another kind's team)."""
-    seen = store.team_last_seen_at(account.position)
+    seen = store.teams.last_seen_at(account.position)
     if seen is None:
         return f"{account.place} (its team not seen before)"
     uuid, name = seen
@@ -189,7 +190,7 @@ def identify(
             elif team is not None:
                 found.append((team, account))
         _refuse_duplicates([team for team, _ in found])
-        store.see_teams([(team.uuid, team.name, team.position) for team, _ in found])
+        store.teams.see([(team.uuid, team.name, team.position) for team, _ in found])
         _claim_rows_before_teams(accounts, found, store, tables, log)
     return found, failures
 
@@ -212,7 +213,7 @@ def _claim_rows_before_teams(
     tables: Sequence[str],
     log: Log,
 ) -> None:
-    waiting = store.rows_before_teams(tables)
+    waiting = store.teams.rows_before(tables)
     if not waiting:
         return
     if len(accounts) != 1 or len(found) != 1:
@@ -222,7 +223,7 @@ def _claim_rows_before_teams(
             "(DIGITALOCEAN_TOKEN), so they become its team's. Nothing was loaded."
         )
     team = found[0][0]
-    changed = store.claim_rows_before_teams(tables, team.uuid)
+    changed = store.teams.claim_rows_before(tables, team.uuid)
     log.info(f"{changed} row(s) loaded before teams were recorded are now {team}'s")
 
 

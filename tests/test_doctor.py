@@ -22,6 +22,7 @@ from pipeline.sandbox.server import DEFAULT_SCOPES
 from pipeline.settings import get_settings
 from pipeline.warehouse.migrate import LATEST_VERSION
 from pipeline.warehouse.publish import working_file
+from pipeline.warehouse.sample_data import mark_sample_data
 from pipeline.warehouse.store import Warehouse
 
 SETTINGS_VARIABLES = (
@@ -350,7 +351,7 @@ def test_the_published_file_is_current_after_a_publication_and_stale_after_a_wri
     assert check_publication(published) == Check(
         f"published {published}", True, f"current: as new as the last write to {store.path}"
     )
-    store.see_team("t", "Team T", 1)  # a run's write whose publication never came
+    store.teams.see_one("t", "Team T", 1)  # a run's write whose publication never came
     check = check_publication(published)
     assert check.ok is False
     assert check.detail.startswith(f"{published} (published ")
@@ -365,7 +366,7 @@ def test_main_names_a_missing_publication(sandbox, point_at, warehouse_path, run
     store = Warehouse(working_file(warehouse_path))
     store.migrate()
     store.publish(warehouse_path)
-    store.see_team("t", "Team T", 1)
+    store.teams.see_one("t", "Team T", 1)
     code, out = run_doctor()
     assert code == 1
     (line,) = [line for line in out.splitlines() if line.startswith("✗ ")]
@@ -477,7 +478,7 @@ def test_a_warehouse_of_the_other_kind_is_named_with_what_to_do(
     sandbox, migrated, point_at, doctor_env, run_doctor, sample
 ):
     """A file of sample data read with a token, or of real teams without one: ✗ naming it."""
-    Warehouse(migrated).mark_sample_data(sample)
+    mark_sample_data(Warehouse(migrated), sample)
     if sample:
         point_at(sandbox)
         says = (

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from pipeline.sources.invoices import INVOICE_COLUMNS, ITEM_COLUMNS
 from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.swap import replace_periods
 
 store = Warehouse(sys.argv[1])
 store.migrate()
@@ -37,7 +38,8 @@ for version in range(versions):
         "status": ["final"], "items_total": [n], "loaded_at": [stamp],
     }}).reindex(columns=INVOICE_COLUMNS)
     items["team_uuid"] = invoices["team_uuid"] = "team"
-    store.replace_periods(
+    replace_periods(
+        store,
         "team",
         ["{MONTH}"],
         {{"invoices": (invoices, "invoice_period"), "invoice_items": (items, "invoice_period")}},
@@ -156,7 +158,8 @@ def test_overlapping_runs_and_an_open_analyst_session_queue_instead_of_failing(t
 
 @pytest.mark.parametrize("read_only", [True, False])
 def test_a_busy_warehouse_gives_a_clear_error_after_the_bounded_wait(tmp_path, read_only):
-    from pipeline.warehouse.store import Warehouse, WarehouseBusyError
+    from pipeline.warehouse.connection import WarehouseBusyError
+    from pipeline.warehouse.store import Warehouse
 
     path = tmp_path / "w.duckdb"
     duckdb.connect(str(path)).close()
@@ -201,14 +204,14 @@ def test_a_session_keeps_each_unit_atomic_holds_the_file_then_lets_it_go(warehou
     store = Warehouse(warehouse_path)
     store.migrate()
     with store.session():
-        store.see_team("t1", "First", 1)
+        store.teams.see_one("t1", "First", 1)
         with pytest.raises(ZeroDivisionError):
             with store.transaction() as con:
                 con.execute("UPDATE teams SET team_name = 'Renamed'")
                 con.execute("INSERT INTO teams SELECT 't2', 'Second', 2, now(), now()")
                 1 / 0  # noqa: B018
         with ThreadPoolExecutor(3) as pool:
-            names = list(pool.map(lambda _: store.team_names(["t1", "t2"]), range(3)))
+            names = list(pool.map(lambda _: store.teams.names(["t1", "t2"]), range(3)))
         assert names == [{"t1": ("First", 1)}] * 3
         assert read_from_another_process(warehouse_path) == "locked"
     assert read_from_another_process(warehouse_path) == "['First']"

@@ -33,7 +33,8 @@ from pipeline.warehouse.migrate import (
     migrate,
     schema_version,
 )
-from pipeline.warehouse.store import Warehouse, holds_sample_data
+from pipeline.warehouse.sample_data import holds_sample_data
+from pipeline.warehouse.store import Warehouse
 
 ROOT = Path(__file__).parents[1]
 VIEW_FILES = [
@@ -622,7 +623,7 @@ def inventory_history(tmp_path_factory, make_client, load_team):
             balancers, gone = list(lists["load_balancers"]), lists["droplets"][-1]
             with make_client(server, token=token) as api:
                 for store in stores:
-                    store.see_team(team, data.team["name"], position)
+                    store.teams.see_one(team, data.team["name"], position)
                     with time_machine.travel(V6_NOW, tick=True):
                         for source in (INVOICES, INSIGHTS):
                             load_team(source, api, store, V6_MONTHS, position)

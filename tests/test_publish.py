@@ -25,8 +25,9 @@ from pipeline.months import month_of
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import get_settings
 from pipeline.sources import BALANCE, INSIGHTS, INVOICES
+from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.publish import working_file
-from pipeline.warehouse.store import Warehouse, WarehouseMissingError
+from pipeline.warehouse.store import Warehouse
 
 FIRST, SLOW = ("2024-01", "2024-01"), ("2024-02", "2024-07")
 COUNT = "SELECT count(*), coalesce(sum(amount), 0) FROM invoice_items"
@@ -140,7 +141,8 @@ def test_an_old_single_file_warehouse_becomes_the_working_file_and_is_published(
 PUBLISHER = """
     import sys
     from pathlib import Path
-    from pipeline.warehouse.store import Warehouse, WarehouseMissingError
+    from pipeline.warehouse.connection import WarehouseMissingError
+    from pipeline.warehouse.store import Warehouse
     work, published = Warehouse(sys.argv[1]), Path(sys.argv[2])
     with work.transaction() as con:
         con.execute("CREATE OR REPLACE TABLE t AS SELECT 2 AS version, range AS n "

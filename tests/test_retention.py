@@ -15,7 +15,8 @@ from pipeline.settings import DEFAULT_RAW_KEEP, get_settings
 from pipeline.sources import INVOICES, SOURCES, TABLES
 from pipeline.warehouse import store as warehouse_store
 from pipeline.warehouse.publish import working_file
-from pipeline.warehouse.store import RawBatch, Warehouse
+from pipeline.warehouse.raw import RawBatch
+from pipeline.warehouse.store import Warehouse
 
 MONTHS = ["2025-12", "2026-01"]
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)  # a replay's loaded_at
@@ -127,8 +128,8 @@ def test_failed_reruns_never_push_out_the_latest_good_fetch(
     failed = stages.fetch(INVOICES, client, store, MONTHS, team(sandbox))  # not landed yet
     for _ in range(4):  # re-runs whose pages did not add up: landed, never swapped
         failed = rerun(failed, status="incomplete")
-        store.land_raw(failed)
-    pruned = store.prune()
+        store.raw.land(failed)
+    pruned = store.raw.prune()
     assert pruned.fetches == 3 and pruned.pages > 0 and pruned.targets > 0
     kept = query(warehouse_path, "SELECT fetch_id, status FROM raw.fetches ORDER BY fetched_at")
     # The good one the tables were built from, and the newest failure (RAW_KEEP = 1).
@@ -145,8 +146,8 @@ def test_other_teams_and_sources_are_not_pruned_by_a_swap(
     load_team(INVOICES, client, store, MONTHS)
     batch = stages.fetch(INVOICES, client, store, MONTHS, team(sandbox))  # not landed
     other = dataclasses.replace(rerun(batch, status="ok"), team_uuid="another-team")
-    store.land_raw(other)
-    store.land_raw(rerun(other, status="ok"))
+    store.raw.land(other)
+    store.raw.land(rerun(other, status="ok"))
     load_team(INVOICES, client, store, MONTHS)
     teams = query(
         warehouse_path, "SELECT team_uuid, count(*) FROM raw.fetches GROUP BY ALL ORDER BY ALL"

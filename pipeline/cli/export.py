@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 from pipeline.defs.partitions import validate_periods
 from pipeline.settings import SAMPLE_DATA, get_settings
 from pipeline.sources import TABLES as SOURCE_TABLES
-from pipeline.warehouse.store import Warehouse, WarehouseMissingError
+from pipeline.warehouse.connection import WarehouseMissingError
+from pipeline.warehouse.store import Warehouse
 
 # Every table the sources declare, with the column that holds its month.
 TABLES = {name: table.partition_column for name, table in SOURCE_TABLES.items()}

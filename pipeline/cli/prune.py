@@ -1,7 +1,8 @@
 """`python -m pipeline.cli.prune [--keep N]`: apply raw retention to the whole warehouse now.
 
 Every run already prunes the months it swaps; this is for a warehouse loaded before retention
-existed, or after lowering RAW_KEEP. The rule lives in the store (`Warehouse.prune`).
+existed, or after lowering RAW_KEEP. The rule lives with raw landing
+(`pipeline/warehouse/raw.py`, `RawArchive.prune`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pipeline.settings import (
     get_settings,
     whole_number,
 )
+from pipeline.warehouse.connection import WarehouseBusyError
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
-from pipeline.warehouse.store import Warehouse, WarehouseBusyError
+from pipeline.warehouse.store import Warehouse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     before = path.stat().st_size
     try:
         store.migrate()
-        pruned = store.prune()
+        pruned = store.raw.prune()
         # The working file changed (and its views were rebuilt): publish, so the analysts' file
         # is as new as it, as `make doctor` checks.
         done = store.publish(settings.warehouse)

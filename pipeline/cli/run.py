@@ -25,13 +25,10 @@ import pandas as pd
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
 from pipeline.dagster_storage import HOST_TAG
 from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings
+from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.publish import PublishError, unpublished_writes, working_file
-from pipeline.warehouse.store import (
-    Warehouse,
-    WarehouseMissingError,
-    mix_message,
-    recorded_sample_data,
-)
+from pipeline.warehouse.sample_data import mix_message, recorded_sample_data
+from pipeline.warehouse.store import Warehouse
 
 CAUSE_LINES = 6  # of an error's message, at most
 MAX_LINE = 400

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pipeline.warehouse.store import holds_sample_data
+from pipeline.warehouse.sample_data import holds_sample_data
 
 # The views the allocation work (cost by tag and resource, coverage) adds; an older warehouse
 # lacks them and the dashboard says so in that panel.

@@ -51,12 +51,13 @@ from pipeline.settings import (
 )
 from pipeline.teams import Account, Team
 from pipeline.warehouse.publish import Published, PublishError, adopt_single_file, working_file
-from pipeline.warehouse.store import (
+from pipeline.warehouse.sample_data import (
     SampleDataMixError,
-    Warehouse,
+    mark_sample_data,
     mix_message,
     recorded_sample_data,
 )
+from pipeline.warehouse.store import Warehouse
 
 
 class BillingApiResource(dg.ConfigurableResource):
@@ -223,7 +224,7 @@ class WarehouseResource(dg.ConfigurableResource):
         )
         self._store.migrate()
         if self.sample_data is not None:  # the migration may have marked an older file
-            self._store.mark_sample_data(self.sample_data, self.place)
+            mark_sample_data(self._store, self.sample_data, self.place)
         self._failed = None
 
     def publish(self, log: Log) -> Published | None:

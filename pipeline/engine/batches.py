@@ -40,7 +40,9 @@ from pipeline.sources import TABLES
 from pipeline.sources.base import FETCH, Normalized, Source
 from pipeline.sources.fields import InvalidPayloadError
 from pipeline.teams import DEFAULT_TEAM_WORKERS, Account, Outcome, Team, for_each_team, identify
-from pipeline.warehouse.store import EmptiedMonthError, RawBatch, RawRead, Warehouse
+from pipeline.warehouse.raw import RawBatch, RawRead
+from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.swap import EmptiedMonthError
 
 # Teams whose fetches are written in one batch: one landing and one swap transaction for this
 # many teams, not one each. Their pages wait in memory meanwhile, so it also bounds what is held.
@@ -260,7 +262,7 @@ class BatchWriter:
     def _land(self, group: list[QueuedFetch]) -> list[QueuedFetch]:
         """Land the group's pages in one transaction (or each team's in its own)."""
         return self._whole_or_each(
-            group, lambda part: self.store.land_raw(*(f.batch for f in part))
+            group, lambda part: self.store.raw.land(*(f.batch for f in part))
         )
 
     def _normalize(self, group: list[QueuedFetch]) -> dict[Team, Normalized | None]:
@@ -320,7 +322,7 @@ def load_teams(
     # once per team).
     parents: dict[str, RawRead] = {}
     if source.parent is not None and teams:
-        parents = store.read_teams_targets(
+        parents = store.raw.read_targets(
             source.parent.name, [team.uuid for team, _ in teams], periods
         )
     places = {team: account.place for team, account in teams}
@@ -348,14 +350,14 @@ def replay_teams(
 ) -> Outcome[TeamLoad]:
     """Rebuild every team's months that raw holds, from raw alone: zero requests. `now`: the
     rows' loaded_at."""
-    uuids = store.raw_teams(source.name, periods)
+    uuids = store.raw.teams(source.name, periods)
     if not uuids:
         step = source.raw_asset or source.name
         raise RawNotFetchedError(
             f"no team has a good raw fetch of {source.name} for {periods[0]}…{periods[-1]}: "
             f"materialize {step} first"
         )
-    names = store.team_names(uuids)
+    names = store.teams.names(uuids)
     teams = [Team(uuid, *names.get(uuid, (uuid, 0)), place="raw") for uuid in uuids]
     outcome: Outcome[TeamLoad] = Outcome({}, [])
     for team in teams:

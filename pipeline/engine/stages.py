@@ -18,8 +18,11 @@ import pandas as pd
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
 from pipeline.sources.base import FETCH, Normalized, RawData, Source, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError
+from pipeline.warehouse.frames import stacked
 from pipeline.warehouse.intervals import IntervalRows
-from pipeline.warehouse.store import RawBatch, RawRead, Warehouse, stacked
+from pipeline.warehouse.raw import RawBatch, RawRead
+from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.swap import replace_periods
 
 TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
 # `received`: the exact bytes of a body that was not valid UTF-8 (NULL when `body` is exact).
@@ -167,7 +170,7 @@ def fetch(
     targets_of_parent = None
     if source.parent:
         if parent is None:
-            parent = store.read_raw(source.parent.name, team_uuid, periods, with_pages=False)
+            parent = store.raw.read(source.parent.name, team_uuid, periods, with_pages=False)
         targets_of_parent = parent_targets(source.parent, parent)
     got = FetchedPages()
     index = fetch_index(source, api, got)
@@ -202,7 +205,7 @@ def normalize(
 ) -> Normalized:
     """The team's latest good raw fetch of each month, normalized and checked before any write;
     every row is marked with the team and `now` as its loaded_at."""
-    found = store.read_raw(source.name, team_uuid, periods)
+    found = store.raw.read(source.name, team_uuid, periods)
     if found.missing or found.pages is None:
         step = source.raw_asset or source.name
         raise RawNotFetchedError(
@@ -215,7 +218,7 @@ def normalize(
 
 
 def landed_raw(batch: RawBatch, periods: Sequence[str]) -> RawData:
-    """A good fetch just landed, as `read_raw` would read it back: it is the newest good fetch
+    """A good fetch just landed, as `store.raw.read` would read it back: it is the newest good fetch
     of every month it covers. Reading it back instead would scan every team's pages, once per
     team (a thousand teams: a million page reads per step)."""
     return landed_batches([batch], periods)
@@ -305,7 +308,8 @@ def swap_teams(
     def rows(name: str) -> list[pd.DataFrame]:
         return [results[team].tables[name] for team in teams]
 
-    store.replace_periods(
+    replace_periods(
+        store,
         teams,
         periods,
         {

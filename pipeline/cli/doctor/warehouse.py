@@ -10,14 +10,11 @@ import duckdb
 
 from pipeline.cli.doctor.check import Check, silenced
 from pipeline.settings import WAREHOUSE_ENV
+from pipeline.warehouse.connection import WarehouseBusyError
 from pipeline.warehouse.migrate import LATEST_VERSION, schema_version
 from pipeline.warehouse.publish import unpublished_writes, working_file
-from pipeline.warehouse.store import (
-    Warehouse,
-    WarehouseBusyError,
-    holds_sample_data,
-    mix_message,
-)
+from pipeline.warehouse.sample_data import holds_sample_data, mix_message
+from pipeline.warehouse.store import Warehouse
 
 LOCK_TIMEOUT = 2.0
 
@@ -65,7 +62,7 @@ def check_warehouse(path: Path, env: str = WAREHOUSE_ENV, sample_data: bool | No
             name, True, "not created yet; its folder is writable (the first run creates it)"
         )
     try:
-        with silenced("pipeline.warehouse.store"):
+        with silenced("pipeline.warehouse.connection"):
             with Warehouse(target, lock_timeout=LOCK_TIMEOUT).connect(read_only=True) as con:
                 version = schema_version(con)
                 _read_through(con)
