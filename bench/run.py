@@ -35,6 +35,7 @@ from pipeline.sandbox import SandboxServer, build_dataset
 from pipeline.sources.invoices import INVOICES, normalize_items
 from pipeline.teams import Account
 from pipeline.warehouse.store import Warehouse
+from pipeline.warehouse.swap import replace_periods
 
 HERE = Path(__file__).parent
 TOKEN = "bench-token"
@@ -159,6 +160,8 @@ def synthetic_pages(n_items: int) -> pd.DataFrame:
 
 
 def scale(n_items: int, work: Path) -> dict:
+    """The item normalizer and the month swap that `load_teams` runs after landing, called
+    directly on `n_items` synthetic items: no network, no landing."""
     pages = synthetic_pages(n_items)
     store = Warehouse(work / "w.duckdb")
     store.migrate()
@@ -172,7 +175,7 @@ def scale(n_items: int, work: Path) -> dict:
     items, _ = normalize_items(pages, datetime.now(UTC))
     t1 = time.perf_counter()
     items = items.assign(team_uuid="bench-team")
-    store.replace_periods("bench-team", ["2024-05"], {"invoice_items": (items, "invoice_period")})
+    replace_periods(store, "bench-team", ["2024-05"], {"invoice_items": (items, "invoice_period")})
     t2 = time.perf_counter()
     cpu = time.process_time() - cpu0
     published = store.publish(work / "published.duckdb")
@@ -388,6 +391,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="only this pipeline's in-process load of the bench account (no dlt), printed",
+    )
+    parser.add_argument(
         "--whole", action="store_true", help="only the whole-process comparison, printed"
     )
     args = parser.parse_args()
@@ -404,12 +412,17 @@ def main() -> int:
     # The team (GET /v2/account), the invoice list, then every item page.
     minimum_requests = 2 + sum(max(1, math.ceil(c / 200)) for c in counts)
     ours = measure("pipeline", args.runs)
-    peer = measure("dlt", args.runs)
-    peer_seq = measure("dlt-sequential", args.runs)
     workers = DEFAULT_WORKERS
     item_pages = minimum_requests - 2
     critical = 2 + max(max(math.ceil(c / 200) for c in counts), math.ceil(item_pages / workers))
     bound = critical * args.latency + ours["raw"] + ours["normalize"] + ours["load"]
+    if args.pipeline:
+        found = {"minimum_requests": minimum_requests, "critical": critical, "bound": bound}
+        load_after = os.getloadavg()[1]
+        print(json.dumps({**ours, **found, "load": [load_before, load_after]}, indent=1))
+        return 0
+    peer = measure("dlt", args.runs)
+    peer_seq = measure("dlt-sequential", args.runs)
     lines = [
         f"# Benchmark results\n\nMachine: {platform.machine()}, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}, "
