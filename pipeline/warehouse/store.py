@@ -22,14 +22,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+# RAW_KEEP's default, for a store opened by hand; the store reads no settings.
+from pipeline.settings.fields import DEFAULT_RAW_KEEP
 from pipeline.warehouse.intervals import IntervalRows, merge_snapshots
 from pipeline.warehouse.migrate import migrate
 from pipeline.warehouse.publish import Published, publish
 
 log = logging.getLogger(__name__)
 
-# The setting's default (pipeline.settings.DEFAULT_RAW_KEEP); the store does not read settings.
-DEFAULT_RAW_KEEP = 3
 
 PERIODS = "CAST($periods AS VARCHAR[])"
 # The newest good fetch of a source by one team for each wanted month; read once, then joined
