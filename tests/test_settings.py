@@ -15,8 +15,9 @@ import dagster as dg
 import pytest
 import requests
 
+from pipeline.alerts.rules import Thresholds
 from pipeline.defs.definitions import resources_for
-from pipeline.defs.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.defs.sandbox import SandboxResource
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import (
@@ -29,6 +30,7 @@ from pipeline.settings import (
     check_writable,
     load_settings,
 )
+from pipeline.settings.fields import variables
 
 NAMES = (
     "DIGITALOCEAN_TOKEN",
@@ -555,3 +557,46 @@ def test_the_dagster_cli_says_a_bad_setting_in_its_first_lines(tmp_path):
     assert any(line.startswith("error: BUDGET_USD '1e400' is out of range") for line in first), (
         first
     )
+
+
+# -- each setting declared once ---------------------------------------------------------------
+
+
+def declared() -> dict[str, object]:
+    """Every variable the settings read, and its default: the model's own fields' and the
+    resources' (their fields' Variable), each declared once."""
+    found = {}
+    for model, instance in [(Settings, None), *((g, g()) for g in Settings.GROUPS.values())]:
+        for field, name in variables(model).items():
+            info = model.model_fields[field]
+            found[name] = getattr(instance, field) if instance is not None else info.default
+    return found
+
+
+def test_the_configuration_table_gives_each_variable_its_declared_default():
+    """docs/configuration.md lists every variable the settings read, with the default the
+    code declares: a default changed in its one place shows here until the table says so."""
+    table = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", table, re.MULTILINE))
+    defaults = declared()
+    assert set(defaults) <= set(rows), set(defaults) - set(rows)
+    for name, default in defaults.items():
+        shown = rows[name].strip()
+        if default in (None, {}):
+            assert shown.startswith("unset"), (name, shown)
+        else:
+            assert shown == f"`{default}`", (name, shown, default)
+
+
+def test_a_resource_built_from_a_runs_config_is_checked_by_the_same_rules():
+    """The rules are the resources' own: a value given in the UI's run config is refused
+    with the same message as the variable's."""
+    with pytest.raises(ValueError, match="ANOMALY_MADS '0' must be a number above 0"):
+        AlertsResource(spike_mads="0")
+    with pytest.raises(ValueError, match="TEAM_WORKERS '65' must be how many teams at once"):
+        SandboxResource(team_workers=65)
+    with pytest.raises(ValueError, match="BUDGETS entry for 'A': '1.234' must have at most two"):
+        AlertsResource(budgets={"A": "1.234"})
+    alerts = AlertsResource(budgets={"A": "5000"}, budget_warn_share="80%")
+    assert (alerts.budgets, alerts.budget_warn_share) == ({"A": "5000.00"}, "0.8")
+    assert AlertsResource().thresholds() == Thresholds(), "one set of defaults"

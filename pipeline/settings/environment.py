@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from dotenv import dotenv_values, load_dotenv
 from pydantic import (
@@ -37,8 +37,10 @@ from pipeline.settings.fields import (
     AlertFields,
     ApiFields,
     DigitalOceanFields,
-    ResourceFields,
     RetentionFields,
+    Variable,
+    between,
+    variables,
 )
 from pipeline.settings.places import (
     DEFAULT_SANDBOX_WAREHOUSE_PATH,
@@ -59,11 +61,26 @@ from pipeline.settings.urls import (
     token_place,
     validate_alert_urls,
 )
-from pipeline.settings.values import SettingsError, validate_start_period, whole_number
+from pipeline.settings.values import SettingsError, validate_start_period
 
 ENV_FILE = ".env"
 DEFAULT_START_PERIOD = "2023-01"
 DEFAULT_DASHBOARD_PORT = 8501  # `make dashboard` (Streamlit's own default)
+
+
+def _warehouse(value: Any, name: str) -> Path:
+    """WAREHOUSE_PATH, SANDBOX_WAREHOUSE_PATH: a place a reader can use (`places`)."""
+    return validate_warehouse_path(Path(value), name)
+
+
+def _alert_urls(value: Any, name: str) -> Any:
+    """ALERT_URLS: one URL or more, each one apprise can use; none of them ever shown."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    urls = split_urls(text)
+    if not urls:
+        raise SettingsError(f"{name} is set but holds no URL")
+    validate_alert_urls(urls)
+    return value
 
 
 class Settings(BaseModel):
@@ -74,65 +91,42 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, hide_input_in_errors=True, validate_default=True)
 
-    # This model's own variables; the resources' are in their fields' `ENV` (see GROUPS).
-    ENV: ClassVar[dict[str, str]] = {
-        "token": TOKEN_ENV,
-        "tokens_list": TOKENS_ENV,
-        "warehouse_path": WAREHOUSE_ENV,
-        "sandbox_warehouse_path": SANDBOX_WAREHOUSE_ENV,
-        "start_period": "INVOICE_START_PERIOD",
-        # ALERT_URLS may hold webhook tokens: a secret, never shown, like the API tokens.
-        "alert_urls_text": ALERT_URLS_ENV,
-        "dashboard_port": "DASHBOARD_PORT",
-    }
-    # The resources' settings, by the attribute that holds them here.
-    GROUPS: ClassVar[dict[str, type[ResourceFields]]] = {
+    # The resources' settings, by the attribute that holds them here; the fields below are
+    # this model's own (each with its Variable).
+    GROUPS: ClassVar[dict[str, type[BaseModel]]] = {
         "digitalocean": DigitalOceanFields,
         "alerts": AlertFields,
         "api": ApiFields,
         "retention": RetentionFields,
     }
 
-    token: SecretStr | None = None
-    tokens_list: SecretStr | None = None
+    token: Annotated[SecretStr | None, Variable(TOKEN_ENV)] = None
+    tokens_list: Annotated[SecretStr | None, Variable(TOKENS_ENV)] = None
     digitalocean: DigitalOceanFields = Field(default_factory=DigitalOceanFields)
-    warehouse_path: Path = Path(DEFAULT_WAREHOUSE_PATH)
-    sandbox_warehouse_path: Path = Path(DEFAULT_SANDBOX_WAREHOUSE_PATH)
-    start_period: str = DEFAULT_START_PERIOD
+    warehouse_path: Annotated[Path, Variable(WAREHOUSE_ENV, _warehouse)] = Path(
+        DEFAULT_WAREHOUSE_PATH
+    )
+    sandbox_warehouse_path: Annotated[Path, Variable(SANDBOX_WAREHOUSE_ENV, _warehouse)] = Path(
+        DEFAULT_SANDBOX_WAREHOUSE_PATH
+    )
+    start_period: Annotated[str, Variable("INVOICE_START_PERIOD")] = DEFAULT_START_PERIOD
     alerts: AlertFields = Field(default_factory=AlertFields)
-    alert_urls_text: SecretStr | None = None
+    # ALERT_URLS may hold webhook tokens: a secret, never shown, like the API tokens.
+    alert_urls_text: Annotated[SecretStr | None, Variable(ALERT_URLS_ENV, _alert_urls)] = None
     api: ApiFields = Field(default_factory=ApiFields)
     retention: RetentionFields = Field(default_factory=RetentionFields)
-    dashboard_port: int = DEFAULT_DASHBOARD_PORT
-
-    @field_validator("warehouse_path", "sandbox_warehouse_path")
-    @classmethod
-    def _warehouse_path(cls, value: Path, info: ValidationInfo) -> Path:
-        return validate_warehouse_path(value, cls.ENV[str(info.field_name)])
+    dashboard_port: Annotated[int, Variable("DASHBOARD_PORT", between(1, 65535, "a TCP port"))] = (
+        DEFAULT_DASHBOARD_PORT
+    )
 
     @field_validator("start_period")
     @classmethod
     def _start_period(cls, value: str, info: ValidationInfo) -> str:
+        """Checked against "now", which the validation is given (`from_env(now=)`)."""
         now = (info.context or {}).get("now")
         if now is None:
             raise SettingsError("settings are built by Settings.from_env(), which says when now is")
         return validate_start_period(value, now)
-
-    @field_validator("dashboard_port", mode="before")
-    @classmethod
-    def _dashboard_port(cls, value: Any) -> int:
-        return whole_number(value, "DASHBOARD_PORT", 1, 65535, "a TCP port")
-
-    @field_validator("alert_urls_text")
-    @classmethod
-    def _alert_urls(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return value
-        urls = split_urls(value.get_secret_value())
-        if not urls:
-            raise SettingsError(f"{ALERT_URLS_ENV} is set but holds no URL")
-        validate_alert_urls(urls)
-        return value
 
     @model_validator(mode="after")
     def _warehouses_apart(self) -> Settings:
@@ -230,14 +224,14 @@ class Settings(BaseModel):
         raise error
 
     @classmethod
-    def _fields_of(cls, variables: Mapping[str, str]) -> dict[str, Any]:
+    def _fields_of(cls, given: Mapping[str, str]) -> dict[str, Any]:
         """The variables set, by the field (and the resource's fields) each one sets."""
         data: dict[str, Any] = {
-            field: variables[name] for field, name in cls.ENV.items() if name in variables
+            field: given[name] for field, name in variables(cls).items() if name in given
         }
         for attribute, group in cls.GROUPS.items():
             data[attribute] = {
-                field: variables[name] for field, name in group.ENV.items() if name in variables
+                field: given[name] for field, name in variables(group).items() if name in given
             }
         return data
 
@@ -248,8 +242,8 @@ class Settings(BaseModel):
             return ""
         head = str(location[0])
         if head in cls.GROUPS and len(location) > 1:
-            return cls.GROUPS[head].ENV.get(str(location[1]), head)
-        return cls.ENV.get(head, head)
+            return variables(cls.GROUPS[head]).get(str(location[1]), head)
+        return variables(cls).get(head, head)
 
 
 def read_environment() -> dict[str, str]:

@@ -1,21 +1,25 @@
-"""The settings the Dagster resources own: each one's default, written here once, and its
-validation, run whenever the resource is built (from the environment, or from a run's config).
+"""The settings the Dagster resources own: each field's variable, rule and default, declared
+once, on one line, and checked whenever the resource is built (from the environment, or from a
+run's config in the UI).
 
 `pipeline.defs.resources` builds its resources on these classes (`class AlertsResource(
 AlertFields, dg.ConfigurableResource)`), so a field and its rule are the resource's own; they
 are declared apart from Dagster so that the readers (dashboard, report, focus, prune) validate
-the same settings without loading it. `ENV` names each field's variable: the environment layer
-(`pipeline.settings.environment`) maps the variables onto the fields through it, and messages
-name the variable. Values Dagster's config cannot hold (Decimal) are kept as decimal strings,
-read exactly (`Thresholds.of`, in `pipeline.alerts.rules`).
+the same settings without loading it. The environment layer (`pipeline.settings.environment`)
+maps the variables onto the fields by each field's `Variable`. Values Dagster's config cannot
+hold (Decimal) are kept as exact decimal strings (`Thresholds.of` in `pipeline.alerts.rules`
+reads them back).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from pipeline.settings.urls import (
     DEFAULT_API_URL,
@@ -43,126 +47,116 @@ MAX_RAW_KEEP = 1000
 MAX_SPIKE_MADS = Decimal(1000)
 MAX_SPIKE_RATIO = Decimal(1_000_000)
 
-
-class ResourceFields(BaseModel):
-    """Fields of a resource that a variable sets; `ENV` maps each field to its variable."""
-
-    ENV: ClassVar[dict[str, str]] = {}
-
-    @classmethod
-    def variable(cls, info: ValidationInfo) -> str:
-        """The variable that sets the field being validated, as messages name it."""
-        return cls.ENV[str(info.field_name)]
+Rule = Callable[[Any, str], Any]
 
 
-class ApiFields(ResourceFields):
-    """Both billing API resources' (the real API's and the sandbox's)."""
+@dataclass(frozen=True)
+class Variable:
+    """A field's variable, and the rule a given value must meet: `rule(value, name)` returns
+    the value to keep or raises a SettingsError naming `name`. None (unset) is never checked."""
 
-    ENV: ClassVar[dict[str, str]] = {"team_workers": "TEAM_WORKERS"}
+    name: str
+    rule: Rule | None = None
 
-    team_workers: int = DEFAULT_TEAM_WORKERS
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        schema = handler(source)
+        rule, name = self.rule, self.name
+        if rule is None:
+            return schema
 
-    @field_validator("team_workers", mode="before")
-    @classmethod
-    def _team_workers(cls, value: Any) -> int:
-        return whole_number(value, "TEAM_WORKERS", 1, MAX_TEAM_WORKERS, "how many teams at once")
+        def check(value: Any) -> Any:
+            return value if value is None else rule(value, name)
 
-
-class DigitalOceanFields(ResourceFields):
-    """The DigitalOcean API resource's: where its tokens go."""
-
-    ENV: ClassVar[dict[str, str]] = {"api_url": "DIGITALOCEAN_API_URL"}
-
-    api_url: str = DEFAULT_API_URL
-
-    @field_validator("api_url")
-    @classmethod
-    def _api_url(cls, value: str) -> str:
-        return validate_api_url(value)
+        return core_schema.no_info_before_validator_function(check, schema)
 
 
-class RetentionFields(ResourceFields):
-    """The warehouse resource's: how many older raw fetches it keeps."""
-
-    ENV: ClassVar[dict[str, str]] = {"raw_keep": "RAW_KEEP"}
-
-    raw_keep: int = DEFAULT_RAW_KEEP
-
-    @field_validator("raw_keep", mode="before")
-    @classmethod
-    def _raw_keep(cls, value: Any) -> int:
-        return whole_number(
-            value, "RAW_KEEP", 0, MAX_RAW_KEEP, "the number of older raw fetches to keep"
-        )
-
-
-def _texts(amounts: dict[str, Decimal]) -> dict[str, str]:
-    """Amounts as Dagster's config holds them: exact decimal strings."""
-    return {key: str(amount) for key, amount in amounts.items()}
-
-
-class AlertFields(ResourceFields):
-    """The alerts resource's: budgets and anomaly thresholds (the cost_anomalies view is built
-    with the same defaults), and the UI the messages link to. Amounts and shares are decimal
-    strings; a budget map may be given as its variable's text (`Team A=5000, …`), parsed once
-    here."""
-
-    ENV: ClassVar[dict[str, str]] = {
-        "budget_usd": "BUDGET_USD",
-        "budgets": "BUDGETS",
-        "owner_budgets": "OWNER_BUDGETS",
-        "budget_warn_share": "BUDGET_WARN_SHARE",
-        "spike_mads": "ANOMALY_MADS",
-        "spike_min_usd": "ANOMALY_MIN_USD",
-        "spike_min_ratio": "ANOMALY_MIN_RATIO",
-        "new_sku_min_usd": "NEW_SKU_MIN_USD",
-        "alert_lookback_days": "ALERT_LOOKBACK_DAYS",
-        "ui_url": "DAGSTER_UI_URL",
+def variables(model: type[BaseModel]) -> dict[str, str]:
+    """Each field of `model` that a variable sets, and that variable."""
+    return {
+        field: meta.name
+        for field, info in model.model_fields.items()
+        for meta in info.metadata
+        if isinstance(meta, Variable)
     }
 
-    budget_usd: str | None = None
-    budgets: dict[str, str] = {}  # by team name or uuid
-    owner_budgets: dict[str, str] = {}  # by `project:<name>` or `tag:<key>:<value>`
-    budget_warn_share: str = "0.8"
-    spike_mads: str = "6"
-    spike_min_usd: str = "50"
-    spike_min_ratio: str = "10"
-    new_sku_min_usd: str = "10"
-    alert_lookback_days: int = 7
-    ui_url: str = DEFAULT_UI_URL
 
-    @field_validator("budget_usd", "spike_min_usd", "new_sku_min_usd", mode="before")
-    @classmethod
-    def _amount(cls, value: Any, info: ValidationInfo) -> Any:
-        return None if value is None else str(usd(str(value), cls.variable(info)))
+def between(low: int, high: int, noun: str) -> Rule:
+    """A whole number from `low` to `high` (`noun` says what it counts)."""
+    return lambda value, name: whole_number(value, name, low, high, noun)
 
-    @field_validator("budgets", mode="before")
-    @classmethod
-    def _budgets(cls, value: Any) -> Any:
-        return _texts(parse_budgets(value)) if isinstance(value, str | dict) else value
 
-    @field_validator("owner_budgets", mode="before")
-    @classmethod
-    def _owner_budgets(cls, value: Any) -> Any:
-        return _texts(parse_owner_budgets(value)) if isinstance(value, str | dict) else value
+def above_zero(ceiling: Decimal) -> Rule:
+    """A number above 0 and at most `ceiling`, kept as a decimal string."""
+    return lambda value, name: str(positive(value, name, ceiling))
 
-    @field_validator("budget_warn_share", mode="before")
-    @classmethod
-    def _warn_share(cls, value: Any) -> str:
-        return str(share(value, "BUDGET_WARN_SHARE"))
 
-    @field_validator("spike_mads", "spike_min_ratio", mode="before")
-    @classmethod
-    def _positive(cls, value: Any, info: ValidationInfo) -> str:
-        ceiling = {"spike_mads": MAX_SPIKE_MADS, "spike_min_ratio": MAX_SPIKE_RATIO}
-        return str(positive(value, cls.variable(info), ceiling[str(info.field_name)]))
+def dollars(value: Any, name: str) -> str:
+    """An amount in dollars, kept as a decimal string with two decimals."""
+    return str(usd(str(value), name))
 
-    @field_validator("alert_lookback_days", mode="before")
-    @classmethod
-    def _lookback(cls, value: Any) -> int:
-        return whole_number(value, "ALERT_LOOKBACK_DAYS", 1, 366, "a whole number of days")
 
-    @field_validator("ui_url")
-    @classmethod
-    def _ui_url(cls, value: str) -> str:
-        return validate_ui_url(value)
+def budgets_by(parse: Callable[[str | Mapping[str, Any]], dict[str, Decimal]]) -> Rule:
+    """A map of budgets, given as its variable's text (`Team A=5000, …`, parsed once, here) or
+    as a mapping (a run's config), kept as decimal strings."""
+
+    def check(value: Any, name: str) -> Any:
+        if not isinstance(value, str | dict):
+            return value  # pydantic says what it should be
+        return {key: str(amount) for key, amount in parse(value).items()}
+
+    return check
+
+
+class ApiFields(BaseModel):
+    """Both billing API resources' (the real API's and the sandbox's)."""
+
+    team_workers: Annotated[
+        int, Variable("TEAM_WORKERS", between(1, MAX_TEAM_WORKERS, "how many teams at once"))
+    ] = DEFAULT_TEAM_WORKERS
+
+
+class DigitalOceanFields(BaseModel):
+    """The DigitalOcean API resource's: where its tokens go."""
+
+    api_url: Annotated[
+        str, Variable("DIGITALOCEAN_API_URL", lambda value, name: validate_api_url(str(value)))
+    ] = DEFAULT_API_URL
+
+
+class RetentionFields(BaseModel):
+    """The warehouse resource's: how many older raw fetches it keeps."""
+
+    raw_keep: Annotated[
+        int,
+        Variable("RAW_KEEP", between(0, MAX_RAW_KEEP, "the number of older raw fetches to keep")),
+    ] = DEFAULT_RAW_KEEP
+
+
+class AlertFields(BaseModel):
+    """The alerts resource's: budgets and anomaly thresholds (the cost_anomalies view in
+    views.sql is built with the same defaults), and the UI the messages link to."""
+
+    budget_usd: Annotated[str | None, Variable("BUDGET_USD", dollars)] = None
+    # By team name or uuid.
+    budgets: Annotated[dict[str, str], Variable("BUDGETS", budgets_by(parse_budgets))] = {}
+    # By `project:<name>` or `tag:<key>:<value>`.
+    owner_budgets: Annotated[
+        dict[str, str], Variable("OWNER_BUDGETS", budgets_by(parse_owner_budgets))
+    ] = {}
+    budget_warn_share: Annotated[
+        str, Variable("BUDGET_WARN_SHARE", lambda value, name: str(share(value, name)))
+    ] = "0.8"
+    spike_mads: Annotated[str, Variable("ANOMALY_MADS", above_zero(MAX_SPIKE_MADS))] = "6"
+    spike_min_usd: Annotated[str, Variable("ANOMALY_MIN_USD", dollars)] = "50"
+    spike_min_ratio: Annotated[str, Variable("ANOMALY_MIN_RATIO", above_zero(MAX_SPIKE_RATIO))] = (
+        "10"
+    )
+    new_sku_min_usd: Annotated[str, Variable("NEW_SKU_MIN_USD", dollars)] = "10"
+    alert_lookback_days: Annotated[
+        int, Variable("ALERT_LOOKBACK_DAYS", between(1, 366, "a whole number of days"))
+    ] = 7
+    ui_url: Annotated[
+        str, Variable("DAGSTER_UI_URL", lambda value, name: validate_ui_url(str(value)))
+    ] = DEFAULT_UI_URL
