@@ -9,6 +9,7 @@ import subprocess
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
@@ -600,3 +601,13 @@ def test_a_resource_built_from_a_runs_config_is_checked_by_the_same_rules():
     alerts = AlertsResource(budgets={"A": "5000"}, budget_warn_share="80%")
     assert (alerts.budgets, alerts.budget_warn_share) == ({"A": "5000.00"}, "0.8")
     assert AlertsResource().thresholds() == Thresholds(), "one set of defaults"
+
+
+def test_the_cost_anomalies_view_is_built_with_the_declared_thresholds():
+    """views.sql cannot import the defaults; it is held to them here."""
+    views = Path(__file__).resolve().parents[1] / "pipeline" / "warehouse" / "views.sql"
+    view = r"VIEW cost_anomalies AS\s+SELECT \* FROM cost_anomalies_at\(([^)]*)\)"
+    called = re.search(view, views.read_text())
+    assert called is not None
+    given = [Decimal(part) for part in called.group(1).split(",")]
+    assert given == list(Thresholds().anomaly_params().values())[:4]
