@@ -35,7 +35,7 @@ START = previous_month(OPEN)
 REAL = team_of(8)
 TOKEN = "dop_v1_" + "5a" * 32
 SAMPLE = team_of(7)  # the built-in sandbox's one team, "Example Co"
-SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
+SETTINGS = Settings.variable_names()
 ONE_MONTH = {
     "dagster/asset_partition_range_start": START,
     "dagster/asset_partition_range_end": START,

@@ -236,6 +236,12 @@ class Settings(BaseModel):
         return data
 
     @classmethod
+    def variable_names(cls) -> frozenset[str]:
+        """Every variable the settings read: this model's and the resources' fields'."""
+        models: list[type[BaseModel]] = [cls, *cls.GROUPS.values()]
+        return frozenset(name for model in models for name in variables(model).values())
+
+    @classmethod
     def variable(cls, location: tuple[int | str, ...]) -> str:
         """The variable an error's location (`("alerts", "spike_mads")`) stands for."""
         if not location:
