@@ -34,7 +34,7 @@ from pipeline.defs.definitions import source_defs
 from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.engine import batches
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.settings import get_settings
+from pipeline.settings import load_settings
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.teams import Account
@@ -111,7 +111,7 @@ def sandbox_resources(server: SandboxServer, warehouse_path: Path, **api_options
         ),
         "warehouse": WarehouseResource(path=str(warehouse_path), lock_timeout_seconds=10),
         # The alert settings of the moment (a test sets them in the environment first).
-        "alerts": AlertsResource.from_settings(get_settings()),
+        "alerts": AlertsResource.from_settings(load_settings()),
     }
 
 

@@ -31,7 +31,7 @@ from pipeline.defs.assets import source_asset
 from pipeline.defs.resources import AlertsResource
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.settings import Settings, SettingsError, get_settings
+from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
 
@@ -90,11 +90,9 @@ def alert_env(monkeypatch, tmp_path):
     def set_env(**variables: str) -> Settings:
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        return get_settings()
+        return load_settings()
 
     yield set_env
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -325,7 +323,7 @@ def test_alert_settings_are_read_and_urls_kept_secret():
         f"json://127.0.0.1:9/{SECRET_PATH}",
         "slack://a/b/c",
     ]
-    assert settings.budget_warn_share == Decimal("0.75")
+    assert settings.alerts.budget_warn_share == "0.75"
     assert SECRET_PATH not in repr(settings) and SECRET_PATH not in str(settings)
     destination = destination_of(f"json://127.0.0.1:9/{SECRET_PATH}")
     assert destination.startswith("json:") and "127.0.0.1" not in destination

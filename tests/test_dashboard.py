@@ -28,7 +28,7 @@ from pipeline.dashboard.queries import ALLOCATION_VIEWS, QUERIES, Reader, params
 from pipeline.defs.definitions import source_defs
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.settings import Settings, SettingsError, get_settings
+from pipeline.settings import Settings, SettingsError
 from pipeline.sources import SOURCES
 
 APP = Path(__file__).resolve().parents[1] / "pipeline" / "dashboard" / "app.py"
@@ -60,13 +60,11 @@ def dashboard(monkeypatch) -> Iterator:
         monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
         app = AppTest.from_file(str(APP), default_timeout=90).run()
         assert not app.exception, [e.value for e in app.exception]
         return app
 
     yield run
-    get_settings.cache_clear()
 
 
 def sql(path: Path, name: str, **kw) -> list[dict]:
@@ -208,13 +206,9 @@ def test_the_report_is_one_self_contained_file_with_each_teams_invoice(
     server, path = loaded
     monkeypatch.setenv("WAREHOUSE_PATH", str(path))
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", TOKEN)
-    get_settings.cache_clear()
     out = tmp_path / "report.html"
-    try:
-        assert report.main([CLOSED, "--out", str(out)]) == 0
-        assert report.main(["2024-13", "--out", str(out)]) == 2
-    finally:
-        get_settings.cache_clear()
+    assert report.main([CLOSED, "--out", str(out)]) == 0
+    assert report.main(["2024-13", "--out", str(out)]) == 2
     text = out.read_text()
     assert "<script" not in text and "http" not in text
     # The page's column names and money, e.g. 1,234.56.

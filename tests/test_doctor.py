@@ -19,7 +19,7 @@ from pipeline.cli.doctor.warehouse import check_publication, check_warehouse
 from pipeline.dagster_storage import HOST_TAG
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.server import DEFAULT_SCOPES
-from pipeline.settings import get_settings
+from pipeline.settings import load_settings
 from pipeline.warehouse.migrate import LATEST_VERSION
 from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.sample_data import mark_sample_data
@@ -63,7 +63,7 @@ def doctor_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path
 ) -> Iterator[pytest.MonkeyPatch]:
     """A working directory with no `.env`, none of the pipeline's variables set (restored
-    afterwards, even those a `.env` loads), DAGSTER_HOME set, and fresh cached settings."""
+    afterwards, even those a `.env` loads) and DAGSTER_HOME set."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -71,9 +71,7 @@ def doctor_env(
         monkeypatch.setenv(name, "")  # so that undo removes whatever is set later
         monkeypatch.delenv(name)
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
-    get_settings.cache_clear()
     yield monkeypatch
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -444,7 +442,7 @@ def test_the_env_file_read_is_named(doctor_env, tmp_path):
         f"read {Path.cwd() / '.env'}; no DIGITALOCEAN_TOKEN, so runs use the built-in "
         "sandbox API (sample data, kept in data/sandbox.duckdb, apart from WAREHOUSE_PATH)"
     )
-    assert get_settings().start_period == "2024-01"
+    assert load_settings().start_period == "2024-01"
 
 
 def test_main_passes_against_a_healthy_sandbox(sandbox, migrated, point_at, run_doctor):

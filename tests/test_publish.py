@@ -23,7 +23,6 @@ from pipeline.defs.alert_checks import alerts_checks
 from pipeline.defs.assets import source_asset
 from pipeline.months import month_of
 from pipeline.sandbox import SandboxServer
-from pipeline.settings import get_settings
 from pipeline.sources import BALANCE, INSIGHTS, INVOICES
 from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.publish import working_file
@@ -216,23 +215,17 @@ def test_the_alerts_step_holds_no_file_while_a_webhook_never_answers(
     hook = SilentWebhook()
     monkeypatch.setenv("ALERT_URLS", f"json://127.0.0.1:{hook.port}/hook")
     monkeypatch.setenv("BUDGET_USD", "1")  # every team is past it: one alert to send
-    get_settings.cache_clear()
-    try:
-        with SandboxServer() as server:
-            month = month_of(datetime.now(UTC))  # the open month: the one a budget judges
-            assets = [source_asset(s) for s in (INVOICES, INSIGHTS, BALANCE)] + [alerts_checks]
-            thread, done = in_thread(
-                lambda: materialize(server, warehouse_path, month, assets=assets)
-            )
-            assert hook.connected.wait(120), "the alert was never sent"
-            # The step is waiting on the webhook: another process can take the working file.
-            opener = python(OPEN_READ_WRITE, working_file(warehouse_path))
-            out, err = opener.communicate(timeout=60)
-            assert opener.returncode == 0 and out.strip() == "opened", err
-            hook.close()
-            thread.join(timeout=240)
-    finally:
-        get_settings.cache_clear()
+    with SandboxServer() as server:
+        month = month_of(datetime.now(UTC))  # the open month: the one a budget judges
+        assets = [source_asset(s) for s in (INVOICES, INSIGHTS, BALANCE)] + [alerts_checks]
+        thread, done = in_thread(lambda: materialize(server, warehouse_path, month, assets=assets))
+        assert hook.connected.wait(120), "the alert was never sent"
+        # The step is waiting on the webhook: another process can take the working file.
+        opener = python(OPEN_READ_WRITE, working_file(warehouse_path))
+        out, err = opener.communicate(timeout=60)
+        assert opener.returncode == 0 and out.strip() == "opened", err
+        hook.close()
+        thread.join(timeout=240)
     assert done and done[0].success
     budget = [c for c in done[0].get_asset_check_evaluations() if c.check_name == "budget"]
     assert budget[0].metadata["notifications_failed"].value == 1
@@ -244,7 +237,6 @@ def readers_of(monkeypatch: pytest.MonkeyPatch, published: Path) -> None:
     monkeypatch.delenv("DIGITALOCEAN_TOKENS", raising=False)
     monkeypatch.setenv("WAREHOUSE_PATH", str(published.with_name("real.duckdb")))
     monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(published))
-    get_settings.cache_clear()
 
 
 def test_no_reader_creates_the_analysts_file(tmp_path, monkeypatch, capsys):
@@ -253,12 +245,9 @@ def test_no_reader_creates_the_analysts_file(tmp_path, monkeypatch, capsys):
     published = tmp_path / "warehouse.duckdb"
     monkeypatch.chdir(tmp_path)
     readers_of(monkeypatch, published)
-    try:
-        assert export.main([]) == 2
-        assert focus.main([]) == 2
-        assert report.main(["2024-05"]) == 2
-    finally:
-        get_settings.cache_clear()
+    assert export.main([]) == 2
+    assert focus.main([]) == 2
+    assert report.main(["2024-05"]) == 2
     said = capsys.readouterr().err.splitlines()
     assert said == [
         f"export: no warehouse file at {published}: nothing has been published there yet "
@@ -360,13 +349,10 @@ def test_the_read_only_commands_work_from_a_read_only_folder(
     work.mkdir()
     monkeypatch.chdir(work)
     readers_of(monkeypatch, published)
-    try:
-        assert export.main(["--out", str(work / "export")]) == 0
-        assert focus.main(["--out", str(work / "focus")]) == 0
-        assert report.main(["2024-03", "--out", str(work / "report.html")]) == 0
-        found = Reader(published).read("teams", teams=[])
-    finally:
-        get_settings.cache_clear()
+    assert export.main(["--out", str(work / "export")]) == 0
+    assert focus.main(["--out", str(work / "focus")]) == 0
+    assert report.main(["2024-03", "--out", str(work / "report.html")]) == 0
+    found = Reader(published).read("teams", teams=[])
     assert found["team_name"].tolist() == ["Example Co"]
     items = duckdb.execute(
         "SELECT count(*) FROM read_parquet(?)", [f"{work}/export/invoice_items/*/*.parquet"]

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import prune
 from pipeline.engine import stages
-from pipeline.settings import DEFAULT_RAW_KEEP, get_settings
+from pipeline.settings import DEFAULT_RAW_KEEP
 from pipeline.sources import INVOICES, SOURCES, TABLES
 from pipeline.warehouse import store as warehouse_store
 from pipeline.warehouse.publish import working_file
@@ -157,17 +157,14 @@ def test_other_teams_and_sources_are_not_pruned_by_a_swap(
 
 @pytest.fixture
 def settings_env(tmp_path, monkeypatch):
-    """The working directory and the file `make prune` reads without a token, settings read
-    afresh."""
+    """The working directory and the file `make prune` reads without a token."""
     monkeypatch.chdir(tmp_path)
     for name in ("RAW_KEEP", "DIGITALOCEAN_TOKEN", "DIGITALOCEAN_TOKENS", "DIGITALOCEAN_API_URL"):
         monkeypatch.delenv(name, raising=False)
     # No token: prune works on the sandbox's own file, SANDBOX_WAREHOUSE_PATH.
     monkeypatch.delenv("WAREHOUSE_PATH", raising=False)
     monkeypatch.setenv("SANDBOX_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
-    get_settings.cache_clear()
     yield monkeypatch
-    get_settings.cache_clear()
 
 
 def test_make_prune_applies_retention_to_a_warehouse_loaded_without_it(

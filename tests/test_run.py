@@ -59,7 +59,7 @@ def inventory_materializations(instance: dg.DagsterInstance) -> dict[dg.AssetKey
 
 
 # Every variable the settings read: none of the machine's may leak into the run.
-SETTINGS = {field.validation_alias for field in Settings.model_fields.values()}
+SETTINGS = Settings.variable_names()
 NOT_INHERITED = SETTINGS | {"DAGSTER_HOME", "VERBOSE"}
 
 

@@ -9,14 +9,16 @@ import subprocess
 import sys
 import traceback
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import requests
 
+from pipeline.alerts.rules import Thresholds
 from pipeline.defs.definitions import resources_for
-from pipeline.defs.resources import DigitalOceanResource, WarehouseResource
+from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.defs.sandbox import SandboxResource
 from pipeline.sandbox import SandboxServer
 from pipeline.settings import (
@@ -27,8 +29,9 @@ from pipeline.settings import (
     Settings,
     SettingsError,
     check_writable,
-    get_settings,
+    load_settings,
 )
+from pipeline.settings.fields import variables
 
 NAMES = (
     "DIGITALOCEAN_TOKEN",
@@ -47,15 +50,13 @@ def a_token(prefix: str = "dop_v1_") -> str:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory of its own, none of the settings' variables set, and a fresh
-    `get_settings()` cache; everything (os.environ included) is restored afterwards."""
+    """A working directory of its own and none of the settings' variables set; everything
+    (os.environ included) is restored afterwards."""
     for name in NAMES:
         monkeypatch.setenv(name, "")  # so the deletion below is undone, even if .env sets it
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
     yield tmp_path
-    get_settings.cache_clear()
 
 
 def write_dotenv(folder: Path, **values: str) -> None:
@@ -77,27 +78,29 @@ def test_dotenv_in_the_working_directory_is_read_and_the_environment_wins(workdi
     settings = Settings.from_env()
     assert settings.start_period == "2024-02"
     assert settings.warehouse_path == Path("from-env.duckdb")
-    assert settings.api_url == DEFAULT_API_URL
+    assert settings.digitalocean.api_url == DEFAULT_API_URL
     assert settings.token is None
 
 
-def test_get_settings_puts_dotenv_into_the_environment_for_dagster_envvar(workdir):
+def test_load_settings_puts_dotenv_into_the_environment_for_dagster_envvar(workdir, monkeypatch):
     token = a_token()
     write_dotenv(workdir, DIGITALOCEAN_TOKEN=token, INVOICE_START_PERIOD="2024-06")
-    settings = get_settings()
+    settings = load_settings()
     assert settings.token is not None
     assert settings.token.get_secret_value() == token
     assert settings.start_period == "2024-06"
     # Dagster resolves EnvVar("DIGITALOCEAN_TOKEN") from os.environ when a run starts.
     assert dg.EnvVar("DIGITALOCEAN_TOKEN").get_value() == token
-    assert get_settings() is settings, "read once, then cached"
+    # Read afresh at each call: nothing cached for a test to clear.
+    monkeypatch.setenv("INVOICE_START_PERIOD", "2024-07")
+    assert load_settings().start_period == "2024-07"
 
 
-def test_get_settings_never_overrides_the_environment_with_dotenv(workdir, monkeypatch):
+def test_load_settings_never_overrides_the_environment_with_dotenv(workdir, monkeypatch):
     write_dotenv(workdir, DIGITALOCEAN_TOKEN=a_token(), WAREHOUSE_PATH="from-dotenv.duckdb")
     from_env = a_token("doo_v1_")
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", from_env)
-    settings = get_settings()
+    settings = load_settings()
     assert settings.token.get_secret_value() == from_env
     assert dg.EnvVar("DIGITALOCEAN_TOKEN").get_value() == from_env
     assert settings.warehouse_path == Path("from-dotenv.duckdb")
@@ -107,7 +110,7 @@ def test_an_empty_variable_means_unset_even_when_dotenv_has_a_value(workdir, mon
     write_dotenv(workdir, DIGITALOCEAN_TOKEN=a_token(), INVOICE_START_PERIOD="2024-02")
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", "")
     monkeypatch.setenv("INVOICE_START_PERIOD", "")
-    settings = get_settings()
+    settings = load_settings()
     # Set in the environment, so it wins; empty, so the default: the sandbox, like the EnvVar.
     assert settings.token is None
     assert settings.start_period == DEFAULT_START_PERIOD
@@ -184,7 +187,7 @@ def test_digitalocean_tokens_are_accepted_for_the_real_api(prefix):
     token = a_token(prefix)
     settings = Settings.from_env({"DIGITALOCEAN_TOKEN": token})
     assert settings.token.get_secret_value() == token
-    assert settings.api_url == DEFAULT_API_URL
+    assert settings.digitalocean.api_url == DEFAULT_API_URL
     assert token not in repr(settings) and token not in str(settings)
 
 
@@ -205,7 +208,7 @@ def test_a_token_without_a_digitalocean_prefix_is_accepted_for_a_loopback_server
         {"DIGITALOCEAN_TOKEN": "sandbox-token", "DIGITALOCEAN_API_URL": url}
     )
     assert settings.token.get_secret_value() == "sandbox-token"
-    assert settings.api_url == url.rstrip("/")
+    assert settings.digitalocean.api_url == url.rstrip("/")
 
 
 def test_several_tokens_one_per_team_are_read_in_order():
@@ -288,8 +291,8 @@ def test_a_money_or_threshold_setting_out_of_range_is_a_settings_error(name, val
 
 def test_the_largest_amount_a_column_holds_is_accepted():
     settings = Settings.from_env({"BUDGET_USD": "9999999999999999.99", "BUDGETS": "A=0"})
-    assert str(settings.budget_usd) == "9999999999999999.99"
-    assert str(settings.budgets["A"]) == "0.00"
+    assert settings.alerts.budget_usd == "9999999999999999.99"
+    assert settings.alerts.budgets["A"] == "0.00"
 
 
 MAY_2026 = datetime(2026, 5, 17, 12, 0, tzinfo=UTC)
@@ -374,9 +377,9 @@ def test_apprise_is_imported_only_when_alert_urls_are_set():
 
 
 def test_raw_keep_is_a_whole_number_and_defaults_to_three():
-    assert Settings.from_env({}).raw_keep == DEFAULT_RAW_KEEP == 3
-    assert Settings.from_env({"RAW_KEEP": "0"}).raw_keep == 0
-    assert Settings.from_env({"RAW_KEEP": " 12 "}).raw_keep == 12
+    assert Settings.from_env({}).retention.raw_keep == DEFAULT_RAW_KEEP == 3
+    assert Settings.from_env({"RAW_KEEP": "0"}).retention.raw_keep == 0
+    assert Settings.from_env({"RAW_KEEP": " 12 "}).retention.raw_keep == 12
     for bad in ["-1", "1.5", "three", "1001", "٣"]:
         assert refused({"RAW_KEEP": bad}).startswith(f"RAW_KEEP {bad!r} must be")
 
@@ -523,7 +526,7 @@ def test_the_api_resource_refuses_an_empty_token():
 
 
 def test_team_workers_reach_the_api_resource():
-    assert Settings.from_env({}).team_workers == 8
+    assert Settings.from_env({}).api.team_workers == 8
     settings = Settings.from_env({"TEAM_WORKERS": "3"})
     assert resources_for(settings)["digitalocean"].team_workers == 3
 
@@ -555,3 +558,56 @@ def test_the_dagster_cli_says_a_bad_setting_in_its_first_lines(tmp_path):
     assert any(line.startswith("error: BUDGET_USD '1e400' is out of range") for line in first), (
         first
     )
+
+
+# -- each setting declared once ---------------------------------------------------------------
+
+
+def declared() -> dict[str, object]:
+    """Every variable the settings read, and its default: the model's own fields' and the
+    resources' (their fields' Variable), each declared once."""
+    found = {}
+    for model, instance in [(Settings, None), *((g, g()) for g in Settings.GROUPS.values())]:
+        for field, name in variables(model).items():
+            info = model.model_fields[field]
+            found[name] = getattr(instance, field) if instance is not None else info.default
+    return found
+
+
+def test_the_configuration_table_gives_each_variable_its_declared_default():
+    """docs/configuration.md lists every variable the settings read, with the default the
+    code declares: a default changed in its one place shows here until the table says so."""
+    table = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", table, re.MULTILINE))
+    defaults = declared()
+    assert set(defaults) <= set(rows), set(defaults) - set(rows)
+    for name, default in defaults.items():
+        shown = rows[name].strip()
+        if default in (None, {}):
+            assert shown.startswith("unset"), (name, shown)
+        else:
+            assert shown == f"`{default}`", (name, shown, default)
+
+
+def test_a_resource_built_from_a_runs_config_is_checked_by_the_same_rules():
+    """The rules are the resources' own: a value given in the UI's run config is refused
+    with the same message as the variable's."""
+    with pytest.raises(ValueError, match="ANOMALY_MADS '0' must be a number above 0"):
+        AlertsResource(spike_mads="0")
+    with pytest.raises(ValueError, match="TEAM_WORKERS '65' must be how many teams at once"):
+        SandboxResource(team_workers=65)
+    with pytest.raises(ValueError, match="BUDGETS entry for 'A': '1.234' must have at most two"):
+        AlertsResource(budgets={"A": "1.234"})
+    alerts = AlertsResource(budgets={"A": "5000"}, budget_warn_share="80%")
+    assert (alerts.budgets, alerts.budget_warn_share) == ({"A": "5000.00"}, "0.8")
+    assert AlertsResource().thresholds() == Thresholds(), "one set of defaults"
+
+
+def test_the_cost_anomalies_view_is_built_with_the_declared_thresholds():
+    """views.sql cannot import the defaults; it is held to them here."""
+    views = Path(__file__).resolve().parents[1] / "pipeline" / "warehouse" / "views.sql"
+    view = r"VIEW cost_anomalies AS\s+SELECT \* FROM cost_anomalies_at\(([^)]*)\)"
+    called = re.search(view, views.read_text())
+    assert called is not None
+    given = [Decimal(part) for part in called.group(1).split(",")]
+    assert given == list(Thresholds().anomaly_params().values())[:4]

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pandas as pd
 
 from pipeline.alerts.keys import budget_key
+from pipeline.settings.fields import AlertFields
 from pipeline.sources import BALANCE, INSIGHTS
 
 # The assets the checks watch, for the links in a message: the sources' own tables.
@@ -71,20 +72,41 @@ RECENT_ANOMALIES = """
 """
 
 
+# The thresholds' defaults, written once: on the alerts resource's own fields.
+_DEFAULT = AlertFields()
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """What the rules are judged against (BUDGET_USD, BUDGETS, ANOMALY_*, …)."""
+    """What the rules are judged against (BUDGET_USD, BUDGETS, ANOMALY_*, …), as decimals.
+    `Thresholds.of(fields)` reads them from the alerts resource's fields."""
 
     budget_usd: Decimal | None = None
     budgets: Mapping[str, Decimal] = field(default_factory=dict)  # by team uuid or name
     # By owner, in every team: `project:<name>` or `tag:<key>:<value>` (OWNER_BUDGETS).
     owner_budgets: Mapping[str, Decimal] = field(default_factory=dict)
-    budget_warn_share: Decimal = Decimal("0.8")
-    spike_mads: Decimal = Decimal(6)
-    spike_min_usd: Decimal = Decimal(50)
-    spike_min_ratio: Decimal = Decimal(10)
-    new_sku_min_usd: Decimal = Decimal(10)
-    alert_lookback_days: int = 7
+    budget_warn_share: Decimal = Decimal(_DEFAULT.budget_warn_share)
+    spike_mads: Decimal = Decimal(_DEFAULT.spike_mads)
+    spike_min_usd: Decimal = Decimal(_DEFAULT.spike_min_usd)
+    spike_min_ratio: Decimal = Decimal(_DEFAULT.spike_min_ratio)
+    new_sku_min_usd: Decimal = Decimal(_DEFAULT.new_sku_min_usd)
+    alert_lookback_days: int = _DEFAULT.alert_lookback_days
+
+    @classmethod
+    def of(cls, fields: AlertFields) -> Thresholds:
+        """The alerts resource's fields (decimal strings, as Dagster's config holds them), read
+        exactly."""
+        return cls(
+            budget_usd=None if fields.budget_usd is None else Decimal(fields.budget_usd),
+            budgets={key: Decimal(amount) for key, amount in fields.budgets.items()},
+            owner_budgets={key: Decimal(amount) for key, amount in fields.owner_budgets.items()},
+            budget_warn_share=Decimal(fields.budget_warn_share),
+            spike_mads=Decimal(fields.spike_mads),
+            spike_min_usd=Decimal(fields.spike_min_usd),
+            spike_min_ratio=Decimal(fields.spike_min_ratio),
+            new_sku_min_usd=Decimal(fields.new_sku_min_usd),
+            alert_lookback_days=fields.alert_lookback_days,
+        )
 
     def anomaly_params(self) -> dict[str, object]:
         """RECENT_ANOMALIES' bound parameters."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.defs.partitions import validate_periods
-from pipeline.settings import SAMPLE_DATA, get_settings
+from pipeline.settings import SAMPLE_DATA, load_settings
 from pipeline.sources import TABLES as SOURCE_TABLES
 from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.store import Warehouse
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--months", nargs="*", help="YYYY-MM months (default: all loaded)")
     parser.add_argument("--out", type=Path, default=Path("data/export"))
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = load_settings()
     warehouse = Warehouse(settings.warehouse)
     try:
         files = export(warehouse, args.out, args.months)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings, validate_period
+from pipeline.settings import SAMPLE_DATA, SettingsError, load_settings, validate_period
 from pipeline.warehouse.store import Warehouse
 
 DEFAULT_OUT = Path("data/focus")
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     try:
-        settings = get_settings()
+        settings = load_settings()
         warehouse = Warehouse(settings.warehouse)
         files = write_focus(
             warehouse,

@@ -15,7 +15,7 @@ from pipeline.settings import (
     MAX_RAW_KEEP,
     SettingsError,
     check_writable,
-    get_settings,
+    load_settings,
     whole_number,
 )
 from pipeline.warehouse.connection import WarehouseBusyError
@@ -28,8 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", help="older fetches to keep (default: RAW_KEEP)")
     args = parser.parse_args(argv)
     try:
-        settings = get_settings()
-        keep = settings.raw_keep
+        settings = load_settings()
+        keep = settings.retention.raw_keep
         if args.keep is not None:
             keep = whole_number(args.keep, "--keep", 0, MAX_RAW_KEEP, "a number of fetches")
         check_writable(settings.warehouse, working_file(settings.warehouse), settings.warehouse_env)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pipeline.defs.partitions import chosen_months, monthly_partitions
 from pipeline.engine import batches
 from pipeline.engine.stages import RawNotFetchedError
-from pipeline.settings import SettingsError, check_writable, get_settings
+from pipeline.settings import SettingsError, check_writable, load_settings
 from pipeline.sources import SOURCES
 from pipeline.warehouse.publish import PublishError, adopt_single_file, working_file
 from pipeline.warehouse.store import Warehouse
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     args = parser.parse_args(argv)
     source = by_name[args.source]
     try:
-        settings = get_settings()
+        settings = load_settings()
         partitions = monthly_partitions(settings.start_period).get_partition_keys()
         periods = chosen_months(partitions, args.first, args.last or args.first)
         # Into the loader's working file, as a run writes, then published for the analysts.
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None, *, now: datetime) -> int:
     months = f"{len(periods)} month{'s' if len(periods) > 1 else ''}"
     say(f"Replaying {source.name} {periods[0]}…{periods[-1]} ({months}) from raw")
     adopt_single_file(settings.warehouse, working_file(settings.warehouse))
-    store = Warehouse(working_file(settings.warehouse), raw_keep=settings.raw_keep)
+    store = Warehouse(working_file(settings.warehouse), raw_keep=settings.retention.raw_keep)
     store.migrate()
     try:
         outcome = batches.replay_teams(source, store, periods, now=now)

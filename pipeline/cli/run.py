@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
 from pipeline.dagster_storage import HOST_TAG
-from pipeline.settings import SAMPLE_DATA, SettingsError, get_settings
+from pipeline.settings import SAMPLE_DATA, SettingsError, load_settings
 from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.publish import PublishError, unpublished_writes, working_file
 from pipeline.warehouse.sample_data import mix_message, recorded_sample_data
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = args.verbose or os.environ.get("VERBOSE", "") not in ("", "0")
     try:
-        settings = get_settings()
+        settings = load_settings()
         # Imported after the settings' check, so a bad setting prints one line, not a traceback.
         from pipeline.defs.partitions import chosen_months, monthly_partitions
 

@@ -11,14 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.settings import SettingsError, get_settings
+from pipeline.settings import SettingsError, load_settings
 
 APP = Path(__file__).with_name("app.py")
 
 
 def main() -> int:
     try:
-        settings = get_settings()
+        settings = load_settings()
     except SettingsError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2

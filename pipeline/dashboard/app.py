@@ -20,7 +20,7 @@ from pipeline.alerts.rules import DAILY_COSTS_ASSET, money
 from pipeline.dashboard import display
 from pipeline.dashboard.landing import forecast_basis, share_text, team_figures, thresholds_of
 from pipeline.dashboard.queries import ALLOCATION_VIEWS, Reader, WarehouseUnavailable, params
-from pipeline.settings import SettingsError, get_settings
+from pipeline.settings import SettingsError, load_settings
 
 ALL_PROJECTS = "(all projects)"
 # About how many pixels a legend under a chart has in a 1440-pixel window, the page's width or
@@ -192,7 +192,7 @@ def main() -> None:
     st.set_page_config(page_title="DigitalOcean costs", layout="wide")
     st.title("DigitalOcean costs")
     try:
-        settings = get_settings()
+        settings = load_settings()
     except SettingsError as exc:
         st.error(f"The settings are not valid: {exc}")
         st.stop()
@@ -289,7 +289,7 @@ def main() -> None:
     table(read(reader, "top_movers", **p))
 
     allocation(reader, p, views)
-    anomalies(reader, p, settings.ui_url)
+    anomalies(reader, p, settings.alerts.ui_url)
 
     st.header("Credits, taxes and reconciliation")
     table(read(reader, "reconciliation", **p))

@@ -71,7 +71,7 @@ def share_text(part: Decimal | None, total: Decimal | None) -> str:
 
 def thresholds_of(settings: Settings) -> Thresholds:
     """The budget settings as the alert rules read them."""
-    return Thresholds(budget_usd=settings.budget_usd, budgets=settings.budgets)
+    return Thresholds.of(settings.alerts)
 
 
 def team_figures(

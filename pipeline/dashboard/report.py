@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline.alerts.rules import money
 from pipeline.dashboard import display
 from pipeline.dashboard.queries import Reader, WarehouseUnavailable, params
-from pipeline.settings import SettingsError, get_settings, validate_period
+from pipeline.settings import SettingsError, load_settings, validate_period
 
 STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         month = validate_period(args.month, "MONTH")
-        settings = get_settings()
+        settings = load_settings()
         text = render(Reader(settings.warehouse), month, settings.sample_data)
     except (SettingsError, WarehouseUnavailable) as exc:
         print(f"report: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from pipeline.defs.resources import (
 )
 from pipeline.defs.sandbox import SandboxResource
 from pipeline.defs.schedules import closed_month_schedule, invoices_job, preview_refresh_schedule
-from pipeline.settings import Settings, SettingsError, get_settings
+from pipeline.settings import Settings, SettingsError, load_settings
 from pipeline.sources import Source
 
 
@@ -34,17 +34,17 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         api = DigitalOceanResource(
             token=dg.EnvVar(settings.token_env),
             token_env=settings.token_env,
-            api_url=settings.api_url,
-            team_workers=settings.team_workers,
+            **settings.digitalocean.model_dump(),
+            **settings.api.model_dump(),
         )
     else:
-        api = SandboxResource(team_workers=settings.team_workers)
+        api = SandboxResource(**settings.api.model_dump())
     return {
         "digitalocean": api,
         # The sandbox's sample data and real teams each have a file of their own.
         "warehouse": WarehouseResource(
             path=str(settings.warehouse),
-            raw_keep=settings.raw_keep,
+            **settings.retention.model_dump(),
             sample_data=settings.sample_data,
         ),
         "alerts": AlertsResource.from_settings(settings),
@@ -78,7 +78,7 @@ def defs() -> dg.Definitions:
     """Validated settings (environment, then .env) pick the real API or the sandbox. A bad
     setting is said first, in one line, before Dagster's own report of the failed load."""
     try:
-        settings = get_settings()
+        settings = load_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from pipeline.months import MONTH_FORMAT, is_month
-from pipeline.settings import SettingsError, get_settings, validate_period
+from pipeline.settings import SettingsError, load_settings, validate_period
 
 # DuckDB has one writer: every step that opens the warehouse takes a slot in this pool, and
 # dagster.yaml gives the pool one slot, so overlapping runs queue instead of failing on the lock.
@@ -26,7 +26,7 @@ single_run = dg.BackfillPolicy.single_run()
 def monthly_partitions(start_period: str | None = None) -> dg.MonthlyPartitionsDefinition:
     """Months from `start_period` (default: INVOICE_START_PERIOD) through the open month;
     end_offset=1 adds the open month, which loads from the invoice preview."""
-    start = start_period or get_settings().start_period
+    start = start_period or load_settings().start_period
     return dg.MonthlyPartitionsDefinition(
         start_date=start, fmt=MONTH_FORMAT, end_offset=1, timezone="UTC"
     )

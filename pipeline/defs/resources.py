@@ -1,6 +1,10 @@
 """Dagster resources: the billing API (DigitalOcean or the sandbox), the warehouse, and the
 alert thresholds.
 
+The settings a resource uses are its own fields, validated whenever it is built (from the
+environment or a run's config); their defaults, rules and variables are declared, without
+Dagster, in `pipeline.settings.fields`, which each resource here builds on.
+
 Each resource owns its state for one run (`setup_for_execution`): the API resource the teams
 it has read, the warehouse its open file and its migration. Both API resources expose the same
 `accounts(log)` context manager, so assets do not care which one they were given;
@@ -12,7 +16,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
-from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -33,21 +36,20 @@ from pipeline.api.client import (
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
 from pipeline.settings import (
     ALERT_URLS_ENV,
-    DEFAULT_API_URL,
-    DEFAULT_RAW_KEEP,
-    DEFAULT_TEAM_WORKERS,
-    DEFAULT_UI_URL,
     DEFAULT_WAREHOUSE_PATH,
     SANDBOX_WAREHOUSE_ENV,
     TOKEN_ENV,
     WAREHOUSE_ENV,
+    AlertFields,
+    ApiFields,
+    DigitalOceanFields,
+    RetentionFields,
     Settings,
     SettingsError,
     check_writable,
     split_tokens,
     split_urls,
     token_place,
-    validate_api_url,
 )
 from pipeline.teams import Account, Team
 from pipeline.warehouse.publish import Published, PublishError, adopt_single_file, working_file
@@ -60,9 +62,10 @@ from pipeline.warehouse.sample_data import (
 from pipeline.warehouse.store import Warehouse
 
 
-class BillingApiResource(dg.ConfigurableResource):
+class BillingApiResource(ApiFields, dg.ConfigurableResource):
     """What both API resources share: the client's tuning, how a client is built, and the
-    teams read in this run (one `GET /v2/account` per team and run, not per step)."""
+    teams read in this run (one `GET /v2/account` per team and run, not per step);
+    `team_workers` (TEAM_WORKERS) is a field of `ApiFields`."""
 
     per_page: int = MAX_PER_PAGE
     max_workers: int = DEFAULT_WORKERS
@@ -73,7 +76,6 @@ class BillingApiResource(dg.ConfigurableResource):
     # The length of the "minute" the per-minute limit counts in: 60 s against the API; shorter
     # only against a sandbox whose minute is shortened too, so tests of pacing take seconds.
     minute_seconds: float = 60.0
-    team_workers: int = DEFAULT_TEAM_WORKERS
     # Connections to the API host for all teams together: one pool shared by every team's
     # client (each still sends its own token and keeps its own pacer).
     http_connections: int = DEFAULT_HTTP_CONNECTIONS
@@ -141,14 +143,14 @@ class BillingApiResource(dg.ConfigurableResource):
             yield accounts
 
 
-class DigitalOceanResource(BillingApiResource):
-    """The DigitalOcean billing API. Pass the token(s) as `dg.EnvVar("DIGITALOCEAN_TOKENS")` (or
+class DigitalOceanResource(BillingApiResource, DigitalOceanFields):
+    """The DigitalOcean billing API at `api_url` (DIGITALOCEAN_API_URL, a field of
+    `DigitalOceanFields`). Pass the token(s) as `dg.EnvVar("DIGITALOCEAN_TOKENS")` (or
     `DIGITALOCEAN_TOKEN`) so no value ever reaches the UI or the run config; `token_env` names
     the variable in messages. Several tokens are separated by commas, one per team."""
 
     token: str
     token_env: str = TOKEN_ENV
-    api_url: str = DEFAULT_API_URL
 
     _announced: bool = PrivateAttr(default=False)
 
@@ -163,7 +165,7 @@ class DigitalOceanResource(BillingApiResource):
             raise SettingsError(
                 f"{self.token_env} is empty: set it to a token with billing:read and account:read"
             )
-        url = validate_api_url(self.api_url)
+        url = self.api_url  # validated with the resource
         if not self._announced:  # once per run, not once per step
             teams = f"{len(tokens)} tokens, one per team" if len(tokens) > 1 else "one token"
             log.info(f"Using the DigitalOcean API at {urlsplit(url).netloc} with {teams}")
@@ -172,7 +174,7 @@ class DigitalOceanResource(BillingApiResource):
             yield accounts
 
 
-class WarehouseResource(dg.ConfigurableResource):
+class WarehouseResource(RetentionFields, dg.ConfigurableResource):
     """The warehouse: the loader's working file, and the analysts' file it publishes.
 
     `path` is the file people open (read-only, at any moment): `WAREHOUSE_PATH`, or
@@ -180,13 +182,13 @@ class WarehouseResource(dg.ConfigurableResource):
     (default: `warehouse.working.duckdb` beside it). When a run starts, the working file is
     brought up to date once (a single-file warehouse from before becomes it, no row lost) and,
     when `sample_data` is set, marked as sample or real, or refused when it holds the other
-    kind; every step that wrote publishes it to `path` as it ends (`publishing`).
+    kind; every step that wrote publishes it to `path` as it ends (`publishing`). `raw_keep`
+    (RAW_KEEP, a field of `RetentionFields`): older raw fetches kept per team × month.
     """
 
     path: str = DEFAULT_WAREHOUSE_PATH
     working_path: str | None = None
     lock_timeout_seconds: float = 120.0
-    raw_keep: int = DEFAULT_RAW_KEEP  # RAW_KEEP: older raw fetches kept per team × month
     # True: the built-in sandbox's file; False: teams read with a token; None: not checked (a
     # file a test or tool names itself).
     sample_data: bool | None = None
@@ -277,53 +279,22 @@ class WarehouseResource(dg.ConfigurableResource):
             yield store
 
 
-# The thresholds held as decimal strings, named alike in Settings, here and in Thresholds.
-THRESHOLD_DECIMALS = (
-    "budget_warn_share",
-    "spike_mads",
-    "spike_min_usd",
-    "spike_min_ratio",
-    "new_sku_min_usd",
-)
-
-
-class AlertsResource(dg.ConfigurableResource):
-    """The alert thresholds and destinations, from the settings (`from_settings`). Amounts are
-    decimal strings, as Dagster's config holds no Decimal; `ALERT_URLS` comes in as an EnvVar,
+class AlertsResource(AlertFields, dg.ConfigurableResource):
+    """The alert thresholds and destinations: the thresholds are `AlertFields`' (amounts as
+    decimal strings, as Dagster's config holds no Decimal); `ALERT_URLS` comes in as an EnvVar,
     so no URL ever reaches the UI or the run config."""
 
-    budget_usd: str | None = None
-    budgets: dict[str, str] = {}
-    owner_budgets: dict[str, str] = {}  # by `project:<name>` or `tag:<key>:<value>`
-    budget_warn_share: str = "0.8"
-    spike_mads: str = "6"
-    spike_min_usd: str = "50"
-    spike_min_ratio: str = "10"
-    new_sku_min_usd: str = "10"
-    alert_lookback_days: int = 7
     alert_urls: str | None = None
-    ui_url: str = DEFAULT_UI_URL
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertsResource:
         return cls(
-            budget_usd=None if settings.budget_usd is None else str(settings.budget_usd),
-            budgets={key: str(amount) for key, amount in settings.budgets.items()},
-            owner_budgets={key: str(amount) for key, amount in settings.owner_budgets.items()},
-            **{name: str(getattr(settings, name)) for name in THRESHOLD_DECIMALS},
-            alert_lookback_days=settings.alert_lookback_days,
+            **settings.alerts.model_dump(),
             alert_urls=dg.EnvVar(ALERT_URLS_ENV) if settings.alert_urls else None,
-            ui_url=settings.ui_url,
         )
 
     def thresholds(self) -> Thresholds:
-        return Thresholds(
-            budget_usd=None if self.budget_usd is None else Decimal(self.budget_usd),
-            budgets={key: Decimal(amount) for key, amount in self.budgets.items()},
-            owner_budgets={key: Decimal(amount) for key, amount in self.owner_budgets.items()},
-            **{name: Decimal(getattr(self, name)) for name in THRESHOLD_DECIMALS},
-            alert_lookback_days=self.alert_lookback_days,
-        )
+        return Thresholds.of(self)
 
     def destinations(self) -> list[SecretStr]:
         """ALERT_URLS, one secret each (validated with the settings)."""

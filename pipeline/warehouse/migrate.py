@@ -191,7 +191,7 @@ def migrate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pipeline.settings import SettingsError, get_settings
+    from pipeline.settings import SettingsError, load_settings
     from pipeline.warehouse.publish import PublishError, adopt_single_file, publish, working_file
 
     parser = argparse.ArgumentParser(
@@ -208,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     published: Path | None = None
     if not given:  # a named file is migrated in place, whatever the settings say
         try:
-            published = get_settings().warehouse
+            published = load_settings().warehouse
         except SettingsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -16,14 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+# RAW_KEEP's default, for a store opened by hand; the store reads no settings.
+from pipeline.settings.fields import DEFAULT_RAW_KEEP
 from pipeline.warehouse.connection import WarehouseFile
 from pipeline.warehouse.migrate import migrate
 from pipeline.warehouse.publish import Published, publish
 from pipeline.warehouse.raw import RawArchive
 from pipeline.warehouse.registry import TeamRegistry
-
-# The setting's default (pipeline.settings.DEFAULT_RAW_KEEP); the store does not read settings.
-DEFAULT_RAW_KEEP = 3
 
 
 class Warehouse(WarehouseFile):

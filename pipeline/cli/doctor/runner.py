@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from collections.abc import Sequence
 
 from pipeline.cli.doctor.check import Check
-from pipeline.cli.doctor.configuration import check_settings
+from pipeline.cli.doctor.configuration import read_settings
 from pipeline.cli.doctor.instance import check_dagster
 from pipeline.cli.doctor.tokens import check_token
 from pipeline.cli.doctor.warehouse import check_publication, check_warehouse
-from pipeline.settings import SettingsError, get_settings
+from pipeline.settings import Settings
 
 
-def run_checks() -> list[Check]:
-    """Every check in order; those that need valid settings wait for them."""
-    checks = [check_settings()]
-    if checks[0].ok:
-        settings = get_settings()
+def run_checks() -> tuple[list[Check], Settings | None]:
+    """Every check in order, and the settings they read (None when they do not validate);
+    the checks that need valid settings wait for them."""
+    configuration, settings = read_settings()
+    checks = [configuration]
+    if settings is not None:
         checks += check_token(settings)
         checks.append(
             check_warehouse(settings.warehouse, settings.warehouse_env, settings.sample_data)
@@ -28,7 +28,7 @@ def run_checks() -> list[Check]:
         for name in ("API, billing:read", "warehouse"):
             checks.append(Check(name, None, "not checked: fix the configuration first"))
     checks.append(check_dagster())
-    return checks
+    return checks, settings
 
 
 def report(checks: Sequence[Check], secrets: Sequence[str] = ()) -> str:
@@ -50,9 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pipeline.cli.doctor",
         description="Check the settings, the token, the warehouse file and the Dagster instance.",
     ).parse_args(argv)
-    checks = run_checks()
-    secrets: list[str] = []
-    with contextlib.suppress(SettingsError):
-        secrets = [token.get_secret_value() for token in get_settings().tokens]
+    checks, settings = run_checks()
+    tokens = settings.tokens if settings is not None else []
+    secrets = [token.get_secret_value() for token in tokens]
     print(report(checks, secrets))
     return 0 if all(check.ok is not False for check in checks) else 1

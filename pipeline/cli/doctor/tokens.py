@@ -145,7 +145,7 @@ def _check_tokens(settings: Settings) -> list[Check]:
     teams: dict[str, str] = {}
     for position, token in enumerate(tokens, start=1):
         place = token_place(position, settings.token_env)
-        found, team = check_api(settings.api_url, token.get_secret_value(), place)
+        found, team = check_api(settings.digitalocean.api_url, token.get_secret_value(), place)
         if len(tokens) > 1:
             found = [dataclasses.replace(c, name=f"{place}: {c.name}") for c in found]
         checks += found
