@@ -367,17 +367,38 @@ def api_get() -> Callable[..., requests.Response]:
 
 # -- a run left STARTED: its process killed as the OOM killer would ------------------------------
 KILLED_RUN = """
-import json, os, signal, sys, dagster as dg
+import json, os, signal, sys, time, dagster as dg
 
 @dg.asset
 def killed(context: dg.AssetExecutionContext) -> None:
     print("started", context.run_id, os.getpid(), flush=True)
+    if sys.argv[3] == "wait":  # alive until the test kills it
+        time.sleep(600)
     os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no event
 
 with dg.DagsterInstance.get() as instance:
     tags = {"dagster/max_runtime": sys.argv[1], **json.loads(sys.argv[2])}
     dg.materialize([killed], instance=instance, tags=tags)
 """
+
+
+def _run_process(
+    home: Path, max_runtime: int, tags: dict[str, str] | None, env: dict[str, str] | None, end: str
+) -> subprocess.Popen:
+    tags = {HOST_TAG: socket.gethostname()} if tags is None else tags
+    return subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(max_runtime), json.dumps(tags), end],
+        cwd=home,
+        env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _started(line: str) -> tuple[str, int]:
+    _, run_id, pid = line.split()
+    return run_id, int(pid)
 
 
 @pytest.fixture(scope="session")
@@ -393,22 +414,48 @@ def killed_run() -> Callable[..., tuple[str, int]]:
         tags: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
     ) -> tuple[str, int]:
-        tags = {HOST_TAG: socket.gethostname()} if tags is None else tags
-        done = subprocess.run(
-            [sys.executable, "-c", KILLED_RUN, str(max_runtime), json.dumps(tags)],
-            cwd=home,
-            env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == -9 and "started" in done.stdout, done.stderr
-        (line,) = [line for line in done.stdout.splitlines() if line.startswith("started ")]
-        _, run_id, pid = line.split()
-        return run_id, int(pid)
+        proc = _run_process(home, max_runtime, tags, env, "kill")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == -9 and "started" in out, err
+        (line,) = [line for line in out.splitlines() if line.startswith("started ")]
+        return _started(line)
 
     return run
+
+
+@pytest.fixture
+def live_run() -> Iterator[Callable[..., tuple[str, int, subprocess.Popen]]]:
+    """`live_run(home, tags=None, env=None)`: like `killed_run`, but the run's process waits in
+    its step, alive, until the test kills it (or the test ends). Its run id, process id and
+    process."""
+    procs: list[subprocess.Popen] = []
+
+    def run(
+        home: Path, tags: dict[str, str] | None = None, env: dict[str, str] | None = None
+    ) -> tuple[str, int, subprocess.Popen]:
+        proc = _run_process(home, 14400, tags, env, "wait")
+        procs.append(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("started "):
+                return (*_started(line), proc)
+        raise AssertionError(proc.stderr.read() if proc.stderr else "no run started")
+
+    try:
+        yield run
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def repo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the repository's dagster.yaml (SQLite, or PostgreSQL when
+    DAGSTER_POSTGRES_URL is set), the working directory its storage paths are relative to."""
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 class PostgresServer:

@@ -9,6 +9,7 @@ it has read, the warehouse its open file and its migration. Both API resources e
 
 from __future__ import annotations
 
+import socket
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
@@ -31,6 +32,7 @@ from pipeline.api.client import (
     shared_session,
 )
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
+from pipeline.dagster_storage import HOST_TAG
 from pipeline.settings import (
     ALERT_URLS_ENV,
     DEFAULT_API_URL,
@@ -57,6 +59,15 @@ from pipeline.warehouse.store import (
     mix_message,
     recorded_sample_data,
 )
+
+
+def record_host(context: dg.InitResourceContext) -> None:
+    """Tag the run with the machine its process runs on, unless it is tagged (`make run` tags
+    its runs when it creates them): `dagster asset materialize`, a run the daemon launched. The
+    dead-run sensor and `make doctor` judge a run's recorded process only on that machine."""
+    run = context.dagster_run
+    if context.instance is not None and run is not None and HOST_TAG not in run.tags:
+        context.instance.add_run_tags(run.run_id, {HOST_TAG: socket.gethostname()})
 
 
 class BillingApiResource(dg.ConfigurableResource):
@@ -208,6 +219,7 @@ class WarehouseResource(dg.ConfigurableResource):
         return f"{name} {self.path!r}"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        record_host(context)
         name = SANDBOX_WAREHOUSE_ENV if self.sample_data else WAREHOUSE_ENV
         # Settings accept a read-only folder (readers need no more); a run writes, so it asks.
         check_writable(self.published_file, self.working_file, name)
