@@ -487,6 +487,8 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        # Each session's start and end in the log, with its process and application names.
+        options += " -c log_connections=on -c log_disconnections=on -c 'log_line_prefix=%p|%a|'"
         log = str(self.folder / "log")
         subprocess.run(
             [*self.prefix, self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log]
@@ -494,6 +496,22 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+
+    def peak_connections(self, leave_out: str) -> int:
+        """The most client sessions the server held at once, from its log, leaving out those
+        whose application name is `leave_out` (a test's own)."""
+        log = (self.folder / "log").read_text(errors="replace")
+        open_now = peak = 0
+        for line in log.splitlines():
+            parts = line.split("|", 2)  # process id, application name, message
+            if len(parts) != 3 or parts[1] == leave_out:
+                continue
+            if "connection authorized:" in parts[2]:
+                open_now += 1
+                peak = max(peak, open_now)
+            elif "disconnection: session time" in parts[2]:
+                open_now -= 1
+        return peak
 
     def stop(self, mode: str = "fast", *, check: bool = False) -> None:
         """`immediate` plays a crash: connections drop, nothing is shut down cleanly."""

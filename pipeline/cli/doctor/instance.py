@@ -118,24 +118,36 @@ def _runs_dir(config: Mapping[str, Any], home: Path) -> Path | str:
     return home
 
 
+def server_of(url: str) -> str:
+    """The PostgreSQL URL as messages name it: host, port and database, never the password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """Why the instance's PostgreSQL did not connect, naming the server and the driver's reason,
+    never the password (masked should the driver's message hold it)."""
+    cause = exc.__cause__ or exc
+    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+    password = urlsplit(url).password
+    if password:
+        reason = reason.replace(password, "***")
+    return f"{POSTGRES_URL_ENV} does not connect to PostgreSQL at {server_of(url)}: {reason}"
+
+
 def check_postgres(home: Path, url: str) -> Check:
     """DAGSTER_POSTGRES_URL moves the instance into PostgreSQL: it must connect. Names the
-    server and database, never the password (masked should the driver's message hold it)."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+    server and database, never the password."""
+    where = server_of(url)
     try:
         with opened(home, url) as instance:
             verdict = judge(started_runs(instance), socket.gethostname())
     except database_errors() as exc:
-        cause = exc.__cause__ or exc
-        reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
-        if parts.password:
-            reason = reason.replace(parts.password, "***")
         return Check(
             "Dagster",
             False,
-            f"{POSTGRES_URL_ENV} does not connect to PostgreSQL at {where}: {reason}. Fix the "
-            f"URL or the server, or unset {POSTGRES_URL_ENV} to keep the instance in SQLite",
+            f"{unreachable(url, exc)}. Fix the URL or the server, or unset {POSTGRES_URL_ENV} "
+            "to keep the instance in SQLite",
         )
     return _with_verdict(
         f"DAGSTER_HOME={home}; the instance (runs, event log, schedules) is in PostgreSQL at "
