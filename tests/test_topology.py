@@ -298,7 +298,10 @@ def test_the_deployment_topology(
         ]
     assert dead is not None and dead.tags[HOST_TAG] == socket.gethostname()
     assert messages[0].startswith(f"Run {dead_id} of job __ASSET_JOB was STARTED but its process ")
-    assert " is gone (killed: SIGKILL, the OOM killer or a reboot) in step " in messages[0]
+    assert (
+        " is gone (killed: SIGKILL, the OOM killer or a reboot) in step invoice_tables. "
+        in messages[0]
+    )
     assert messages[0].endswith(
         "are kept; load 2024-03 again (`make backfill FROM=2024-03 TO=2024-03`, or Re-execute "
         "the run in the UI)."
