@@ -65,7 +65,10 @@ def workspace(path: Path, host: str, code_port: int, also: Path | None) -> Path:
         {"grpc_server": {"host": host, "port": code_port, "location_name": LOCATION}}
     ]
     if also is not None:
-        entries += (yaml.safe_load(also.read_text()) or {}).get("load_from") or []
+        other = yaml.safe_load(also.read_text())
+        if not isinstance(other, dict) or not isinstance(other.get("load_from"), list):
+            raise ValueError("it has no load_from list")
+        entries += other["load_from"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"load_from": entries}, sort_keys=False))
     return path
@@ -127,12 +130,16 @@ def serve(home: Path, url: str, args: argparse.Namespace) -> int:
     except database_errors() as exc:
         print(f"error: {unreachable(url, exc)}", file=sys.stderr)
         return 1
-    ws = workspace(
-        home / "data" / "dagster" / "services" / "workspace.yaml",
-        args.host,
-        args.code_port,
-        args.also,
-    )
+    try:
+        ws = workspace(
+            home / "data" / "dagster" / "services" / "workspace.yaml",
+            args.host,
+            args.code_port,
+            args.also,
+        )
+    except (OSError, yaml.YAMLError, ValueError) as exc:  # no file, bad YAML, no load_from
+        print(f"error: --also {args.also} is not a workspace.yaml with load_from: {exc}")
+        return 2
     lines = commands(Path(sys.executable).parent, args.host, args.port, args.code_port, ws)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     without_tokens = {k: v for k, v in env.items() if not k.startswith(CODE_SERVER_ONLY)}
