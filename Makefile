@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)
 DEV_PORT ?= 3000
 
-.PHONY: help pictures run test test-any-day dev dashboard report check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
+.PHONY: help pictures run test test-any-day dev services dashboard report check-defs backfill export focus migrate doctor replay prune bench bench-teams lint lock clean
 
 # uv installs the lock files' exact versions (~1 s with a warm cache, ~4 s cold, against ~25-30 s
 # for pip); it comes from PyPI into the venv itself, so a machine needs only python3, git and make.
@@ -49,6 +49,11 @@ test-any-day: $(VENV)/.test  ## the suite with every process's wall clock at DAY
 dev: $(VENV)/.runtime  ## the Dagster UI and daemon (schedules, backfills) on localhost:3000 (DEV_PORT=...)
 	mkdir -p data/dagster
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port $(DEV_PORT)
+
+CODE_PORT ?= 4266
+services: $(VENV)/.runtime  ## code server, webserver (DEV_PORT) and one daemon around an instance in PostgreSQL: DAGSTER_POSTGRES_URL=postgresql://… make services [CODE_PORT=4266] [ALSO=other-workspace.yaml]
+	@mkdir -p data/dagster
+	@$(BIN)/python -m pipeline.cli.services --port $(DEV_PORT) --code-port $(CODE_PORT) $(if $(ALSO),--also '$(ALSO)')
 
 dashboard: $(VENV)/.runtime  ## the cost dashboard on localhost:DASHBOARD_PORT (default 8501), reading WAREHOUSE_PATH
 	$(if $(DASHBOARD_PORT),DASHBOARD_PORT=$(DASHBOARD_PORT)) $(BIN)/python -m pipeline.dashboard

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dagster as dg
 import duckdb
@@ -365,19 +365,55 @@ def api_get() -> Callable[..., requests.Response]:
     return get
 
 
+# -- what a test needs from the machine ---------------------------------------------------------
+def under_ci(env: dict[str, str] | None = None) -> bool:
+    """Whether the suite runs as CI runs it (`CI` set, as CI services and .ci/run set it)."""
+    value = (os.environ if env is None else env).get("CI", "")
+    return value.strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A test that needs what this machine cannot start (PostgreSQL, Chromium) is skipped, but
+    fails under CI: a green CI must mean those tests ran."""
+    if under_ci():
+        pytest.fail(f"{reason} (CI is set: a test that cannot start what it needs fails)")
+    pytest.skip(reason)
+
+
 # -- a run left STARTED: its process killed as the OOM killer would ------------------------------
 KILLED_RUN = """
-import json, os, signal, sys, dagster as dg
+import json, os, signal, sys, time, dagster as dg
 
 @dg.asset
 def killed(context: dg.AssetExecutionContext) -> None:
     print("started", context.run_id, os.getpid(), flush=True)
+    if sys.argv[3] == "wait":  # alive until the test kills it
+        time.sleep(600)
     os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no event
 
 with dg.DagsterInstance.get() as instance:
     tags = {"dagster/max_runtime": sys.argv[1], **json.loads(sys.argv[2])}
     dg.materialize([killed], instance=instance, tags=tags)
 """
+
+
+def _run_process(
+    home: Path, max_runtime: int, tags: dict[str, str] | None, env: dict[str, str] | None, end: str
+) -> subprocess.Popen:
+    tags = {HOST_TAG: socket.gethostname()} if tags is None else tags
+    return subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(max_runtime), json.dumps(tags), end],
+        cwd=home,
+        env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _started(line: str) -> tuple[str, int]:
+    _, run_id, pid = line.split()
+    return run_id, int(pid)
 
 
 @pytest.fixture(scope="session")
@@ -393,22 +429,48 @@ def killed_run() -> Callable[..., tuple[str, int]]:
         tags: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
     ) -> tuple[str, int]:
-        tags = {HOST_TAG: socket.gethostname()} if tags is None else tags
-        done = subprocess.run(
-            [sys.executable, "-c", KILLED_RUN, str(max_runtime), json.dumps(tags)],
-            cwd=home,
-            env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == -9 and "started" in done.stdout, done.stderr
-        (line,) = [line for line in done.stdout.splitlines() if line.startswith("started ")]
-        _, run_id, pid = line.split()
-        return run_id, int(pid)
+        proc = _run_process(home, max_runtime, tags, env, "kill")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == -9 and "started" in out, err
+        (line,) = [line for line in out.splitlines() if line.startswith("started ")]
+        return _started(line)
 
     return run
+
+
+@pytest.fixture
+def live_run() -> Iterator[Callable[..., tuple[str, int, subprocess.Popen]]]:
+    """`live_run(home, tags=None, env=None)`: like `killed_run`, but the run's process waits in
+    its step, alive, until the test kills it (or the test ends). Its run id, process id and
+    process."""
+    procs: list[subprocess.Popen] = []
+
+    def run(
+        home: Path, tags: dict[str, str] | None = None, env: dict[str, str] | None = None
+    ) -> tuple[str, int, subprocess.Popen]:
+        proc = _run_process(home, 14400, tags, env, "wait")
+        procs.append(proc)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("started "):
+                return (*_started(line), proc)
+        raise AssertionError(proc.stderr.read() if proc.stderr else "no run started")
+
+    try:
+        yield run
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def repo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the repository's dagster.yaml (SQLite, or PostgreSQL when
+    DAGSTER_POSTGRES_URL is set), the working directory its storage paths are relative to."""
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 class PostgresServer:
@@ -419,7 +481,7 @@ class PostgresServer:
     def __init__(self, folder: Path) -> None:
         initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
         if initdb is None or pg_ctl is None:
-            pytest.skip("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
+            unavailable("PostgreSQL's initdb/pg_ctl are not installed (apt-get install postgresql)")
         self.pg_ctl = pg_ctl
         self.folder = folder
         self.data = folder / "data"
@@ -440,6 +502,8 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        # Each session's start and end in the log, with its process and application names.
+        options += " -c log_connections=on -c log_disconnections=on -c 'log_line_prefix=%p|%a|'"
         log = str(self.folder / "log")
         subprocess.run(
             [*self.prefix, self.pg_ctl, "-D", str(self.data), "-o", options, "-l", log]
@@ -447,6 +511,22 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+
+    def peak_connections(self, leave_out: str) -> int:
+        """The most client sessions the server held at once, from its log, leaving out those
+        whose application name is `leave_out` (a test's own)."""
+        log = (self.folder / "log").read_text(errors="replace")
+        open_now = peak = 0
+        for line in log.splitlines():
+            parts = line.split("|", 2)  # process id, application name, message
+            if len(parts) != 3 or parts[1] == leave_out:
+                continue
+            if "connection authorized:" in parts[2]:
+                open_now += 1
+                peak = max(peak, open_now)
+            elif "disconnection: session time" in parts[2]:
+                open_now -= 1
+        return peak
 
     def stop(self, mode: str = "fast", *, check: bool = False) -> None:
         """`immediate` plays a crash: connections drop, nothing is shut down cleanly."""
@@ -497,7 +577,6 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 # -- processes and a browser, for the tests that drive `make dev` and `make dashboard` ----------
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 # Chromium as root in a machine without outside network: no sandbox, no background traffic.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -554,12 +633,15 @@ def make_process() -> Callable[..., Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Chromium through Playwright; skipped where Debian's Chromium is not installed."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    playwright_sync = pytest.importorskip("playwright.sync_api")
+    """Chromium through Playwright; skipped where Debian's Chromium is not installed (failed
+    under CI)."""
+    path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not Path(path).exists():
+        unavailable(f"no Chromium at {path}")
+    from playwright import sync_api as playwright_sync
+
     with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

@@ -283,21 +283,12 @@ def test_a_warehouse_cut_in_half_fails_naming_it(tmp_path):
     assert check.line().startswith(f"✗ warehouse {path}: cannot be opened as a DuckDB file: ")
 
 
-@pytest.fixture
-def repo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A DAGSTER_HOME with the repository's dagster.yaml (SQLite, or PostgreSQL when
-    DAGSTER_POSTGRES_URL is set), the working directory its storage paths are relative to."""
-    root = Path(__file__).resolve().parents[1]
-    (tmp_path / "dagster.yaml").write_text((root / "dagster.yaml").read_text())
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def stuck_line(run_id: str, pid: int) -> str:
     return (
         f"✗ Dagster: 1 run(s) STARTED with no live process, holding the queue: run {run_id} "
-        f"(process {pid} is gone). Open each in the UI (`make dev`, Runs) and Terminate it, or "
-        "leave the daemon running: run monitoring fails it after its maximum runtime"
+        f"(process {pid} is gone). "
+        "The daemon (`make dev`, `make services`) marks each failed within minutes (its dead-run "
+        "sensor); without one, open each in the UI, Runs, and Terminate it"
     )
 
 

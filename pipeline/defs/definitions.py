@@ -9,6 +9,7 @@ import dagster as dg
 from pipeline.defs.alert_checks import alerts_checks
 from pipeline.defs.assets import build_assets, source_asset
 from pipeline.defs.checks import CHECKS, checks_step
+from pipeline.defs.dead_runs import dead_run_sensor
 from pipeline.defs.freshness import freshness_checks, freshness_job, freshness_schedule
 from pipeline.defs.logs import console_logger
 from pipeline.defs.partitions import monthly_partitions
@@ -66,6 +67,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         asset_checks=[*CHECKS, freshness_checks, alerts_checks],
         jobs=[invoices_job(partitions), freshness_job],
         schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
+        sensors=[dead_run_sensor(settings.dead_run_check_seconds)],
         resources=resources_for(settings),
         loggers={"console": console_logger},
         # One process per run: steps share the DuckDB file serially, with no per-step startup.

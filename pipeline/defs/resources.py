@@ -13,6 +13,7 @@ it has read, the warehouse its open file and its migration. Both API resources e
 
 from __future__ import annotations
 
+import socket
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
@@ -34,6 +35,7 @@ from pipeline.api.client import (
     shared_session,
 )
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
+from pipeline.dagster_storage import HOST_TAG
 from pipeline.settings import (
     ALERT_URLS_ENV,
     DEFAULT_WAREHOUSE_PATH,
@@ -60,6 +62,15 @@ from pipeline.warehouse.sample_data import (
     recorded_sample_data,
 )
 from pipeline.warehouse.store import Warehouse
+
+
+def record_host(context: dg.InitResourceContext) -> None:
+    """Tag the run with the machine its process runs on, unless it is tagged (`make run` tags
+    its runs when it creates them): `dagster asset materialize`, a run the daemon launched. The
+    dead-run sensor and `make doctor` judge a run's recorded process only on that machine."""
+    run = context.dagster_run
+    if context.instance is not None and run is not None and HOST_TAG not in run.tags:
+        context.instance.add_run_tags(run.run_id, {HOST_TAG: socket.gethostname()})
 
 
 class BillingApiResource(ApiFields, dg.ConfigurableResource):
@@ -211,6 +222,7 @@ class WarehouseResource(RetentionFields, dg.ConfigurableResource):
         return f"{name} {self.path!r}"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        record_host(context)
         name = SANDBOX_WAREHOUSE_ENV if self.sample_data else WAREHOUSE_ENV
         # Settings accept a read-only folder (readers need no more); a run writes, so it asks.
         check_writable(self.published_file, self.working_file, name)

@@ -66,6 +66,7 @@ from pipeline.settings.values import SettingsError, validate_start_period
 ENV_FILE = ".env"
 DEFAULT_START_PERIOD = "2023-01"
 DEFAULT_DASHBOARD_PORT = 8501  # `make dashboard` (Streamlit's own default)
+DEFAULT_DEAD_RUN_CHECK_SECONDS = 60  # how often the daemon looks for runs whose process is gone
 
 
 def _warehouse(value: Any, name: str) -> Path:
@@ -118,6 +119,9 @@ class Settings(BaseModel):
     dashboard_port: Annotated[int, Variable("DASHBOARD_PORT", between(1, 65535, "a TCP port"))] = (
         DEFAULT_DASHBOARD_PORT
     )
+    dead_run_check_seconds: Annotated[
+        int, Variable("DEAD_RUN_CHECK_SECONDS", between(1, 86400, "a number of seconds"))
+    ] = DEFAULT_DEAD_RUN_CHECK_SECONDS
 
     @field_validator("start_period")
     @classmethod

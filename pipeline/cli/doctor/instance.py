@@ -21,7 +21,6 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -31,76 +30,12 @@ import yaml
 
 from pipeline.cli.doctor.check import TIMEOUT_SECONDS, Check
 from pipeline.cli.supervise import InstanceWatch, database_errors
-from pipeline.dagster_storage import HOST_TAG, POSTGRES_URL_ENV, instance_config, postgres_url
+from pipeline.dagster_storage import POSTGRES_URL_ENV, instance_config, postgres_url
+from pipeline.dead_runs import StartedRun, Verdict, judge, started_runs
 
 FIX_HOME = (
     "run `make doctor` (the Makefile sets it), or `export DAGSTER_HOME=$PWD` at the repo root"
 )
-
-
-@dataclass(frozen=True)
-class StartedRun:
-    """A run the instance says is STARTED: the host it recorded (None when it recorded none)
-    and the process id of its steps (None before its steps started)."""
-
-    run_id: str
-    host: str | None
-    pid: int | None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The STARTED runs whose process is gone from this host, and those this host cannot
-    judge (no host recorded, and no live process here)."""
-
-    stuck: list[StartedRun]
-    unknown: list[StartedRun]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
-
-
-def _pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
-    """The process that executes the run's steps, as its first engine event's metadata records
-    it (Dagster's `EngineEventData.in_process` and `.multiprocess`)."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
-        event = entry.dagster_event
-        value = event.engine_event_data.metadata.get("pid") if event is not None else None
-        if value is not None and str(value.value).isdigit():
-            return int(str(value.value))
-    return None
-
-
-def started_runs(instance: dg.DagsterInstance) -> list[StartedRun]:
-    """Every STARTED run, with its recorded host and process id."""
-    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
-    return [
-        StartedRun(
-            r.dagster_run.run_id,
-            r.dagster_run.tags.get(HOST_TAG),
-            _pid(instance, r.dagster_run.run_id),
-        )
-        for r in records
-    ]
-
-
-def judge(runs: list[StartedRun], host: str) -> Verdict:
-    """Sort the STARTED runs for `host`: gone from it (stuck), or not knowable from it."""
-    stuck, unknown = [], []
-    for run in runs:
-        gone = run.pid is None or not _alive(run.pid)
-        if run.host == host and gone:
-            stuck.append(run)
-        elif run.host is None and gone:
-            unknown.append(run)
-    return Verdict(stuck, unknown)
 
 
 def _process(run: StartedRun, absent: str) -> str:
@@ -126,8 +61,8 @@ def _with_verdict(ok_detail: str, verdict: Verdict) -> Check:
         "Dagster",
         False,
         f"{len(verdict.stuck)} run(s) STARTED with no live process, holding the queue: {named}. "
-        "Open each in the UI (`make dev`, Runs) and Terminate it, or leave the daemon running: "
-        f"run monitoring fails it after its maximum runtime{unknown}",
+        "The daemon (`make dev`, `make services`) marks each failed within minutes (its dead-run "
+        f"sensor); without one, open each in the UI, Runs, and Terminate it{unknown}",
     )
 
 
@@ -183,24 +118,36 @@ def _runs_dir(config: Mapping[str, Any], home: Path) -> Path | str:
     return home
 
 
+def server_of(url: str) -> str:
+    """The PostgreSQL URL as messages name it: host, port and database, never the password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """Why the instance's PostgreSQL did not connect, naming the server and the driver's reason,
+    never the password (masked should the driver's message hold it)."""
+    cause = exc.__cause__ or exc
+    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+    password = urlsplit(url).password
+    if password:
+        reason = reason.replace(password, "***")
+    return f"{POSTGRES_URL_ENV} does not connect to PostgreSQL at {server_of(url)}: {reason}"
+
+
 def check_postgres(home: Path, url: str) -> Check:
     """DAGSTER_POSTGRES_URL moves the instance into PostgreSQL: it must connect. Names the
-    server and database, never the password (masked should the driver's message hold it)."""
-    parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or 5432}{parts.path or '/'}"
+    server and database, never the password."""
+    where = server_of(url)
     try:
         with opened(home, url) as instance:
             verdict = judge(started_runs(instance), socket.gethostname())
     except database_errors() as exc:
-        cause = exc.__cause__ or exc
-        reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
-        if parts.password:
-            reason = reason.replace(parts.password, "***")
         return Check(
             "Dagster",
             False,
-            f"{POSTGRES_URL_ENV} does not connect to PostgreSQL at {where}: {reason}. Fix the "
-            f"URL or the server, or unset {POSTGRES_URL_ENV} to keep the instance in SQLite",
+            f"{unreachable(url, exc)}. Fix the URL or the server, or unset {POSTGRES_URL_ENV} "
+            "to keep the instance in SQLite",
         )
     return _with_verdict(
         f"DAGSTER_HOME={home}; the instance (runs, event log, schedules) is in PostgreSQL at "
