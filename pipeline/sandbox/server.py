@@ -12,8 +12,9 @@ A token's scopes decide what it may read: 403 `forbidden` without `billing:read`
 endpoints, or without `account:read` on `/v2/account`.
 
 The resource inventory (`pipeline.sandbox.inventory`): droplets, volumes, Kubernetes clusters,
-databases (one unpaged list, as the spec has it), load balancers, projects and each project's
-resources, each behind the scope the spec names (`droplet:read`, `block_storage:read`, …).
+databases (one unpaged list, as the spec has it), load balancers, reserved IPs, snapshots, projects
+and each project's resources, each behind the scope the spec names (`droplet:read`,
+`block_storage:read`, …, `reserved_ip:read`, `snapshot:read`).
 
 Several teams: DigitalOcean bills each team apart and every token belongs to one team, so the
 sandbox serves one account per token. The first is `(token, data)`; `teams={token: data}` or
@@ -62,6 +63,8 @@ INVENTORY = {
     "/v2/databases": ("databases", "database:read"),
     "/v2/load_balancers": ("load_balancers", "load_balancer:read"),
     "/v2/projects": ("projects", "project:read"),
+    "/v2/reserved_ips": ("reserved_ips", "reserved_ip:read"),
+    "/v2/snapshots": ("snapshots", "snapshot:read"),
 }
 UNPAGED = frozenset({"databases"})
 # Billing Insights answers at most this many days from start_date to end_date.
