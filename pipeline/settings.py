@@ -429,6 +429,10 @@ class Settings(BaseSettings):
     alert_lookback_days: int = Field(
         default=DEFAULT_LOOKBACK_DAYS, validation_alias="ALERT_LOOKBACK_DAYS"
     )
+    # Idle resources: a snapshot older than this many days is idle; an idle resource whose
+    # last month cost at least IDLE_MIN_USD is alerted once.
+    snapshot_max_age_days: int = Field(default=90, validation_alias="SNAPSHOT_MAX_AGE_DAYS")
+    idle_min_usd: Decimal = Field(default=Decimal("5.00"), validation_alias="IDLE_MIN_USD")
     alert_urls_text: SecretStr | None = Field(default=None, validation_alias=ALERT_URLS_ENV)
     ui_url: str = Field(default=DEFAULT_UI_URL, validation_alias="DAGSTER_UI_URL")
     team_workers: int = Field(default=DEFAULT_TEAM_WORKERS, validation_alias="TEAM_WORKERS")
@@ -517,6 +521,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lookback(cls, value: Any) -> int:
         return whole_number(value, "ALERT_LOOKBACK_DAYS", 1, 366, "a whole number of days")
+
+    @field_validator("snapshot_max_age_days", mode="before")
+    @classmethod
+    def _snapshot_max_age(cls, value: Any) -> int:
+        return whole_number(value, "SNAPSHOT_MAX_AGE_DAYS", 1, 3660, "a whole number of days")
+
+    @field_validator("idle_min_usd", mode="before")
+    @classmethod
+    def _idle_min(cls, value: Any) -> Any:
+        return usd(str(value), "IDLE_MIN_USD")
 
     @field_validator("raw_keep", mode="before")
     @classmethod

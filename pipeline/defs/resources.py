@@ -283,6 +283,7 @@ THRESHOLD_DECIMALS = (
     "spike_min_usd",
     "spike_min_ratio",
     "new_sku_min_usd",
+    "idle_min_usd",
 )
 
 
@@ -300,6 +301,8 @@ class AlertsResource(dg.ConfigurableResource):
     spike_min_ratio: str = "10"
     new_sku_min_usd: str = "10"
     alert_lookback_days: int = 7
+    idle_min_usd: str = "5.00"
+    snapshot_max_age_days: int = 90
     alert_urls: str | None = None
     ui_url: str = DEFAULT_UI_URL
 
@@ -311,6 +314,7 @@ class AlertsResource(dg.ConfigurableResource):
             owner_budgets={key: str(amount) for key, amount in settings.owner_budgets.items()},
             **{name: str(getattr(settings, name)) for name in THRESHOLD_DECIMALS},
             alert_lookback_days=settings.alert_lookback_days,
+            snapshot_max_age_days=settings.snapshot_max_age_days,
             alert_urls=dg.EnvVar(ALERT_URLS_ENV) if settings.alert_urls else None,
             ui_url=settings.ui_url,
         )
@@ -322,6 +326,7 @@ class AlertsResource(dg.ConfigurableResource):
             owner_budgets={key: Decimal(amount) for key, amount in self.owner_budgets.items()},
             **{name: Decimal(getattr(self, name)) for name in THRESHOLD_DECIMALS},
             alert_lookback_days=self.alert_lookback_days,
+            snapshot_max_age_days=self.snapshot_max_age_days,
         )
 
     def destinations(self) -> list[SecretStr]:
