@@ -135,7 +135,7 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 9
+    assert schema_version(con) == LATEST_VERSION == 11
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
