@@ -585,3 +585,20 @@ def test_each_inventory_scope_is_checked_and_a_missing_one_named():
         (_, _, inventory), _ = check_api(server.url, server.token)
     assert inventory.ok is True
     assert "droplet:read" in inventory.detail and "load_balancer:read" in inventory.detail
+
+
+def test_the_reserved_ip_and_snapshot_scopes_are_checked_and_named():
+    scopes = DEFAULT_SCOPES - {"reserved_ip:read", "snapshot:read"}
+    with SandboxServer(scopes=scopes) as server:
+        (_, _, inventory), _ = check_api(server.url, server.token)
+        asked = [r["path"] for r in server.requests]
+    assert inventory.ok is False
+    assert inventory.detail.startswith(
+        "the token lacks reserved_ip:read, snapshot:read (HTTP 403): the reserved_ips, "
+        "snapshots step(s) fail"
+    )
+    assert "/v2/reserved_ips" in asked and "/v2/snapshots" in asked
+    with SandboxServer() as server:
+        (_, _, inventory), _ = check_api(server.url, server.token)
+    assert inventory.ok is True
+    assert inventory.detail.endswith("load_balancer:read, reserved_ip:read, snapshot:read)")
