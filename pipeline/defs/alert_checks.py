@@ -20,6 +20,7 @@ bound parameters of the checks' queries rather than constants of a view.
 """
 
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 
 import dagster as dg
 import pandas as pd
@@ -265,6 +266,9 @@ def idle_checks(
         report = deliver_once(context, store, alerts, raised)
     metadata: dict[str, object] = {
         "idle_resources": len(found),
+        # Exact, as text: what they cost together in their teams' latest closed months.
+        "idle_cost_last_month": str(sum(found["cost_last_month"], Decimal("0.00"))),
+        "idle_min_usd": str(thresholds.idle_min_usd),
         **_delivery_metadata(report, raised),
     }
     if len(found):
