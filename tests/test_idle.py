@@ -23,7 +23,7 @@ from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.data import SandboxData, build_teams
 from pipeline.settings import Settings, SettingsError
 from pipeline.sources import INVENTORY, INVOICES
-from pipeline.sources.inventory import RESERVED_IPS, SNAPSHOTS
+from pipeline.sources.inventory import RESERVED_IPS, SNAPSHOTS, VOLUMES
 
 NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
 MONTHS = ("2026-10", "2026-12")  # two closed months and the open one
@@ -277,6 +277,35 @@ def test_a_daily_run_drops_what_is_in_use_again_and_adds_what_is_newly_idle(tmp_
     }
     assert stored(path, team) == expected_rows(data, read_at, since)
     assert since[new] == second["volumes"][-1] > first["volumes"][0]
+
+
+def test_idle_again_after_use_is_a_new_stretch_and_a_change_while_idle_is_not(
+    tmp_path, materialize
+):
+    """Three daily reads of the volumes: one idle volume is attached on the second day and
+    detached again on the third (idle since the third read); another is re-tagged while idle
+    (still idle since the first)."""
+    path = tmp_path / "warehouse.duckdb"
+    with SandboxServer(build_teams(1, now=NOW)["sandbox-token"]) as server:
+        volumes = server.data.inventory.lists["volumes"]
+        again, retagged = [v for v in volumes if v["droplet_ids"] == []][:2]
+        for day in range(3):
+            if day == 1:
+                again["droplet_ids"] = [server.data.inventory.lists["droplets"][0]["id"]]
+                retagged["tags"] = ["env:retagged"]
+            if day == 2:
+                again["droplet_ids"] = []
+            with time_machine.travel(NOW + timedelta(days=day), tick=True):
+                materialize(server, path, "2026-12", assets=source_defs(VOLUMES))
+        idle = {v["id"] for v in volumes if v["droplet_ids"] == []}
+    reads = [at for (at,) in query(path, "SELECT snapshot_at FROM inventory_snapshots ORDER BY 1")]
+    since = dict(query(path, "SELECT resource_id, idle_since FROM idle_resources"))
+    assert set(since) == idle
+    assert since[again["id"]] == reads[2]
+    assert since[retagged["id"]] == reads[0]
+    assert {since[i] for i in idle - {again["id"]}} == {reads[0]}
+    tags = dict(query(path, "SELECT resource_id, tags FROM idle_resources"))
+    assert tags[retagged["id"]] == ["env:retagged"]
 
 
 def test_a_snapshot_exactly_at_the_age_limit_is_not_listed(tmp_path, materialize):

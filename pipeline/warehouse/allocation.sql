@@ -289,39 +289,45 @@ WITH states AS (
            tags, valid_from, valid_to, false, created_at
     FROM snapshots
 ), seen AS (
-    -- Each resource in each snapshot of its list, idle or not then.
+    -- When each resource was idle or in use: a state of the first four kinds is idle or not in
+    -- every snapshot it held in (one row, seen at its valid_from); a snapshot ages, so it is
+    -- judged in each snapshot of its list (one row each).
+    SELECT s.*, s.valid_from AS seen_at, s.idle_state AS idle
+    FROM states AS s WHERE s.source <> 'snapshots'
+    UNION ALL
     SELECT s.*, i.snapshot_at,
-           s.idle_state
-           OR coalesce(epoch_us(i.snapshot_at) - epoch_us(s.created_at)
-                       > CAST(max_age_days AS BIGINT) * 86400000000, false) AS idle
+           coalesce(epoch_us(i.snapshot_at) - epoch_us(s.created_at)
+                    > CAST(max_age_days AS BIGINT) * 86400000000, false)
     FROM states AS s
     JOIN inventory_snapshots AS i
       ON i.team_uuid = s.team_uuid AND i.source = s.source
      AND s.valid_from <= i.snapshot_at AND (s.valid_to IS NULL OR i.snapshot_at < s.valid_to)
+    WHERE s.source = 'snapshots'
 ), latest_lists AS (
     -- A list's newest snapshot, even an empty one (every resource gone: nothing of it is idle).
     SELECT team_uuid, source, max(snapshot_at) AS latest_at FROM inventory_snapshots GROUP BY ALL
 ), stretches AS (
-    SELECT team_uuid, source, resource_id,
-           max(snapshot_at) FILTER (WHERE NOT idle) AS last_in_use
+    SELECT team_uuid, source, resource_id, max(seen_at) FILTER (WHERE NOT idle) AS last_in_use
     FROM seen GROUP BY ALL
 ), idle_since AS (
     -- The first snapshot in which it was idle, after the last one in which it was in use.
-    SELECT e.team_uuid, e.source, e.resource_id, min(e.snapshot_at) AS idle_since
+    SELECT e.team_uuid, e.source, e.resource_id, min(e.seen_at) AS idle_since
     FROM seen AS e
     JOIN stretches AS t
       ON t.team_uuid = e.team_uuid AND t.source = e.source AND t.resource_id = e.resource_id
-    WHERE e.idle AND (t.last_in_use IS NULL OR e.snapshot_at > t.last_in_use)
+    WHERE e.idle AND (t.last_in_use IS NULL OR e.seen_at > t.last_in_use)
     GROUP BY ALL
 ), current AS (
     -- Its state in its list's newest snapshot, idle there.
     SELECT s.*, d.idle_since
     FROM seen AS s
-    JOIN latest_lists AS l
-      ON l.team_uuid = s.team_uuid AND l.source = s.source AND s.snapshot_at = l.latest_at
+    JOIN latest_lists AS l ON l.team_uuid = s.team_uuid AND l.source = s.source
     JOIN idle_since AS d
       ON d.team_uuid = s.team_uuid AND d.source = s.source AND d.resource_id = s.resource_id
     WHERE s.idle
+      AND CASE WHEN s.source = 'snapshots' THEN s.seen_at = l.latest_at
+               ELSE s.valid_from <= l.latest_at
+                    AND (s.valid_to IS NULL OR l.latest_at < s.valid_to) END
 ), latest_projects AS (
     SELECT p.team_uuid, p.project_id, p.name AS project_name
     FROM projects AS p JOIN latest_lists AS l ON l.team_uuid = p.team_uuid AND l.source = 'projects'
