@@ -15,12 +15,14 @@ from decimal import Decimal
 import pandas as pd
 
 from pipeline.alerts.keys import budget_key, idle_key
-from pipeline.sources import BALANCE, INSIGHTS, INVOICES
+from pipeline.sources import BALANCE, INSIGHTS
+from pipeline.sources.inventory import DROPLETS
 
 # The assets the checks watch, for the links in a message: the sources' own tables.
 BALANCE_ASSET = BALANCE.tables[0].name
 DAILY_COSTS_ASSET = INSIGHTS.tables[0].name
-INVOICE_ITEMS_ASSET = INVOICES.tables[1].name
+# The idle resources check sits on the droplets (it reads every list and the invoice items).
+IDLE_ASSET = DROPLETS.tables[0].name
 WARN, FAIL = "warn", "fail"
 CENT = Decimal("0.01")
 RUN_RATE_DAYS = 7  # month_forecast's run rate: the mean of the month's last 7 loaded days
@@ -333,7 +335,7 @@ def idle_alert(row: pd.Series) -> Alert:
     return Alert(
         key=idle_key(team_uuid, kind, resource_id, since),
         check="idle_resources",
-        asset=INVOICE_ITEMS_ASSET,
+        asset=IDLE_ASSET,
         kind="idle",
         level=WARN,
         team_uuid=team_uuid,

@@ -10,9 +10,10 @@ Three checks in one step, run after every load:
   `ALERT_LOOKBACK_DAYS` loaded days, from `cost_anomalies_at(...)` called with the thresholds
   (the `cost_anomalies` view shows the whole history at the defaults).
 
-And one more step, `idle_checks`: `idle_resources` (on `invoice_items`, after the inventory
-lists): every idle resource (`idle_resources_at(SNAPSHOT_MAX_AGE_DAYS)`) that cost at least
-`IDLE_MIN_USD` in the latest closed month, each alerted once per stretch of idleness.
+And one more step, `idle_checks`: `idle_resources` (on `droplets`, after every inventory list
+it reads and `invoice_items`): every idle resource (`idle_resources_at(SNAPSHOT_MAX_AGE_DAYS)`)
+that cost at least `IDLE_MIN_USD` in the latest closed month, each alerted once per stretch of
+idleness.
 
 The rules are `pipeline.alerts.rules`; each alert goes once to every URL of `ALERT_URLS`
 (`pipeline.alerts.delivery`). The thresholds come through the `alerts` resource, so they are
@@ -30,6 +31,7 @@ from pipeline.alerts.rules import (
     BALANCE_ASSET,
     DAILY_COSTS_ASSET,
     FAIL,
+    IDLE_ASSET,
     IDLE_RESOURCES,
     OPEN_MONTHS,
     OWNER_SPEND,
@@ -69,11 +71,17 @@ CHECKS = {
     "cost_spikes": (DAILY_COSTS, "No SKU or service cost a day far above its 14-day baseline."),
     "new_skus": (DAILY_COSTS, "No SKU never seen before started costing above NEW_SKU_MIN_USD."),
 }
-# The inventory tables idle_resources reads: the check waits for the run's snapshot of each.
-IDLE_INVENTORY = [
-    dg.AssetKey(t.name)
-    for source in (PROJECTS, DROPLETS, VOLUMES, LOAD_BALANCERS, RESERVED_IPS, SNAPSHOTS)
-    for t in source.tables
+# The idle resources check sits on the droplets and waits for the run's snapshot of every other
+# list it reads, and for the invoice items it costs them from.
+IDLE = dg.AssetKey(IDLE_ASSET)
+IDLE_DEPS = [
+    INVOICE_ITEMS,
+    *(
+        dg.AssetKey(t.name)
+        for source in (PROJECTS, DROPLETS, VOLUMES, LOAD_BALANCERS, RESERVED_IPS, SNAPSHOTS)
+        for t in source.tables
+        if t.name != IDLE_ASSET
+    ),
 ]
 IDLE_COLUMNS = [
     "team_name",
@@ -241,10 +249,10 @@ def _alerts(
     specs=[
         dg.AssetCheckSpec(
             "idle_resources",
-            asset=INVOICE_ITEMS,
+            asset=IDLE,
             description="No resource idle (SNAPSHOT_MAX_AGE_DAYS for snapshots) that cost at "
             "least IDLE_MIN_USD last month.",
-            additional_deps=IDLE_INVENTORY,
+            additional_deps=IDLE_DEPS,
         )
     ],
     pool=WAREHOUSE_POOL,
@@ -274,7 +282,7 @@ def idle_checks(
     if len(found):
         metadata["found"] = _table(found[IDLE_COLUMNS])
     yield dg.AssetCheckResult(
-        asset_key=INVOICE_ITEMS,
+        asset_key=IDLE,
         check_name="idle_resources",
         passed=found.empty,
         severity=dg.AssetCheckSeverity.WARN,
