@@ -110,3 +110,11 @@ ORDER BY amount DESC LIMIT 10;
 -- 18. Allocation coverage per month: the share of spend that names a live resource.
 SELECT invoice_period, team_name, amount, allocated_amount, tagged_amount, share
 FROM allocation_coverage ORDER BY invoice_period, team_name;
+
+-- 19. What to cut: the ten most expensive idle resources, by project (unattached volumes, load
+--     balancers without targets, powered-off droplets, unassigned reserved IPs, snapshots older
+--     than 90 days), with what each cost last month and so far this month.
+SELECT coalesce(project_name, '(no project)') AS project, kind, resource_id, resource_name,
+       cost_last_month, month_to_date, idle_since, team_name
+FROM idle_resources
+ORDER BY cost_last_month DESC, project, kind LIMIT 10;

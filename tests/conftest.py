@@ -17,9 +17,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,13 +30,14 @@ import duckdb
 import pytest
 import requests
 
+from pipeline.alerts import delivery as notify
 from pipeline.api import DigitalOceanClient, Pacer, RetryPolicy
 from pipeline.dagster_storage import HOST_TAG
 from pipeline.defs.definitions import source_defs
 from pipeline.defs.resources import AlertsResource, DigitalOceanResource, WarehouseResource
 from pipeline.engine import batches
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.settings import load_settings
+from pipeline.settings import Settings, load_settings
 from pipeline.sources import INVOICES
 from pipeline.sources.invoices import INVOICE_PATH
 from pipeline.teams import Account
@@ -200,6 +203,14 @@ def plant_anomalies() -> Callable[..., list[scenarios.PlantedAnomaly]]:
     account's Insights points, in place; returns them with the alert keys they should raise
     (tests/scenarios.py)."""
     return scenarios.plant_anomalies
+
+
+@pytest.fixture(scope="session")
+def bill_to() -> Callable[..., dict[str, str]]:
+    """`bill_to(data, resource_uuid, lines=2)`: lines of the latest closed month and of the
+    preview attributed to `resource_uuid`, in place, no total changed; returns each month's
+    planted amount (tests/scenarios.py)."""
+    return scenarios.bill_to
 
 
 @pytest.fixture(scope="session")
@@ -712,3 +723,59 @@ def run_against() -> Callable[..., dict[str, str]]:
         return _run_against(home, server, **more)
 
     return env
+
+
+# -- alerts: a webhook on loopback, and the settings of the moment ------------------------------
+ALERT_SECRET_PATH = "hook/T0KEN-s3cr3t-webhook-path"
+
+
+class Receiver:
+    """A webhook on loopback that records every POST body and answers `status`."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.server.server_address[1]}/{ALERT_SECRET_PATH}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def alert_env(monkeypatch, tmp_path):
+    """`alert_env(**variables)`: the process settings with these variables (and no `.env`)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(notify, "WAIT_SECONDS", 0.01)
+
+    def set_env(**variables: str) -> Settings:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        return load_settings()
+
+    yield set_env

@@ -91,3 +91,26 @@ def plant_anomalies(
         PlantedAnomaly("new_sku", new_sku, new_sku_from.isoformat(), new_region, new_sku_usd,
                        new_sku_key(team, new_sku), None),
     ]  # fmt: skip
+
+
+# Products whose items name no listed resource: what `bill_to` takes lines from.
+UNLISTED_PRODUCTS = ("Bandwidth", "Spaces Subscription", "Container Registry", "App Platform")
+
+
+def bill_to(data: SandboxData, resource_uuid: str, lines: int = 2) -> dict[str, str]:
+    """Attribute `lines` lines of the latest closed month and of the open month's preview to
+    `resource_uuid` (a reserved IP's address, say), in place: lines of products that name no
+    listed resource get it as their `resource_uuid` (and lose any `resource_id`), so no total
+    changes. Returns each month's planted amount, dollars as the API writes them."""
+    planted: dict[str, str] = {}
+    for bill in (data.invoices[0], data.preview):
+        chosen = [
+            line
+            for line in data.items[bill["invoice_uuid"]]
+            if line["product"] in UNLISTED_PRODUCTS
+        ][:lines]
+        for line in chosen:
+            line["resource_uuid"] = resource_uuid
+            line.pop("resource_id", None)
+        planted[bill["invoice_period"]] = cents_text(sum(cents(li["amount"]) for li in chosen))
+    return planted

@@ -1,12 +1,8 @@
 """Budget and anomaly alerts: the checks find exactly what was planted, and each alert reaches a
 local webhook (apprise `json://` to loopback) once, without a token, without failing the load."""
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from statistics import median
 
 import dagster as dg
@@ -31,7 +27,7 @@ from pipeline.defs.assets import source_asset
 from pipeline.defs.resources import AlertsResource
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
-from pipeline.settings import Settings, SettingsError, load_settings
+from pipeline.settings import Settings, SettingsError
 from pipeline.sources import SOURCES
 from pipeline.warehouse.store import Warehouse
 
@@ -41,58 +37,6 @@ TODAY = datetime.now(UTC).date()
 # Three months, so every planted day has a full baseline and the data starts 30 days before.
 FIRST = previous_month(previous_month(month_of(datetime.now(UTC))))
 LAST = month_of(datetime.now(UTC))
-
-
-class Receiver:
-    """A webhook on loopback that records every POST body and answers `status`."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.server.server_address[1]}/{SECRET_PATH}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    found = Receiver()
-    yield found
-    found.close()
-
-
-@pytest.fixture
-def alert_env(monkeypatch, tmp_path):
-    """`alert_env(**variables)`: the process settings with these variables (and no `.env`)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(notify, "WAIT_SECONDS", 0.01)
-
-    def set_env(**variables: str) -> Settings:
-        for name, value in variables.items():
-            monkeypatch.setenv(name, value)
-        return load_settings()
-
-    yield set_env
 
 
 @pytest.fixture

@@ -401,3 +401,55 @@ def test_the_forecast_basis_is_rough_under_seven_days(days, in_month, says, roug
     text = forecast_basis(days, in_month)
     assert says in text
     assert ("rough" in text) == rough
+
+
+def test_what_to_cut_lists_the_idle_resources_largest_first_with_their_totals(loaded, dashboard):
+    """The panel's table is the idle_resources query's rows, costs to the cent; each team's
+    total and share of its last bill are the SQL's; a tag narrows both."""
+    server, path = loaded
+    teams = [server.data_for(t).team["uuid"] for t in server.tokens]
+    app = dashboard(path)
+    every = params(teams, FIRST, OPEN)
+    rows = sql(path, "idle_resources", max_age_days=90, **every)
+    kinds = {r["kind"] for r in rows}
+    assert {"unattached_volume", "old_snapshot", "unassigned_reserved_ip"} <= kinds
+    shown = next(t for t in (d.value for d in app.dataframe) if "Idle since" in t.columns)
+    assert list(shown.columns) == [
+        "Kind",
+        "Resource",
+        "Resource ID",
+        "Region",
+        "Project",
+        "Tags",
+        "Idle since",
+        "Last month (USD)",
+        "Month to date (USD)",
+        "Month",
+        "Team",
+    ]
+    assert list(shown["Resource ID"]) == [r["resource_id"] for r in rows]
+    assert list(shown["Last month (USD)"]) == [f"{r['cost_last_month']:,.2f}" for r in rows]
+    assert [r["cost_last_month"] for r in rows] == sorted(
+        (r["cost_last_month"] for r in rows), reverse=True
+    )
+    totals = sql(path, "idle_total", max_age_days=90, **every)
+    bills = {r["team_uuid"]: r for r in sql(path, "last_closed_month", teams=teams)}
+    figures = metrics(app)
+    for total in totals:
+        mine = [r for r in rows if r["team_uuid"] == total["team_uuid"]]
+        assert total["idle_amount"] == sum(r["cost_last_month"] for r in mine)
+        assert total["resources"] == len(mine)
+        label = f"{total['team_name']} · idle in {CLOSED}"
+        assert figures[label] == money(total["idle_amount"])
+        assert figures[f"{total['team_name']} · share of that bill"] == share_text(
+            total["idle_amount"], bills[total["team_uuid"]]["invoice_total"]
+        )
+    # The tag filter: only resources tagged env:prod (snapshots and volumes have tags).
+    tagged = sql(
+        path,
+        "idle_resources",
+        max_age_days=90,
+        **params(teams, FIRST, OPEN, tag_key="env", tag_value="prod"),
+    )
+    assert tagged and all("env:prod" in r["resource_tags"].split(", ") for r in tagged)
+    assert len(tagged) < len(rows)

@@ -122,3 +122,37 @@ def rendered_empty(page, url: str) -> str:
     page.get_by_text("No loaded data yet").wait_for(timeout=90_000)
     assert page.locator("[data-testid='stException']").count() == 0
     return page.inner_text("body")
+
+
+def test_what_to_cut_shows_each_teams_idle_total_and_share_in_the_browser(
+    browser, dashboard, materialize
+):
+    """After a load, the What to cut panel shows, per team, what its idle resources cost in the
+    last closed month, their share of that invoice and the month so far: the SQL's figures."""
+    url, path = dashboard
+    assets = [a for s in SOURCES for a in source_defs(s)]
+    with SandboxServer.with_teams(build_teams(2)) as server:
+        teams = [server.data_for(t).team for t in server.tokens]
+        assert materialize(server, path, CLOSED, OPEN, assets=assets).success
+    uuids = [t["uuid"] for t in teams]
+    with duckdb.connect(str(path), read_only=True) as con:
+        bound = {
+            "teams": uuids,
+            "project": None,
+            "tag_key": None,
+            "tag_value": None,
+            "max_age_days": 90,
+        }
+        totals = {r[0]: r for r in con.execute(QUERIES["idle_total"], bound).fetchall()}
+    closed = figures(path, "last_closed_month", uuids)
+    page = browser.new_page(viewport={"width": 1440, "height": 3400})
+    text = rendered(page, url)
+    page.close()
+    assert "What to cut" in text
+    for team in teams:
+        _, name, period, resources, idle, so_far = totals[team["uuid"]]
+        assert period == CLOSED and resources > 0 and idle > 0
+        assert f"{name} · idle in {CLOSED}" in text
+        assert money(idle) in text and money(so_far) in text
+        share = f"{100 * idle / closed[team['uuid']][2]:.1f} %"
+        assert share in text

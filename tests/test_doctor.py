@@ -20,6 +20,7 @@ from pipeline.dagster_storage import HOST_TAG
 from pipeline.sandbox import SandboxServer
 from pipeline.sandbox.server import DEFAULT_SCOPES
 from pipeline.settings import load_settings
+from pipeline.sources import INVENTORY
 from pipeline.warehouse.migrate import LATEST_VERSION
 from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.sample_data import mark_sample_data
@@ -559,19 +560,27 @@ def test_the_report_masks_the_token_should_it_appear():
     assert text == "✗ x: echo ***\n1 problem(s): fix the ✗ lines above"
 
 
-def test_each_inventory_scope_is_checked_and_a_missing_one_named():
-    scopes = DEFAULT_SCOPES - {"kubernetes:read", "database:read"}
-    with SandboxServer(scopes=scopes) as server:
+@pytest.mark.parametrize(
+    ("missing", "steps"),
+    [
+        (("kubernetes:read", "database:read"), ("kubernetes_clusters", "database_clusters")),
+        (("reserved_ip:read", "snapshot:read"), ("reserved_ips", "snapshots")),
+    ],
+)
+def test_each_inventory_scope_is_checked_and_a_missing_one_named(missing, steps):
+    with SandboxServer(scopes=DEFAULT_SCOPES - set(missing)) as server:
         (_, _, inventory), _ = check_api(server.url, server.token)
         asked = [r["path"] for r in server.requests]
     assert inventory.ok is False
     assert inventory.detail.startswith(
-        "the token lacks kubernetes:read, database:read (HTTP 403): the kubernetes_clusters, "
-        "database_clusters step(s) fail"
+        f"the token lacks {', '.join(missing)} (HTTP 403): the {', '.join(steps)} step(s) fail"
     )
-    for path in ("/v2/projects", "/v2/droplets", "/v2/volumes", "/v2/load_balancers"):
-        assert path in asked
+    for source in INVENTORY:
+        assert source.index.path in asked
     with SandboxServer() as server:
         (_, _, inventory), _ = check_api(server.url, server.token)
     assert inventory.ok is True
-    assert "droplet:read" in inventory.detail and "load_balancer:read" in inventory.detail
+    assert inventory.detail == (
+        "reads every inventory list (project:read, droplet:read, block_storage:read, "
+        "kubernetes:read, database:read, load_balancer:read, reserved_ip:read, snapshot:read)"
+    )

@@ -23,3 +23,9 @@ def new_sku_key(team_uuid: str | None, sku: str) -> str:
 def budget_key(team_uuid: str, month: str, level: str, owner: str | None = None) -> str:
     """`budget:<team>:<YYYY-MM>:[<owner>:]<level>`: a warning and a failure are two alerts."""
     return f"budget:{team_uuid}:{month}:" + (f"{owner}:" if owner else "") + level
+
+
+def idle_key(team_uuid: str, kind: str, resource_id: str, idle_since: str) -> str:
+    """`idle:<team>:<kind>:<resource id>:<YYYY-MM-DD>`, the day it was first seen idle: a
+    resource idle again after being in use is a new alert."""
+    return f"idle:{team_uuid}:{kind}:{resource_id}:{idle_since}"

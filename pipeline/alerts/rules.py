@@ -14,13 +14,16 @@ from decimal import Decimal
 
 import pandas as pd
 
-from pipeline.alerts.keys import budget_key
+from pipeline.alerts.keys import budget_key, idle_key
 from pipeline.settings.fields import AlertFields
 from pipeline.sources import BALANCE, INSIGHTS
+from pipeline.sources.inventory import DROPLETS
 
 # The assets the checks watch, for the links in a message: the sources' own tables.
 BALANCE_ASSET = BALANCE.tables[0].name
 DAILY_COSTS_ASSET = INSIGHTS.tables[0].name
+# The idle resources check sits on the droplets (it reads every list and the invoice items).
+IDLE_ASSET = DROPLETS.tables[0].name
 WARN, FAIL = "warn", "fail"
 CENT = Decimal("0.01")
 RUN_RATE_DAYS = 7  # month_forecast's run rate: the mean of the month's last 7 loaded days
@@ -91,6 +94,8 @@ class Thresholds:
     spike_min_ratio: Decimal = Decimal(_DEFAULT.spike_min_ratio)
     new_sku_min_usd: Decimal = Decimal(_DEFAULT.new_sku_min_usd)
     alert_lookback_days: int = _DEFAULT.alert_lookback_days
+    idle_min_usd: Decimal = Decimal(_DEFAULT.idle_min_usd)
+    snapshot_max_age_days: int = _DEFAULT.snapshot_max_age_days
 
     @classmethod
     def of(cls, fields: AlertFields) -> Thresholds:
@@ -106,6 +111,8 @@ class Thresholds:
             spike_min_ratio=Decimal(fields.spike_min_ratio),
             new_sku_min_usd=Decimal(fields.new_sku_min_usd),
             alert_lookback_days=fields.alert_lookback_days,
+            idle_min_usd=Decimal(fields.idle_min_usd),
+            snapshot_max_age_days=fields.snapshot_max_age_days,
         )
 
     def anomaly_params(self) -> dict[str, object]:
@@ -320,6 +327,56 @@ def evaluate_owner_budgets(spend: pd.DataFrame, thresholds: Thresholds) -> Budge
     ]
     seen = {j.owner for j, _ in judged}
     return verdict_of(judged, sorted(k for k in thresholds.owner_budgets if k not in seen))
+
+
+# -- idle resources --------------------------------------------------------------------------
+# Every team's idle resources (SNAPSHOT_MAX_AGE_DAYS for snapshots) that cost at least
+# IDLE_MIN_USD in the latest closed month, largest first.
+IDLE_RESOURCES = """
+    SELECT team_uuid, team_name, kind, resource_id, resource_name, region, invoice_period,
+           cost_last_month, month_to_date, idle_since, project_name
+    FROM idle_resources_at(CAST($max_age_days AS INTEGER))
+    WHERE cost_last_month >= CAST($min_usd AS DECIMAL(18, 2))
+    ORDER BY cost_last_month DESC, team_name, kind, resource_id
+"""
+IDLE_NOUNS = {
+    "unattached_volume": "volume attached to no droplet",
+    "load_balancer_without_targets": "load balancer with no droplets and no tag",
+    "powered_off_droplet": "powered-off droplet (billed in full)",
+    "unassigned_reserved_ip": "reserved IP assigned to no droplet",
+    "old_snapshot": "snapshot",
+}
+
+
+def idle_alert(row: pd.Series) -> Alert:
+    """An idle_resources row as an alert (a warning): what it is, since when, what it cost."""
+    team_uuid, team_name = str(row["team_uuid"]), str(row["team_name"])
+    since = pd.Timestamp(row["idle_since"]).tz_convert("UTC").date().isoformat()
+    kind, resource_id = str(row["kind"]), str(row["resource_id"])
+    name = "" if pd.isna(row["resource_name"]) else f" {row['resource_name']}"
+    what = f"{IDLE_NOUNS.get(kind, kind)}{name} ({resource_id})"
+    project = "" if pd.isna(row["project_name"]) else f" Project: {row['project_name']}."
+    return Alert(
+        key=idle_key(team_uuid, kind, resource_id, since),
+        check="idle_resources",
+        asset=IDLE_ASSET,
+        kind="idle",
+        level=WARN,
+        team_uuid=team_uuid,
+        team_name=team_name,
+        title=f"Idle resource: {team_name}, {what}, {money(Decimal(row['cost_last_month']))} "
+        f"in {row['invoice_period']}",
+        lines=(
+            f"Team {team_name} ({team_uuid}): {what} is idle since {since}; it cost "
+            f"{money(Decimal(row['cost_last_month']))} in {row['invoice_period']} and "
+            f"{money(Decimal(row['month_to_date']))} so far this month.",
+            f"Region: {row['region']}.{project}",
+        ),
+    )
+
+
+def idle_alerts(found: pd.DataFrame) -> list[Alert]:
+    return [idle_alert(row) for _, row in found.iterrows()]
 
 
 # -- anomalies -------------------------------------------------------------------------------

@@ -80,6 +80,7 @@ OPEN_MONTH = """
 """
 # Up to this many teams, the open month gets a line per team above the total.
 TEAM_LINES = 10
+IDLE_CHECK = "idle_resources"  # pipeline.defs.alert_checks.idle_checks: its own summary line
 
 
 def instance() -> dg.DagsterInstance:
@@ -141,6 +142,23 @@ def alerts_line(result: dg.ExecuteInProcessResult) -> str:
     return "Alerts: " + "; ".join(found) + " — see the checks in `make dev`"
 
 
+def idle_line(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line on the idle resources check, when it ran: how many idle resources cost at least
+    IDLE_MIN_USD in the latest closed month, and how much together."""
+    for c in result.get_asset_check_evaluations():
+        if c.check_name != IDLE_CHECK:
+            continue
+        count, floor = c.metadata["idle_resources"].value, c.metadata["idle_min_usd"].value
+        if not count:
+            return [f"What to cut: no idle resource cost {floor} USD or more last month"]
+        total = Decimal(c.metadata["idle_cost_last_month"].value)
+        return [
+            f"What to cut: {count} idle resource(s) cost {total:,} USD last month "
+            f"({floor} USD or more each; the idle_resources view lists them)"
+        ]
+    return []
+
+
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     """Each failed or warning asset check other than the alerts, by name, with its finding in
     one line: a warning check (items that do not add up to the invoice) fails no run, so the
@@ -149,7 +167,7 @@ def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
 
     lines = []
     for c in result.get_asset_check_evaluations():
-        if c.passed or c.check_name in ALERT_CHECK_NAMES:
+        if c.passed or c.check_name in ALERT_CHECK_NAMES or c.check_name == IDLE_CHECK:
             continue
         verdict = "warns" if c.severity == dg.AssetCheckSeverity.WARN else "failed"
         finding = c.metadata.get("finding")
@@ -297,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if open_lines:
         print()
         print("\n".join(open_lines))
-    for line in check_lines(result):
+    for line in [*check_lines(result), *idle_line(result)]:
         print(line)
     print(alerts_line(result))
     what = ""

@@ -188,6 +188,40 @@ def anomalies(reader: Reader, p: dict, ui_url: str) -> None:
     )
 
 
+def what_to_cut(reader: Reader, p: dict, views: set[str], max_age_days: int) -> None:
+    st.header("What to cut")
+    if "idle_resources" not in views:
+        st.info("This warehouse has no idle_resources view yet: a load with this version adds it.")
+        return
+    st.caption(
+        "Idle resources in each team's latest inventory: volumes attached to nothing, load "
+        "balancers with no targets, powered-off droplets, unassigned reserved IPs and snapshots "
+        f"older than {max_age_days} days (SNAPSHOT_MAX_AGE_DAYS). Their cost is what the latest "
+        "closed month's invoice and the open month's preview charged them; the team, project and "
+        "tag filters apply, the months filter does not."
+    )
+    totals = read(reader, "idle_total", max_age_days=max_age_days, **p)
+    bills = read(reader, "last_closed_month", **p)
+    billed = dict(zip(bills.team_uuid, bills.invoice_total, strict=True))
+    for row in totals.itertuples():
+        c1, c2, c3 = st.columns(3)
+        c1.metric(
+            f"{row.team_name} · idle in {row.invoice_period or 'no closed month'}",
+            money(row.idle_amount),
+            help=f"{row.resources} idle resource(s)",
+        )
+        c2.metric(
+            f"{row.team_name} · share of that bill",
+            share_text(row.idle_amount, billed.get(row.team_uuid)),
+        )
+        c3.metric(f"{row.team_name} · idle so far this month", money(row.idle_month_to_date))
+    found = read(reader, "idle_resources", max_age_days=max_age_days, **p)
+    if found.empty:
+        st.caption("No idle resource for these filters.")
+        return
+    table(found, drop=("team_uuid",))
+
+
 def main() -> None:
     st.set_page_config(page_title="DigitalOcean costs", layout="wide")
     st.title("DigitalOcean costs")
@@ -289,6 +323,7 @@ def main() -> None:
     table(read(reader, "top_movers", **p))
 
     allocation(reader, p, views)
+    what_to_cut(reader, p, views, settings.alerts.snapshot_max_age_days)
     anomalies(reader, p, settings.alerts.ui_url)
 
     st.header("Credits, taxes and reconciliation")

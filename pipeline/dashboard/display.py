@@ -44,6 +44,8 @@ COLUMN_NAMES: Mapping[str, str] = {
     "resource_id": "Resource ID",
     "resource_name": "Resource",
     "tags": "Tags",
+    "resource_tags": "Tags",
+    "idle_since": "Idle since",
     "kind": "Kind",
     "grain": "Grain",
     "subject": "SKU or service",
@@ -69,6 +71,8 @@ COLUMN_NAMES: Mapping[str, str] = {
     "invoiced": "Invoiced (USD)",
     "paid": "Paid (USD)",
     "outstanding": "Outstanding (USD)",
+    "cost_last_month": "Last month (USD)",
+    "month_to_date": "Month to date (USD)",
 }
 MONEY_COLUMNS = frozenset(name for name, title in COLUMN_NAMES.items() if title.endswith("(USD)"))
 PERCENT_COLUMNS = frozenset({"change_pct"})

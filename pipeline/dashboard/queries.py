@@ -3,7 +3,8 @@
 The dashboard and an analyst's SQL never disagree because they are the same SQL: the app reads
 nothing but these, and the tests run the same text against the same file. Each query takes named
 parameters: `$teams` (a list of team uuids), `$first` / `$last` (`YYYY-MM`, the months filter),
-and where said, `$project`, `$tag_key`, `$tag_value`, `$days`.
+and where said, `$project`, `$tag_key`, `$tag_value`, `$days`, `$max_age_days`
+(SNAPSHOT_MAX_AGE_DAYS).
 
 `Reader` opens the published warehouse read-only for one query at a time and closes it at once:
 a held connection would keep the old file's inode alive and, on an older single-file warehouse,
@@ -172,6 +173,19 @@ QUERIES: dict[str, str] = {
         WHERE team_uuid IN {teams} AND strftime(usage_date, '%Y-%m') {months}
         ORDER BY usage_date DESC, team_name
     """,
+    # What to cut: each team's idle resources in its latest inventory, narrowed by project and
+    # by one tag (`key:value`, or a plain `key` for the value 'true'), the largest cost first.
+    "idle_resources": """
+        {idle}
+        ORDER BY cost_last_month DESC, team_name, kind, resource_id
+    """,
+    # …and their total per team: the latest closed month, and so far this month.
+    "idle_total": """
+        SELECT team_uuid, team_name, invoice_period, count(*) AS resources,
+               sum(cost_last_month) AS idle_amount, sum(month_to_date) AS idle_month_to_date
+        FROM ({idle})
+        GROUP BY team_uuid, team_name, invoice_period ORDER BY team_name, team_uuid
+    """,
     # Credits, taxes and whether each invoice's items add up to it.
     "reconciliation": """
         SELECT invoice_period, team_name, status, invoice_amount, items_sum, taxes,
@@ -189,7 +203,20 @@ QUERIES: dict[str, str] = {
         ORDER BY invoice_period DESC, team_name
     """,
 }
-QUERIES = {name: sql.format(teams=TEAMS, months=MONTHS).strip() for name, sql in QUERIES.items()}
+IDLE = """
+        SELECT kind, resource_name, resource_id, region, project_name,
+               array_to_string(tags, ', ') AS resource_tags, idle_since, cost_last_month,
+               month_to_date, invoice_period, team_name, team_uuid
+        FROM idle_resources_at(CAST($max_age_days AS INTEGER))
+        WHERE team_uuid IN {teams}
+          AND ($project IS NULL OR project_name = $project)
+          AND ($tag_value IS NULL OR list_contains(tags, $tag_key || ':' || $tag_value)
+               OR ($tag_value = 'true' AND list_contains(tags, $tag_key)))
+"""
+QUERIES = {
+    name: sql.format(teams=TEAMS, months=MONTHS, idle=IDLE.format(teams=TEAMS)).strip()
+    for name, sql in QUERIES.items()
+}
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -227,9 +254,13 @@ class Reader:
             return False
 
     def views(self) -> set[str]:
-        """The views the file has (an older warehouse lacks the newer ones)."""
+        """The views the file has (an older warehouse lacks the newer ones), and the tables
+        that stand for views in the published file (a view on a table macro is published as
+        its rows)."""
         with self._connect() as con:
-            found = con.execute("SELECT view_name FROM duckdb_views()").fetchall()
+            found = con.execute(
+                "SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()"
+            ).fetchall()
         return {name for (name,) in found}
 
     def read(self, name: str, **params: Any) -> pd.DataFrame:

@@ -10,12 +10,18 @@ Three checks in one step, run after every load:
   `ALERT_LOOKBACK_DAYS` loaded days, from `cost_anomalies_at(...)` called with the thresholds
   (the `cost_anomalies` view shows the whole history at the defaults).
 
+And one more step, `idle_checks`: `idle_resources` (on `droplets`, after every inventory list
+it reads and `invoice_items`): every idle resource (`idle_resources_at(SNAPSHOT_MAX_AGE_DAYS)`)
+that cost at least `IDLE_MIN_USD` in the latest closed month, each alerted once per stretch of
+idleness.
+
 The rules are `pipeline.alerts.rules`; each alert goes once to every URL of `ALERT_URLS`
 (`pipeline.alerts.delivery`). The thresholds come through the `alerts` resource, so they are
 bound parameters of the checks' queries rather than constants of a view.
 """
 
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 
 import dagster as dg
 import pandas as pd
@@ -25,6 +31,8 @@ from pipeline.alerts.rules import (
     BALANCE_ASSET,
     DAILY_COSTS_ASSET,
     FAIL,
+    IDLE_ASSET,
+    IDLE_RESOURCES,
     OPEN_MONTHS,
     OWNER_SPEND,
     RECENT_ANOMALIES,
@@ -36,10 +44,19 @@ from pipeline.alerts.rules import (
     anomaly_alerts,
     evaluate_budgets,
     evaluate_owner_budgets,
+    idle_alerts,
 )
 from pipeline.defs.partitions import WAREHOUSE_POOL
 from pipeline.defs.resources import AlertsResource, WarehouseResource
 from pipeline.sources import INVOICES
+from pipeline.sources.inventory import (
+    DROPLETS,
+    LOAD_BALANCERS,
+    PROJECTS,
+    RESERVED_IPS,
+    SNAPSHOTS,
+    VOLUMES,
+)
 from pipeline.warehouse.store import Warehouse
 
 BALANCE = dg.AssetKey(BALANCE_ASSET)
@@ -54,6 +71,28 @@ CHECKS = {
     "cost_spikes": (DAILY_COSTS, "No SKU or service cost a day far above its 14-day baseline."),
     "new_skus": (DAILY_COSTS, "No SKU never seen before started costing above NEW_SKU_MIN_USD."),
 }
+# The idle resources check sits on the droplets and waits for the run's snapshot of every other
+# list it reads, and for the invoice items it costs them from.
+IDLE = dg.AssetKey(IDLE_ASSET)
+IDLE_DEPS = [
+    INVOICE_ITEMS,
+    *(
+        dg.AssetKey(t.name)
+        for source in (PROJECTS, DROPLETS, VOLUMES, LOAD_BALANCERS, RESERVED_IPS, SNAPSHOTS)
+        for t in source.tables
+        if t.name != IDLE_ASSET
+    ),
+]
+IDLE_COLUMNS = [
+    "team_name",
+    "kind",
+    "resource_id",
+    "resource_name",
+    "region",
+    "cost_last_month",
+    "month_to_date",
+    "idle_since",
+]
 ANOMALY_COLUMNS = ["usage_date", "team_name", "sku", "service", "region", "cost", "baseline"]
 
 
@@ -132,6 +171,22 @@ def anomaly_result(
     )
 
 
+def deliver_once(
+    context: dg.AssetCheckExecutionContext,
+    store: Warehouse,
+    alerts: AlertsResource,
+    found: Sequence[Alert],
+) -> DeliveryReport:
+    """Send each alert not yet delivered to every ALERT_URLS entry, and record what went."""
+    urls = alerts.destinations()
+    if not found or not urls:
+        return DeliveryReport()
+    done = already_sent(store, [alert.key for alert in found])
+    report = deliver(found, urls, alerts.ui_url, context.log, run_id=context.run.run_id, done=done)
+    record_sent(store, found, report)
+    return report
+
+
 @dg.multi_asset_check(
     name="alerts_checks",
     specs=[
@@ -179,17 +234,57 @@ def _alerts(
     for frame in (spikes, news):
         if frame is not None:
             found += anomaly_alerts(frame, behind)
-    urls = alerts.destinations()
-    report = DeliveryReport()
-    if found and urls:
-        done = already_sent(store, [alert.key for alert in found])
-        report = deliver(
-            found, urls, alerts.ui_url, context.log, run_id=context.run.run_id, done=done
-        )
-        record_sent(store, found, report)
+    report = deliver_once(context, store, alerts, found)
     if verdict is not None:
         yield budget_result(verdict, report, owners)
     if spikes is not None:
         yield anomaly_result("cost_spikes", spikes, found, report)
     if news is not None:
         yield anomaly_result("new_skus", news, found, report)
+
+
+# -- idle resources --------------------------------------------------------------------------
+@dg.multi_asset_check(
+    name="idle_checks",
+    specs=[
+        dg.AssetCheckSpec(
+            "idle_resources",
+            asset=IDLE,
+            description="No resource idle (SNAPSHOT_MAX_AGE_DAYS for snapshots) that cost at "
+            "least IDLE_MIN_USD last month.",
+            additional_deps=IDLE_DEPS,
+        )
+    ],
+    pool=WAREHOUSE_POOL,
+)
+def idle_checks(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> Iterator[dg.AssetCheckResult]:
+    """Idle resources worth a message, each sent once (`alerts_sent`), never failing the step."""
+    with warehouse.publishing(context.log) as store:
+        thresholds = alerts.thresholds()
+        found = store.query(
+            IDLE_RESOURCES,
+            {
+                "max_age_days": thresholds.snapshot_max_age_days,
+                "min_usd": thresholds.idle_min_usd,
+            },
+        )
+        raised = idle_alerts(found)
+        report = deliver_once(context, store, alerts, raised)
+    metadata: dict[str, object] = {
+        "idle_resources": len(found),
+        # Exact, as text: what they cost together in their teams' latest closed months.
+        "idle_cost_last_month": str(sum(found["cost_last_month"], Decimal("0.00"))),
+        "idle_min_usd": str(thresholds.idle_min_usd),
+        **_delivery_metadata(report, raised),
+    }
+    if len(found):
+        metadata["found"] = _table(found[IDLE_COLUMNS])
+    yield dg.AssetCheckResult(
+        asset_key=IDLE,
+        check_name="idle_resources",
+        passed=found.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+    )

@@ -6,7 +6,7 @@ import sys
 
 import dagster as dg
 
-from pipeline.defs.alert_checks import alerts_checks
+from pipeline.defs.alert_checks import alerts_checks, idle_checks
 from pipeline.defs.assets import build_assets, source_asset
 from pipeline.defs.checks import CHECKS, checks_step
 from pipeline.defs.dead_runs import dead_run_sensor
@@ -64,7 +64,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
     partitions = monthly_partitions(settings.start_period)
     return dg.Definitions(
         assets=build_assets(partitions),
-        asset_checks=[*CHECKS, freshness_checks, alerts_checks],
+        asset_checks=[*CHECKS, freshness_checks, alerts_checks, idle_checks],
         jobs=[invoices_job(partitions), freshness_job],
         schedules=[closed_month_schedule, preview_refresh_schedule, freshness_schedule],
         sensors=[dead_run_sensor(settings.dead_run_check_seconds)],

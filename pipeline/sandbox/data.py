@@ -144,7 +144,7 @@ def build_dataset(
         insights=insight_points(seed, f"do:team:{team['uuid']}", invoices, preview, today),
         billing_history=history,
         balance=balance(history, preview, generated_at),
-        inventory=build_inventory(seed, items, f"{first}-01T00:00:00Z"),
+        inventory=build_inventory(seed, items, f"{first}-01T00:00:00Z", moment),
     )
 
 

@@ -5,13 +5,21 @@ databases, load balancers). About a quarter of those resources are deleted since
 stay, the resource is gone from the lists); items of other products point at nothing listed.
 Tags mix `key:value`, plain keys, a plain key beside a valued one, DOKS's own `k8s` and
 `k8s:<cluster id>`, and non-ASCII values; one project has no resources.
+
+Some resources are idle, as `idle_resources` finds them (`plant_idle`): every fifth volume is
+attached to no droplet, every fourth load balancer has neither droplets nor a `tag` (absent or
+empty), the last droplet not in a node pool is powered off, two of four reserved IPs are assigned
+to nothing, and the snapshots (of snapshot ids the items name, a quarter deleted since) are of
+every age in `IDLE_AGES`, from days to over a year, two exactly at the default limit.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 NAMESPACE = uuid.UUID("0b7e4d2a-5c3f-4e1b-9a8d-77665544aa11")
@@ -25,6 +33,14 @@ KINDS = {
     "Managed Databases": ("databases", "resource_uuid"),
     "Load Balancers": ("load_balancers", "resource_uuid"),
 }
+# Snapshots are listed apart (their own seed), so the other lists stay as they were.
+SNAPSHOT_PRODUCT = "Snapshots"
+# A snapshot's age in days when its list is generated, by its place in the list, in turn: the
+# default limit (SNAPSHOT_MAX_AGE_DAYS, 90) is among them, exactly.
+IDLE_AGES = (3, 45, 90, 91, 120, 400)
+RESERVED_IPS = 4
+# The sample lists the first this many snapshots still kept, two of each age.
+SNAPSHOTS = 2 * len(IDLE_AGES)
 URN_KIND = {
     "droplets": "droplet",
     "volumes": "volume",
@@ -62,8 +78,13 @@ def _region(kind: str, slug: str) -> Any:
     return {"slug": slug, "name": slug.upper()} if kind in ("droplets", "volumes") else slug
 
 
-def build_inventory(seed: int, items: dict[str, list[dict[str, Any]]], created: str) -> Inventory:
-    """The team's resources as of now, from every item it was billed for."""
+def build_inventory(
+    seed: int,
+    items: dict[str, list[dict[str, Any]]],
+    created: str,
+    now: datetime,
+) -> Inventory:
+    """The team's resources as of `now`, from every item it was billed for."""
     rng = random.Random(f"{seed}:inventory")
     first_project: dict[tuple[str, str], str | None] = {}
     for month_items in items.values():
@@ -91,7 +112,8 @@ def build_inventory(seed: int, items: dict[str, list[dict[str, Any]]], created: 
     ]
     project_ids = {p["name"]: p["id"] for p in projects}
     inventory = Inventory(
-        lists={k: [] for k in URN_KIND} | {"projects": projects},
+        lists={k: [] for k in URN_KIND}
+        | {"projects": projects, "reserved_ips": [], "snapshots": []},
         project_resources={p["id"]: [] for p in projects},
     )
     for (kind, resource), project in sorted(first_project.items()):
@@ -127,7 +149,102 @@ def build_inventory(seed: int, items: dict[str, list[dict[str, Any]]], created: 
             }
         )
     _node_pools(inventory)
+    plant_idle(inventory, seed)
+    inventory.lists["snapshots"] = _snapshots(seed, items, now)
     return inventory
+
+
+def plant_idle(inventory: Inventory, seed: int) -> None:
+    """Attach volumes and load balancers to live droplets, power one droplet off, reserve IPs:
+    idle resources of every kind but snapshots, by place in their list (no random draw, so the
+    other lists stay as they were)."""
+    lists = inventory.lists
+    nodes = {
+        n["droplet_id"]
+        for c in lists["kubernetes_clusters"]
+        for p in c["node_pools"]
+        for n in p["nodes"]
+    }
+    droplets = [d for d in lists["droplets"] if str(d["id"]) not in nodes] or lists["droplets"]
+    if droplets:
+        droplets[-1]["status"] = "off"
+
+    def droplet(n: int) -> list[int]:
+        return [droplets[n % len(droplets)]["id"]] if droplets else []
+
+    for n, volume in enumerate(lists["volumes"]):
+        volume["droplet_ids"] = [] if n % 5 == 4 else droplet(n)
+    for n, balancer in enumerate(lists["load_balancers"]):
+        if n % 4 == 3:  # neither droplets nor a tag: absent, then empty, in turn
+            balancer["droplet_ids"] = []
+            if n % 8 == 3:
+                del balancer["tag"]
+            else:
+                balancer["tag"] = ""
+        elif n % 2 == 0:  # the tag picks its droplets
+            balancer["droplet_ids"] = []
+        else:
+            balancer["droplet_ids"] = droplet(n)
+            balancer["tag"] = ""
+    for n in range(RESERVED_IPS):
+        region = REGIONS[n % len(REGIONS)]
+        assigned = copy.deepcopy(droplets[n % len(droplets)]) if droplets and n % 2 == 0 else None
+        lists["reserved_ips"].append(
+            {
+                "ip": f"45.{seed // 256 % 256}.{seed % 256}.{10 + n}",
+                "region": {
+                    "name": region.upper(),
+                    "slug": region,
+                    "features": ["reserved_ips"],
+                    "available": True,
+                    "sizes": ["s-1vcpu-1gb"],
+                },
+                "droplet": assigned,
+                "locked": False,
+                "project_id": inventory.lists["projects"][0]["id"],
+            }
+        )
+
+
+def _snapshots(seed: int, items: dict[str, list[dict[str, Any]]], now: datetime) -> list[dict]:
+    """A snapshot for each of the first SNAPSHOTS snapshot ids the items name (a quarter deleted
+    since), of the ages of IDLE_AGES in turn, created that many days before `now`, to the
+    second."""
+    rng = random.Random(f"{seed}:snapshots")
+    named = sorted(
+        {
+            item["resource_uuid"]
+            for month_items in items.values()
+            for item in month_items
+            if item.get("product") == SNAPSHOT_PRODUCT and "resource_uuid" in item
+        }
+    )
+    taken = now.replace(microsecond=0)
+    found: list[dict[str, Any]] = []
+    for snapshot_id in named:
+        if rng.random() < DELETED_SHARE:
+            continue
+        if len(found) == SNAPSHOTS:
+            break
+        n = len(found)
+        kind = "droplet" if n % 2 == 0 else "volume"
+        regions = [REGIONS[n % len(REGIONS)], REGIONS[(n + 1) % len(REGIONS)]][: 1 + n % 2]
+        found.append(
+            {
+                "id": snapshot_id,
+                "name": f"snapshot-{seed}-{n}",
+                "created_at": (taken - timedelta(days=IDLE_AGES[n % len(IDLE_AGES)])).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+                "regions": regions,
+                "min_disk_size": 25,
+                "size_gigabytes": round(1.5 + n * 0.75, 2),
+                "resource_id": str(seed * 10_000_000 + 1_000 + n),
+                "resource_type": kind,
+                "tags": ["env:prod"] if n % 3 == 0 else [],
+            }
+        )
+    return found
 
 
 def _node_pools(inventory: Inventory) -> None:

@@ -207,6 +207,8 @@ ROUTES = (
     inventory_list("/v2/kubernetes/clusters", "kubernetes_clusters", "kubernetes:read"),
     inventory_list("/v2/databases", "databases", "database:read", paged=False),
     inventory_list("/v2/load_balancers", "load_balancers", "load_balancer:read"),
+    inventory_list("/v2/reserved_ips", "reserved_ips", "reserved_ip:read"),
+    inventory_list("/v2/snapshots", "snapshots", "snapshot:read"),
     inventory_list("/v2/projects", "projects", "project:read"),
     route("/v2/projects/{project}/resources", "project:read", project_resources),
 )

@@ -14,8 +14,9 @@ A token's scopes decide what it may read: 403 `forbidden` without `billing:read`
 endpoints, or without `account:read` on `/v2/account`.
 
 The resource inventory (`pipeline.sandbox.inventory`): droplets, volumes, Kubernetes clusters,
-databases (one unpaged list, as the spec has it), load balancers, projects and each project's
-resources, each behind the scope the spec names (`droplet:read`, `block_storage:read`, …).
+databases (one unpaged list, as the spec has it), load balancers, reserved IPs, snapshots, projects
+and each project's resources, each behind the scope the spec names (`droplet:read`,
+`block_storage:read`, …, `reserved_ip:read`, `snapshot:read`).
 
 Several teams: DigitalOcean bills each team apart and every token belongs to one team, so the
 sandbox serves one account per token. The first is `(token, data)`; `teams={token: data}` or

@@ -157,6 +157,12 @@ class AlertFields(BaseModel):
     alert_lookback_days: Annotated[
         int, Variable("ALERT_LOOKBACK_DAYS", between(1, 366, "a whole number of days"))
     ] = 7
+    # Idle resources: a snapshot older than this is idle; a newly idle resource whose last month
+    # cost at least IDLE_MIN_USD is alerted once.
+    snapshot_max_age_days: Annotated[
+        int, Variable("SNAPSHOT_MAX_AGE_DAYS", between(1, 3660, "a whole number of days"))
+    ] = 90
+    idle_min_usd: Annotated[str, Variable("IDLE_MIN_USD", dollars)] = "5.00"
     ui_url: Annotated[
         str, Variable("DAGSTER_UI_URL", lambda value, name: validate_ui_url(str(value)))
     ] = DEFAULT_UI_URL

@@ -1,5 +1,6 @@
 """The resource inventory: projects and what is in them, droplets, volumes, Kubernetes clusters
-with their node pools, database clusters and load balancers, as the team has them now.
+with their node pools, database clusters, load balancers, reserved IPs and snapshots, as the
+team has them now.
 
 Invoices name resources (`resource_id`, `resource_uuid`); tags and projects live on the
 resources, and only their current state is served. So each list is read once per run as a
@@ -93,15 +94,25 @@ def snapshot_rows(raw: RawData, endpoint: str, key: str, noun: str) -> pd.DataFr
 
 
 def resource_frame(
-    rows: pd.DataFrame, loaded_at: datetime, problems: list[str], project_field: str | None
+    rows: pd.DataFrame,
+    loaded_at: datetime,
+    problems: list[str],
+    project_field: str | None,
+    id_field: str = "id",
 ) -> pd.DataFrame:
     """The columns every kind of resource has, checked: an id is required, tags are strings."""
     out = pd.DataFrame(index=rows.index)
     for column in SNAPSHOT_COLUMNS:
         out[column] = rows[column]
-    ids = rows["id"].map(_id_text) if "id" in rows.columns else pd.Series(None, index=rows.index)
-    out["resource_id"] = text(rows.assign(id=ids), "id", problems)
-    problems += where(rows.assign(id=ids), out["resource_id"].isna(), "id", "is missing")
+    ids = (
+        rows[id_field].map(_id_text)
+        if id_field in rows.columns
+        else pd.Series(None, index=rows.index)
+    )
+    out["resource_id"] = text(rows.assign(**{id_field: ids}), id_field, problems)
+    problems += where(
+        rows.assign(**{id_field: ids}), out["resource_id"].isna(), id_field, "is missing"
+    )
     out["name"] = text(rows, "name", problems)
     for field, key in (("region", "slug"), ("status", "state")):
         nested = rows[field].map(lambda v, k=key: _inner(v, k)) if field in rows.columns else None
@@ -117,6 +128,29 @@ def resource_frame(
     return out
 
 
+# A list's own columns beyond the common ones (what makes a resource idle): column → its values.
+Columns = Callable[[pd.DataFrame, list[str]], dict[str, pd.Series]]
+
+
+def id_list(rows: pd.DataFrame, field: str, problems: list[str]) -> pd.Series:
+    """A list of ids (`droplet_ids`) as text, in the API's order; absent or null is NULL."""
+    if field not in rows.columns:
+        return pd.Series([None] * len(rows), index=rows.index, dtype=object)
+    col = rows[field]
+    bad = col.map(
+        lambda v: (
+            v is not None
+            and not (isinstance(v, float) and pd.isna(v))
+            and not (
+                isinstance(v, list)
+                and all(isinstance(i, int | str) and not isinstance(i, bool) for i in v)
+            )
+        )
+    )
+    problems += where(rows, bad, field, "is not a list of ids")
+    return col.map(lambda v: [str(i) for i in v] if isinstance(v, list) else None)
+
+
 def resources_normalizer(
     endpoint: str,
     key: str,
@@ -124,18 +158,25 @@ def resources_normalizer(
     noun: str,
     project_field: str | None = None,
     extra: Callable[[pd.DataFrame, datetime, list[str]], dict[str, pd.DataFrame]] | None = None,
+    *,
+    id_field: str = "id",
+    columns: Columns | None = None,
 ) -> Callable[[RawData, datetime], Normalized]:
     """A normalizer for one list of resources: one row per resource and snapshot."""
 
     def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
         rows = snapshot_rows(raw, endpoint, key, noun)
         problems: list[str] = []
-        out = resource_frame(rows, loaded_at, problems, project_field)
+        out = resource_frame(rows, loaded_at, problems, project_field, id_field)
+        own = columns(rows, problems) if columns else {}
+        for column, values in own.items():
+            out[column] = values
         more = extra(rows, loaded_at, problems) if extra else {}
         if problems:
             raise InvalidPayloadError(problems)
         out = out.drop_duplicates(["snapshot_id", "resource_id"])
-        return Normalized({table: out[RESOURCE_COLUMNS].reset_index(drop=True), **more})
+        names = [*RESOURCE_COLUMNS, *(c for c in own if c not in RESOURCE_COLUMNS)]
+        return Normalized({table: out[names].reset_index(drop=True), **more})
 
     return normalize
 
@@ -163,13 +204,17 @@ def inventory_source(
     paged: bool = True,
     extra_tables: tuple[Table, ...] = (),
     extra: Callable[[pd.DataFrame, datetime, list[str]], dict[str, pd.DataFrame]] | None = None,
+    id_field: str = "id",
+    columns: Columns | None = None,
 ) -> Source:
     """One list of resources, declared: its path, record key, scope and table."""
     return Source(
         name=name,
         description=f"The team's {what}s as they are at each run (a snapshot per fetch).",
         index=Endpoint(name, path, LINKS, records=key, noun=f"{what}s", scope=scope),
-        normalize=resources_normalizer(name, key, name, what, project_field, extra),
+        normalize=resources_normalizer(
+            name, key, name, what, project_field, extra, id_field=id_field, columns=columns
+        ),
         tables=(resource_table(name, what), *extra_tables),
         snapshot=True,
         kinds=frozenset({"duckdb", "pandas", "digitalocean"}),
@@ -231,8 +276,71 @@ NODE_POOLS = Table(
     write="intervals",
 )
 
+
+def attached(rows: pd.DataFrame, problems: list[str]) -> dict[str, pd.Series]:
+    """A volume's droplets: none is an unattached volume."""
+    return {"droplet_ids": id_list(rows, "droplet_ids", problems)}
+
+
+def balanced(rows: pd.DataFrame, problems: list[str]) -> dict[str, pd.Series]:
+    """A load balancer's targets: its droplets, and the tag that selects droplets (`tag`)."""
+    return {
+        "droplet_ids": id_list(rows, "droplet_ids", problems),
+        "target_tag": text(rows, "tag", problems),
+    }
+
+
+def assigned_droplet(rows: pd.DataFrame, problems: list[str]) -> dict[str, pd.Series]:
+    """A reserved IP's droplet (the whole droplet object, or null when assigned to nothing)."""
+    if "droplet" not in rows.columns:
+        return {"droplet_id": pd.Series(pd.NA, index=rows.index, dtype="string")}
+    droplet = rows["droplet"]
+    ids = droplet.map(lambda v: _id_text(v.get("id")) if isinstance(v, dict) else None)
+    bad = droplet.map(lambda v: v is not None and not isinstance(v, dict) and not pd.isna(v))
+    problems += where(rows, bad, "droplet", "is not a droplet object")
+    return {"droplet_id": text(rows.assign(droplet=ids), "droplet", problems)}
+
+
+def snapshot_origin(rows: pd.DataFrame, problems: list[str]) -> dict[str, pd.Series]:
+    """A snapshot's regions (the first is its `region`), what it was taken of, and its size."""
+    regions = rows["regions"] if "regions" in rows.columns else pd.Series(None, index=rows.index)
+    bad = regions.map(
+        lambda v: v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v))
+    )
+    problems += where(rows.assign(regions=regions), bad, "regions", "is not a list of slugs")
+    first = regions.map(lambda v: v[0] if isinstance(v, list) and v else None)
+    size = rows["size_gigabytes"] if "size_gigabytes" in rows.columns else None
+    sizes = (
+        pd.Series(pd.NA, index=rows.index, dtype="Float64")
+        if size is None
+        else pd.to_numeric(
+            size.map(
+                lambda v: v if isinstance(v, int | float) and not isinstance(v, bool) else None
+            ),
+            errors="coerce",
+        ).astype("Float64")
+    )
+    if size is not None:
+        problems += where(rows, size.notna() & sizes.isna(), "size_gigabytes", "is not a number")
+    return {
+        "region": text(rows.assign(regions=first), "regions", problems),
+        "regions": regions.map(lambda v: list(v) if isinstance(v, list) else []),
+        "origin_id": text(
+            rows.assign(
+                resource_id=rows.get("resource_id", pd.Series(None, index=rows.index)).map(_id_text)
+            ),
+            "resource_id",
+            problems,
+        ),
+        "origin_type": text(rows, "resource_type", problems),
+        "size_gigabytes": sizes,
+    }
+
+
 DROPLETS = inventory_source("droplets", "/v2/droplets", "droplets", "droplet:read", "droplet")
-VOLUMES = inventory_source("volumes", "/v2/volumes", "volumes", "block_storage:read", "volume")
+VOLUMES = inventory_source(
+    "volumes", "/v2/volumes", "volumes", "block_storage:read", "volume", columns=attached
+)
 KUBERNETES = inventory_source(
     "kubernetes_clusters",
     "/v2/kubernetes/clusters",
@@ -257,6 +365,20 @@ LOAD_BALANCERS = inventory_source(
     "load_balancer:read",
     "load balancer",
     project_field="project_id",
+    columns=balanced,
+)
+RESERVED_IPS = inventory_source(
+    "reserved_ips",
+    "/v2/reserved_ips",
+    "reserved_ips",
+    "reserved_ip:read",
+    "reserved IP",
+    project_field="project_id",
+    id_field="ip",
+    columns=assigned_droplet,
+)
+SNAPSHOTS = inventory_source(
+    "snapshots", "/v2/snapshots", "snapshots", "snapshot:read", "snapshot", columns=snapshot_origin
 )
 
 
@@ -400,6 +522,15 @@ PROJECTS = Source(
     kinds=frozenset({"duckdb", "pandas", "digitalocean"}),
 )
 
-INVENTORY: tuple[Source, ...] = (PROJECTS, DROPLETS, VOLUMES, KUBERNETES, DATABASES, LOAD_BALANCERS)
+INVENTORY: tuple[Source, ...] = (
+    PROJECTS,
+    DROPLETS,
+    VOLUMES,
+    KUBERNETES,
+    DATABASES,
+    LOAD_BALANCERS,
+    RESERVED_IPS,
+    SNAPSHOTS,
+)
 # The scope each inventory list needs, by source: what `make doctor` checks too.
 INVENTORY_SCOPES: dict[str, str] = {s.name: s.index.scope for s in INVENTORY if s.index is not None}

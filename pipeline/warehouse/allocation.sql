@@ -252,3 +252,159 @@ JOIN resource_tags AS t
   ON t.team_uuid = l.team_uuid AND t.source = l.source AND t.valid_from = l.resource_valid_from
  AND t.resource_id = l.resource_id
 GROUP BY ALL;
+
+-- What to cut: each team's idle resources in its latest inventory (the newest snapshot of each
+-- list), what each cost in the team's latest closed month and so far in the open one, and since
+-- when it is idle. Idle, in a snapshot: a droplet whose status is `off`; a volume attached to
+-- no droplet (`droplet_ids` empty); a load balancer with no droplets and no `tag` (absent or
+-- empty); a reserved IP assigned to no droplet; a snapshot created more than `max_age_days`
+-- days (of 24 hours) before that snapshot of its list was read. A state read before migration 11
+-- (no `droplet_ids`) is never idle: what it did not record is not guessed.
+-- Items match as allocation matches them: a droplet's by `resource_id`, the others' by
+-- `resource_uuid` = their id; a reserved IP's and a snapshot's by `resource_uuid` = the address
+-- or the snapshot id, an assumption (DigitalOcean does not document it).
+-- idle_since: the first snapshot of its list in which it was idle, after the last one in which
+-- it was in use (as far as the kept snapshots go back).
+CREATE OR REPLACE MACRO idle_resources_at(max_age_days) AS TABLE
+WITH states AS (
+    SELECT 'powered_off_droplet' AS kind, 'droplets' AS source, 'droplet' AS urn_kind,
+           team_uuid, resource_id, name, region, project_id, tags, valid_from, valid_to,
+           coalesce(status = 'off', false) AS idle_state, CAST(NULL AS TIMESTAMPTZ) AS created_at
+    FROM droplets
+    UNION ALL
+    SELECT 'unattached_volume', 'volumes', 'volume', team_uuid, resource_id, name, region,
+           project_id, tags, valid_from, valid_to, coalesce(len(droplet_ids) = 0, false), NULL
+    FROM volumes
+    UNION ALL
+    SELECT 'load_balancer_without_targets', 'load_balancers', 'loadbalancer', team_uuid,
+           resource_id, name, region, project_id, tags, valid_from, valid_to,
+           coalesce(len(droplet_ids) = 0 AND coalesce(target_tag, '') = '', false), NULL
+    FROM load_balancers
+    UNION ALL
+    SELECT 'unassigned_reserved_ip', 'reserved_ips', NULL, team_uuid, resource_id, NULL, region,
+           project_id, tags, valid_from, valid_to, droplet_id IS NULL, NULL
+    FROM reserved_ips
+    UNION ALL
+    SELECT 'old_snapshot', 'snapshots', NULL, team_uuid, resource_id, name, region, project_id,
+           tags, valid_from, valid_to, false, created_at
+    FROM snapshots
+), seen AS (
+    -- When each resource was idle or in use: a state of the first four kinds is idle or not in
+    -- every snapshot it held in (one row, seen at its valid_from); a snapshot ages, so it is
+    -- judged in each snapshot of its list (one row each).
+    SELECT s.*, s.valid_from AS seen_at, s.idle_state AS idle
+    FROM states AS s WHERE s.source <> 'snapshots'
+    UNION ALL
+    SELECT s.*, i.snapshot_at,
+           coalesce(epoch_us(i.snapshot_at) - epoch_us(s.created_at)
+                    > CAST(max_age_days AS BIGINT) * 86400000000, false)
+    FROM states AS s
+    JOIN inventory_snapshots AS i
+      ON i.team_uuid = s.team_uuid AND i.source = s.source
+     AND s.valid_from <= i.snapshot_at AND (s.valid_to IS NULL OR i.snapshot_at < s.valid_to)
+    WHERE s.source = 'snapshots'
+), latest_lists AS (
+    -- A list's newest snapshot, even an empty one (every resource gone: nothing of it is idle).
+    SELECT team_uuid, source, max(snapshot_at) AS latest_at FROM inventory_snapshots GROUP BY ALL
+), stretches AS (
+    SELECT team_uuid, source, resource_id, max(seen_at) FILTER (WHERE NOT idle) AS last_in_use
+    FROM seen GROUP BY ALL
+), idle_since AS (
+    -- The first snapshot in which it was idle, after the last one in which it was in use.
+    SELECT e.team_uuid, e.source, e.resource_id, min(e.seen_at) AS idle_since
+    FROM seen AS e
+    JOIN stretches AS t
+      ON t.team_uuid = e.team_uuid AND t.source = e.source AND t.resource_id = e.resource_id
+    WHERE e.idle AND (t.last_in_use IS NULL OR e.seen_at > t.last_in_use)
+    GROUP BY ALL
+), current AS (
+    -- Its state in its list's newest snapshot, idle there.
+    SELECT s.*, d.idle_since
+    FROM seen AS s
+    JOIN latest_lists AS l ON l.team_uuid = s.team_uuid AND l.source = s.source
+    JOIN idle_since AS d
+      ON d.team_uuid = s.team_uuid AND d.source = s.source AND d.resource_id = s.resource_id
+    WHERE s.idle
+      AND CASE WHEN s.source = 'snapshots' THEN s.seen_at = l.latest_at
+               ELSE s.valid_from <= l.latest_at
+                    AND (s.valid_to IS NULL OR l.latest_at < s.valid_to) END
+), latest_projects AS (
+    SELECT p.team_uuid, p.project_id, p.name AS project_name
+    FROM projects AS p JOIN latest_lists AS l ON l.team_uuid = p.team_uuid AND l.source = 'projects'
+    WHERE p.valid_from <= l.latest_at AND (p.valid_to IS NULL OR l.latest_at < p.valid_to)
+), latest_assignments AS (
+    SELECT pr.team_uuid, pr.resource_kind AS urn_kind, pr.resource_id,
+           any_value(pr.project_id) AS project_id
+    FROM project_resources AS pr
+    JOIN latest_lists AS l ON l.team_uuid = pr.team_uuid AND l.source = 'projects'
+    WHERE pr.valid_from <= l.latest_at AND (pr.valid_to IS NULL OR l.latest_at < pr.valid_to)
+    GROUP BY ALL
+), closed AS (
+    SELECT team_uuid, max(invoice_period) AS invoice_period
+    FROM invoices WHERE status = 'final' AND team_uuid IS NOT NULL GROUP BY ALL
+), costs AS (
+    SELECT c.team_uuid, c.source, c.resource_id,
+           coalesce(sum(i.amount) FILTER (WHERE i.status = 'final'
+                                          AND i.invoice_period = m.invoice_period), 0)
+               AS cost_last_month,
+           coalesce(sum(i.amount) FILTER (WHERE i.status = 'preview'), 0) AS month_to_date
+    FROM current AS c
+    LEFT JOIN closed AS m ON m.team_uuid = c.team_uuid
+    LEFT JOIN invoice_items AS i
+      ON i.team_uuid = c.team_uuid
+     AND ((i.status = 'final' AND i.invoice_period = m.invoice_period) OR i.status = 'preview')
+     AND CASE WHEN c.source = 'droplets' THEN i.resource_id ELSE i.resource_uuid END
+         = c.resource_id
+    GROUP BY ALL
+)
+SELECT c.team_uuid, c.kind, c.resource_id,
+       c.name AS resource_name, c.region,
+       m.invoice_period,
+       CAST(k.cost_last_month AS DECIMAL(18, 2)) AS cost_last_month,
+       CAST(k.month_to_date AS DECIMAL(18, 2)) AS month_to_date,
+       c.idle_since,
+       coalesce(a.project_id, c.project_id) AS project_id,
+       p.project_name,
+       c.tags,
+       c.source,
+       coalesce(n.team_name, '(before teams)') AS team_name
+FROM current AS c
+JOIN costs AS k USING (team_uuid, source, resource_id)
+LEFT JOIN closed AS m ON m.team_uuid = c.team_uuid
+LEFT JOIN latest_assignments AS a
+  ON a.team_uuid = c.team_uuid AND a.urn_kind = c.urn_kind AND a.resource_id = c.resource_id
+LEFT JOIN latest_projects AS p
+  ON p.team_uuid = c.team_uuid AND p.project_id = coalesce(a.project_id, c.project_id)
+LEFT JOIN teams AS n ON n.team_uuid = c.team_uuid;
+
+-- Every idle resource at the default age limit for snapshots (SNAPSHOT_MAX_AGE_DAYS, 90 days);
+-- `idle_resources_at(days)` takes another.
+CREATE OR REPLACE VIEW idle_resources AS
+SELECT * FROM idle_resources_at(90)
+ORDER BY team_uuid, cost_last_month DESC, kind, resource_id;
+
+-- What idle resources cost in each team's latest closed month, by project, and their share of
+-- that month's bill (every item of the month's invoices, credits and taxes included).
+CREATE OR REPLACE MACRO idle_cost_by_project_at(max_age_days) AS TABLE
+WITH bills AS (
+    SELECT team_uuid, invoice_period, sum(amount) AS bill_amount
+    FROM invoice_items WHERE status = 'final' GROUP BY ALL
+)
+SELECT r.team_uuid, r.invoice_period,
+       coalesce(r.project_name, '(no project)') AS project_name,
+       any_value(r.project_id) AS project_id,
+       count(*) AS resources,
+       CAST(sum(r.cost_last_month) AS DECIMAL(18, 2)) AS idle_amount,
+       CAST(sum(r.month_to_date) AS DECIMAL(18, 2)) AS idle_month_to_date,
+       CAST(coalesce(any_value(b.bill_amount), 0) AS DECIMAL(18, 2)) AS bill_amount,
+       CASE WHEN any_value(b.bill_amount) <> 0
+            THEN CAST(round(sum(r.cost_last_month) / any_value(b.bill_amount), 4) AS DECIMAL(9, 4))
+       END AS share,
+       any_value(r.team_name) AS team_name
+FROM idle_resources_at(max_age_days) AS r
+LEFT JOIN bills AS b ON b.team_uuid = r.team_uuid AND b.invoice_period = r.invoice_period
+GROUP BY r.team_uuid, r.invoice_period, coalesce(r.project_name, '(no project)');
+
+CREATE OR REPLACE VIEW idle_cost_by_project AS
+SELECT * FROM idle_cost_by_project_at(90)
+ORDER BY team_uuid, idle_amount DESC, project_name;

@@ -93,7 +93,7 @@ def _account(client: DigitalOceanClient) -> tuple[Check, str | None]:
 def _inventory(client: DigitalOceanClient) -> Check:
     """The inventory lists' scopes (`project:read`, `droplet:read`, …), one page of one record
     each, as a run reads them, in one line. A missing scope fails that list's step only, and
-    allocation lacks its resources."""
+    allocation and the idle resources lack its resources."""
     lacking, failures = [], []
     for source in INVENTORY:
         endpoint = source.index
@@ -116,9 +116,9 @@ def _inventory(client: DigitalOceanClient) -> Check:
         return Check(
             name,
             False,
-            f"the token lacks {scopes} (HTTP 403): the {steps} step(s) fail and allocation "
-            f"lacks their resources; create a token that has them at {TOKENS_PAGE} and set "
-            f"{client.token_name} to it",
+            f"the token lacks {scopes} (HTTP 403): the {steps} step(s) fail, and allocation "
+            f"and the idle resources lack them; create a token that has them at {TOKENS_PAGE} "
+            f"and set {client.token_name} to it",
         )
     scopes = ", ".join(s.index.scope for s in INVENTORY if s.index is not None)
     return Check(name, True, f"reads every inventory list ({scopes})")
