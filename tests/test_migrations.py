@@ -136,7 +136,7 @@ def test_the_fixture_is_a_warehouse_from_before_migrations(old_warehouse):
 def test_upgrade_goes_from_version_0_to_latest(upgraded):
     con, applied = upgraded
     assert applied == list(range(1, LATEST_VERSION + 1))
-    assert schema_version(con) == LATEST_VERSION == 11
+    assert schema_version(con) == LATEST_VERSION == 10
     assert con.execute("SELECT version, name FROM schema_migrations ORDER BY 1").fetchall() == [
         (1, "initial"),
         (2, "one_raw_landing"),
@@ -147,8 +147,7 @@ def test_upgrade_goes_from_version_0_to_latest(upgraded):
         (7, "inventory_intervals"),
         (8, "raw_exact_bytes"),
         (9, "sample_data"),
-        (10, "reserved_for_another_branch"),
-        (11, "idle_resources"),
+        (10, "idle_resources"),
     ]
     assert {t for t in tables(con) if t.startswith("raw.")} == {
         "raw.fetches",
@@ -476,8 +475,7 @@ def test_migrations_ship_with_the_package():
         (7, "inventory_intervals"),
         (8, "raw_exact_bytes"),
         (9, "sample_data"),
-        (10, "reserved_for_another_branch"),
-        (11, "idle_resources"),
+        (10, "idle_resources"),
     ]
     assert MIGRATIONS.joinpath("0002_one_raw_landing.sql").is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
@@ -605,7 +603,7 @@ def view_rows(con: duckdb.DuckDBPyConnection, view: str, names: list[str]) -> li
     return sorted(con.execute(f"SELECT {listed} FROM {view}").fetchall(), key=repr)  # noqa: S608
 
 
-# The inventory lists version 6 had, and the columns migration 11 added to two of them.
+# The inventory lists version 6 had, and the columns migration 10 added to two of them.
 AFTER_V6_LISTS = ("reserved_ips", "snapshots")
 V6_INVENTORY = [s for s in INVENTORY if s.name not in AFTER_V6_LISTS]
 AFTER_V6 = ["droplet_ids", "target_tag"]
@@ -659,7 +657,7 @@ def inventory_history(tmp_path_factory, make_client, load_team):
                             for name, frame in result.tables.items():
                                 if name == SNAPSHOTS:
                                     frame = frame.drop(columns="loaded_at")
-                                # What migration 11 added, version 6 did not have.
+                                # What migration 10 added, version 6 did not have.
                                 if name in ("volumes", "load_balancers"):
                                     frame = frame.drop(columns=AFTER_V6, errors="ignore")
                                 con.register("incoming", frame)
@@ -686,7 +684,7 @@ def test_migration_7_keeps_every_allocation_view_value_for_value(inventory_histo
             for view in ALLOCATION_VIEWS
         }
         before = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
-        assert migrate(con) == [7, 8, 9, 10, 11]
+        assert migrate(con) == [7, 8, 9, 10]
         after = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
     with duckdb.connect(str(new), read_only=True) as con:
         loaded = {view: view_rows(con, view, names[view]) for view in ALLOCATION_VIEWS}
@@ -758,5 +756,5 @@ def test_migration_9_marks_a_file_holding_the_sandbox_team_as_sample_data(tmp_pa
         con.execute(
             "INSERT INTO teams VALUES (?, ?, 1, now(), now())", [team["uuid"], team["name"]]
         )
-        assert migrate(con) == [9, 10, 11]
+        assert migrate(con) == [9, 10]
         assert holds_sample_data(con) is marked

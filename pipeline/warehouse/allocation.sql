@@ -258,7 +258,7 @@ GROUP BY ALL;
 -- when it is idle. Idle, in a snapshot: a droplet whose status is `off`; a volume attached to
 -- no droplet (`droplet_ids` empty); a load balancer with no droplets and no `tag` (absent or
 -- empty); a reserved IP assigned to no droplet; a snapshot created more than `max_age_days`
--- days (of 24 hours) before that snapshot of its list was read. A state read before migration 11
+-- days (of 24 hours) before that snapshot of its list was read. A state read before migration 10
 -- (no `droplet_ids`) is never idle: what it did not record is not guessed.
 -- Items match as allocation matches them: a droplet's by `resource_id`, the others' by
 -- `resource_uuid` = their id; a reserved IP's and a snapshot's by `resource_uuid` = the address

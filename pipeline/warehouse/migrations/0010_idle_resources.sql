@@ -1,4 +1,4 @@
--- Migration 11: what makes a resource idle, and two more inventory lists (reserved IPs and
+-- Migration 10: what makes a resource idle, and two more inventory lists (reserved IPs and
 -- snapshots), for the `idle_resources` view (allocation.sql). Kept as validity intervals like
 -- the other lists (migration 7). The new columns are NULL in states read before this migration
 -- (the lists did not keep them): the next run's snapshot starts a new state with them.
