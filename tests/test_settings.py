@@ -603,6 +603,17 @@ def test_a_resource_built_from_a_runs_config_is_checked_by_the_same_rules():
     assert AlertsResource().thresholds() == Thresholds(), "one set of defaults"
 
 
+def test_a_value_from_an_envvar_is_checked_when_the_run_reads_it(monkeypatch):
+    """`dg.EnvVar` is Dagster's way to keep a value out of the config: it cannot be read when
+    the resource is declared, so its rule runs when the run builds the resource."""
+    monkeypatch.setenv("TEST_ANOMALY_MADS", "0")
+    declared = AlertsResource(spike_mads=dg.EnvVar("TEST_ANOMALY_MADS"))
+    with pytest.raises(ValueError, match="ANOMALY_MADS '0' must be a number above 0"):
+        declared.process_config_and_initialize()
+    monkeypatch.setenv("TEST_ANOMALY_MADS", "7")
+    assert declared.process_config_and_initialize().thresholds().spike_mads == Decimal(7)
+
+
 def test_the_cost_anomalies_view_is_built_with_the_declared_thresholds():
     """views.sql cannot import the defaults; it is held to them here."""
     views = Path(__file__).resolve().parents[1] / "pipeline" / "warehouse" / "views.sql"

@@ -67,9 +67,15 @@ class Variable:
             return schema
 
         def check(value: Any) -> Any:
-            return value if value is None else rule(value, name)
+            return value if value is None or deferred(value) else rule(value, name)
 
         return core_schema.no_info_before_validator_function(check, schema)
+
+
+def deferred(value: Any) -> bool:
+    """A value read at launch, not yet known: Dagster's `EnvVar` (a `str` that refuses to be
+    read before then). The rule checks it when the run builds the resource with its value."""
+    return isinstance(value, str) and type(value) is not str and hasattr(value, "get_value")
 
 
 def variables(model: type[BaseModel]) -> dict[str, str]:
