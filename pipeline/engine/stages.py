@@ -233,7 +233,9 @@ def landed_batches(batches: Sequence[RawBatch], periods: Sequence[str]) -> RawDa
         }
     )
     order = "_batch"
-    targets = pd.concat([b.targets.assign(**{order: n}) for n, b in enumerate(batches)])
+    targets = pd.concat(
+        [b.targets.assign(fetch_id=b.fetch_id, **{order: n}) for n, b in enumerate(batches)]
+    )
     targets = targets.sort_values([order, "partition_key", "target_key"])
     pages = pd.concat(
         [b.pages.assign(fetch_id=b.fetch_id, **{order: n}) for n, b in enumerate(batches)]
@@ -242,7 +244,7 @@ def landed_batches(batches: Sequence[RawBatch], periods: Sequence[str]) -> RawDa
     return RawData(
         periods,
         fetches,
-        targets[TARGET_COLUMNS].reset_index(drop=True),
+        targets[[*TARGET_COLUMNS, FETCH]].reset_index(drop=True),
         pages[["fetch_id", *PAGE_COLUMNS]].reset_index(drop=True),
     )
 

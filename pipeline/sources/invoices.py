@@ -287,9 +287,10 @@ def _typed_with_arrow(
             "end_time": pd.Series(typed["end_time"].to_pandas()),
             "status": per_page("status"),
             "loaded_at": pd.Timestamp(loaded_at),
+            **({FETCH: per_page(FETCH)} if FETCH in pages else {}),
         }
     )
-    return out[ITEM_COLUMNS], sorted(unknown)
+    return out[_item_columns(pages)], sorted(unknown)
 
 
 def _pages_to_items(
@@ -325,14 +326,17 @@ def _pages_to_items(
 def _with_invoice_columns(items: pd.DataFrame, pages: pd.DataFrame, counts: Any) -> pd.DataFrame:
     """Each item gets its invoice's uuid, period and status, and its line number."""
     items.index = pd.RangeIndex(len(items))
-    for column in ("invoice_uuid", "invoice_period", "status"):
+    for column in ("invoice_uuid", "invoice_period", "status", FETCH):
+        if column not in pages:
+            continue
         items[column] = np.repeat(pages[column].to_numpy(dtype=object), counts)
     items["line_number"] = items.groupby("invoice_uuid", sort=False).cumcount().add(1)
     return items
 
 
 def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFrame, list[str]]:
-    """Item pages (invoice_uuid, invoice_period, status, page, body) → `invoice_items` rows.
+    """Item pages (invoice_uuid, invoice_period, status, page, body, and FETCH if any) →
+    `invoice_items` rows, each marked with its page's FETCH when the pages carry one.
 
     Pages that break no rule go through Arrow alone (fast, little memory); otherwise the pandas
     path below checks every value and names each bad one.
@@ -346,7 +350,9 @@ def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFr
     problems: list[str] = []
     raw = _pages_to_items(pages, parsed, problems)
     unknown = sorted(
-        set(raw.columns) - ITEM_FIELDS - {"invoice_uuid", "invoice_period", "status", "line_number"}
+        set(raw.columns)
+        - ITEM_FIELDS
+        - {"invoice_uuid", "invoice_period", "status", "line_number", FETCH}
     )
     out = pd.DataFrame(
         {
@@ -373,13 +379,21 @@ def normalize_items(pages: pd.DataFrame, loaded_at: datetime) -> tuple[pd.DataFr
     out["end_time"] = timestamp(raw, "end_time", problems)
     out["status"] = raw["status"].astype("string")
     out["loaded_at"] = pd.Timestamp(loaded_at)
+    if FETCH in raw:
+        out[FETCH] = raw[FETCH].to_numpy()
     if problems:
         raise InvalidPayloadError(problems)
-    return out[ITEM_COLUMNS], unknown
+    return out[_item_columns(pages)], unknown
+
+
+def _item_columns(pages: pd.DataFrame) -> list[str]:
+    """The `invoice_items` columns, and each row's FETCH when its pages carry one."""
+    return [*ITEM_COLUMNS, FETCH] if FETCH in pages else ITEM_COLUMNS
 
 
 def normalize_invoices(entries: pd.DataFrame, loaded_at: datetime) -> pd.DataFrame:
-    """Invoice entries (status, items_total, entry JSON as listed) → `invoices` rows."""
+    """Invoice entries (status, items_total, entry JSON as listed, and FETCH if any) →
+    `invoices` rows, each marked with its entry's FETCH when the entries carry one."""
     problems: list[str] = []
     records = [json.loads(entry) for entry in entries["entry"]]
     raw = pd.DataFrame.from_records(records) if records else pd.DataFrame(index=range(0))
@@ -403,9 +417,13 @@ def normalize_invoices(entries: pd.DataFrame, loaded_at: datetime) -> pd.DataFra
     out["updated_at"] = timestamp(raw, "updated_at", problems)
     out["items_total"] = entries["items_total"].astype("Int64")
     out["loaded_at"] = pd.Timestamp(loaded_at)
+    columns = INVOICE_COLUMNS
+    if FETCH in entries:
+        out[FETCH] = entries[FETCH].to_numpy()
+        columns = [*INVOICE_COLUMNS, FETCH]
     if problems:
         raise InvalidPayloadError(problems)
-    return out[INVOICE_COLUMNS].reset_index(drop=True)
+    return out[columns].reset_index(drop=True)
 
 
 # -- the declaration ------------------------------------------------------------------------
@@ -570,6 +588,8 @@ def normalize(raw: RawData, loaded_at: datetime) -> Normalized:
                 [totals.get(key) for key in targets["target_key"]], dtype="Int64"
             ),
             "entry": targets["entry"].to_numpy(),
+            # Several teams' fetches at once (a batch): each invoice's own.
+            **({FETCH: targets[FETCH].to_numpy()} if FETCH in targets else {}),
         }
     )
     items, unknown = normalize_items(pages, loaded_at)
@@ -680,4 +700,5 @@ INVOICES = Source(
     missing="is in the invoice list but its items answer 404",
     raw_asset="raw_invoice_pages",
     tables_step="invoice_tables",
+    many_fetches=True,
 )
