@@ -36,7 +36,8 @@ from pipeline.sources.fields import (
     where,
 )
 
-ITEM_TEXT_FIELDS = (
+# What an item is and what it was for, as text.
+DESCRIPTION_FIELDS = (
     "product",
     "category",
     "project_name",
@@ -44,20 +45,14 @@ ITEM_TEXT_FIELDS = (
     "resource_id",
     "group_description",
     "description",
-    "duration_unit",
 )
+ITEM_TEXT_FIELDS = (*DESCRIPTION_FIELDS, "duration_unit")
 ITEM_FIELDS = frozenset(ITEM_TEXT_FIELDS + ("amount", "duration", "start_time", "end_time"))
 ITEM_COLUMNS = [
     "invoice_uuid",
     "invoice_period",
     "line_number",
-    "product",
-    "category",
-    "project_name",
-    "resource_uuid",
-    "resource_id",
-    "group_description",
-    "description",
+    *DESCRIPTION_FIELDS,
     "amount",
     "duration",
     "duration_unit",
