@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipeline.defs.logs import console_logger, use_short_console
 from pipeline.months import month_of, previous_month
 from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.settings import Settings
@@ -443,3 +444,22 @@ def test_dagster_asset_materialize_with_a_revoked_token_names_its_team_in_few_li
     )
     del expected[broken["uuid"]]
     assert {team: (count, total) for team, count, total in found} == expected
+
+
+def test_a_run_that_names_no_logger_gets_the_short_console_and_verbose_the_full(monkeypatch):
+    """The hook Dagster looks its default loggers up by exists in the pinned Dagster (an upgrade
+    that drops it fails here, not silently in long output), and `VERBOSE=1` gives the full log."""
+    from dagster._core.execution import context_creation_job
+
+    monkeypatch.setattr(
+        context_creation_job, "default_system_loggers", context_creation_job.default_system_loggers
+    )  # put back after the test
+    use_short_console()
+    monkeypatch.delenv("VERBOSE", raising=False)
+    assert context_creation_job.default_system_loggers(None) == [
+        (console_logger, {"log_level": "INFO", "full": False, "step_failures": True})
+    ]
+    monkeypatch.setenv("VERBOSE", "1")
+    assert context_creation_job.default_system_loggers(None) == [
+        (console_logger, {"log_level": "DEBUG", "full": True, "step_failures": True})
+    ]
