@@ -95,14 +95,16 @@ $(VENV)/.bench: $(VENV)/.runtime
 	$(UV_PIP) "dlt[duckdb]==1.31.0"
 	touch $@
 
-bench: $(VENV)/.bench  ## this pipeline vs dlt rest_api on the sandbox, scale and rate-limit runs
+bench: $(VENV)/.bench  ## this pipeline vs dlt rest_api on the sandbox, scale and rate-limit runs, 10/100/1,000 teams
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
-	$(BIN)/python -m bench.teams 10 100
+	$(BIN)/python -m bench.teams 10 100 1000
 
-# The daily refresh of many teams as a whole process; TEAMS="10 100 1000" for the long case.
+# The daily refresh of many teams as a whole process: TEAMS=10000 for the long case (~10 min or
+# more), REVOKE=1 to revoke that many tokens mid-run (the run must fail naming their teams).
 TEAMS ?= 10 100 1000
-bench-teams: $(VENV)/.runtime  ## the daily refresh of 10, 100 and 1,000 teams (long: ~minutes)
-	$(BIN)/python -m bench.teams $(TEAMS)
+REVOKE ?= 0
+bench-teams: $(VENV)/.runtime  ## the daily refresh of many teams: make bench-teams [TEAMS="10 100 1000"|TEAMS=10000] [REVOKE=1]
+	$(BIN)/python -m bench.teams $(TEAMS) $(if $(filter-out 0,$(REVOKE)),--revoke $(REVOKE))
 
 pictures: $(VENV)/.test  ## refresh the README's pictures (docs/*.png) from the browser tests' screenshots
 	$(BIN)/python -m pytest -q tests/test_dashboard_ui.py tests/test_ui.py

@@ -32,7 +32,8 @@ from pipeline.api import DigitalOceanClient, Pacer
 from pipeline.api.client import DEFAULT_WORKERS
 from pipeline.engine import batches
 from pipeline.sandbox import SandboxServer, build_dataset
-from pipeline.sources.invoices import INVOICES, normalize_items
+from pipeline.sources.invoice_items import normalize_items
+from pipeline.sources.invoices import INVOICES
 from pipeline.teams import Account
 from pipeline.warehouse.store import Warehouse
 from pipeline.warehouse.swap import replace_periods

@@ -19,7 +19,8 @@ WRITER = f"""
 import sys
 from datetime import UTC, datetime, timedelta
 import pandas as pd
-from pipeline.sources.invoices import INVOICE_COLUMNS, ITEM_COLUMNS
+from pipeline.sources.invoice_items import ITEM_COLUMNS
+from pipeline.sources.invoices import INVOICE_COLUMNS
 from pipeline.warehouse.store import Warehouse
 from pipeline.warehouse.swap import replace_periods
 

@@ -12,11 +12,12 @@ import pytest
 
 from pipeline.api import SINGLE
 from pipeline.defs.assets import source_asset
-from pipeline.engine import stages
+from pipeline.engine import batches, stages
 from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
 from pipeline.sources.invoices import landed_invoices
+from pipeline.teams import Team
 from pipeline.warehouse.publish import working_file
 from pipeline.warehouse.store import Warehouse
 
@@ -168,3 +169,39 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
         ("invoice_amounts",),
         ("invoices",),
     ]
+
+
+def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
+    teams_sandbox, make_client, warehouse_path
+):
+    """Three teams' invoice fetches normalized in one call give each team exactly the rows it
+    gets alone (its own invoices and items, its own loaded_at), and no other team's."""
+    store = Warehouse(warehouse_path)
+    store.migrate()
+    group, expected = [], {}
+    for place, token in enumerate(teams_sandbox.tokens, start=1):
+        data = teams_sandbox.data_for(token)
+        team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
+        with make_client(teams_sandbox, token) as api:
+            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
+        group.append(batches.QueuedFetch(team, str(team), batch, 0, 0))
+        invoices = [i for i in data.invoices if i["invoice_period"] in MONTHS]
+        expected[team] = sorted(
+            Decimal(item["amount"]) for i in invoices for item in data.items[i["invoice_uuid"]]
+        )
+    together = batches.normalized_batch(INVOICES, group, MONTHS)
+    assert together is not None
+    for queued in group:
+        alone = stages.normalized(
+            INVOICES,
+            stages.landed_raw(queued.batch, MONTHS),
+            queued.team.uuid,
+            queued.batch.fetched_at,
+        )
+        mine = together[queued.team].tables
+        assert sorted(mine["invoice_items"]["amount"]) == expected[queued.team]
+        assert set(mine["invoices"]["team_uuid"]) == {queued.team.uuid}
+        for name in ("invoices", "invoice_items"):
+            pd.testing.assert_frame_equal(
+                mine[name].reset_index(drop=True), alone.tables[name].reset_index(drop=True)
+            )

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.sources.fields import InvalidPayloadError
-from pipeline.sources.invoices import ITEM_FIELDS, normalize_invoices, normalize_items
+from pipeline.sources.invoice_items import ITEM_FIELDS, normalize_items
+from pipeline.sources.invoices import normalize_invoices
 
 LOADED = datetime(2026, 1, 1, tzinfo=UTC)
 

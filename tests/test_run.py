@@ -8,15 +8,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from pipeline.defs.logs import console_logger, use_short_console
 from pipeline.months import month_of, previous_month
-from pipeline.sandbox import SandboxServer
+from pipeline.sandbox import SandboxServer, build_teams
 from pipeline.settings import Settings
 from pipeline.sources import INVENTORY
+from pipeline.warehouse.publish import working_file
 
 REPO = Path(__file__).resolve().parents[1]
 # Two lines a list of the inventory (eight lists since reserved IPs and snapshots), and one on
@@ -396,3 +399,70 @@ def test_dagster_asset_materialize_of_every_asset_over_a_range_reads_the_invento
         snapshots = inventory_materializations(instance)
     assert run.is_success and months == {first, last}
     assert snapshots == {key: [(run.run_id, None)] for key in INVENTORY_TABLES}
+
+
+def test_dagster_asset_materialize_with_a_revoked_token_names_its_team_in_few_lines(
+    tmp_path, run_against, rows
+):
+    """`dagster asset materialize` of every asset for fifty teams, one token revoked after its
+    team was read: each failed step says that team in one line, not a stack trace per step, and
+    every other team's open month is exact."""
+    teams, revoked = 50, 26
+    month = months_back(0)
+    with SandboxServer.with_teams(build_teams(teams, "recent")) as server:
+        token = server.tokens[revoked - 1]
+        server.inject(r"^/v2/(?!account$)", "401", times=10_000, token=token)
+        broken = server.data_for(token).team
+        expected = {}
+        for other in server.tokens:
+            data = server.data_for(other)
+            items = data.items[data.preview["invoice_uuid"]]
+            expected[data.team["uuid"]] = (len(items), sum(Decimal(i["amount"]) for i in items))
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                *("asset", "materialize", "-m", "pipeline.defs.definitions"),
+                *("--select", "*", "--partition", month),
+            ],
+            cwd=tmp_path,
+            env=run_against(tmp_path, server),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert len(lines) <= 150, done.stdout
+    assert "Traceback" not in done.stdout and "STEP_FAILURE" not in done.stdout
+    said = [line for line in lines if " error: " in line]
+    # Each step that reads the API names the team, once; nothing else is an error.
+    assert len(said) == 10 and all(broken["uuid"] in line for line in said), said
+    found = rows(
+        working_file(tmp_path / "warehouse.duckdb"),
+        "SELECT team_uuid, count(*), sum(amount) FROM invoice_items WHERE invoice_period = ? "
+        "GROUP BY 1",
+        [month],
+    )
+    del expected[broken["uuid"]]
+    assert {team: (count, total) for team, count, total in found} == expected
+
+
+def test_a_run_that_names_no_logger_gets_the_short_console_and_verbose_the_full(monkeypatch):
+    """The hook Dagster looks its default loggers up by exists in the pinned Dagster (an upgrade
+    that drops it fails here, not silently in long output), and `VERBOSE=1` gives the full log."""
+    from dagster._core.execution import context_creation_job
+
+    monkeypatch.setattr(
+        context_creation_job, "default_system_loggers", context_creation_job.default_system_loggers
+    )  # put back after the test
+    use_short_console()
+    monkeypatch.delenv("VERBOSE", raising=False)
+    assert context_creation_job.default_system_loggers(None) == [
+        (console_logger, {"log_level": "INFO", "full": False, "step_failures": True})
+    ]
+    monkeypatch.setenv("VERBOSE", "1")
+    assert context_creation_job.default_system_loggers(None) == [
+        (console_logger, {"log_level": "DEBUG", "full": True, "step_failures": True})
+    ]

@@ -24,6 +24,7 @@ import pandas as pd
 
 from pipeline.cli.supervise import InstanceWatch, Supervisor, database_errors, unreachable_at_start
 from pipeline.dagster_storage import HOST_TAG
+from pipeline.defs.logs import verbose as verbose_requested
 from pipeline.settings import SAMPLE_DATA, SettingsError, load_settings
 from pipeline.warehouse.connection import WarehouseMissingError
 from pipeline.warehouse.publish import PublishError, unpublished_writes, working_file
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--from", dest="first", help="first month, YYYY-MM (default: all)")
     parser.add_argument("--to", dest="last", help="last month, YYYY-MM (default: FROM)")
     args = parser.parse_args(argv)
-    verbose = args.verbose or os.environ.get("VERBOSE", "") not in ("", "0")
+    verbose = args.verbose or verbose_requested()
     try:
         settings = load_settings()
         # Imported after the settings' check, so a bad setting prints one line, not a traceback.

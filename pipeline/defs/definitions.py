@@ -11,7 +11,7 @@ from pipeline.defs.assets import build_assets, source_asset
 from pipeline.defs.checks import CHECKS, checks_step
 from pipeline.defs.dead_runs import dead_run_sensor
 from pipeline.defs.freshness import freshness_checks, freshness_job, freshness_schedule
-from pipeline.defs.logs import console_logger
+from pipeline.defs.logs import console_logger, use_short_console
 from pipeline.defs.partitions import monthly_partitions
 from pipeline.defs.resources import (
     AlertsResource,
@@ -78,10 +78,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
 @dg.definitions
 def defs() -> dg.Definitions:
     """Validated settings (environment, then .env) pick the real API or the sandbox. A bad
-    setting is said first, in one line, before Dagster's own report of the failed load."""
+    setting is said first, in one line, before Dagster's own report of the failed load. Runs
+    that name no logger print the short console (`logs.use_short_console`)."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         raise
+    use_short_console()
     return build_defs(settings)

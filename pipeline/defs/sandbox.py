@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from pipeline.api.log import Log
 from pipeline.defs.resources import BillingApiResource
-from pipeline.sandbox.server import SandboxServer
 from pipeline.settings import TOKEN_ENV
 from pipeline.teams import Account
+
+if TYPE_CHECKING:  # a run with tokens never starts the sandbox: imported when one is started
+    from pipeline.sandbox.server import SandboxServer
 
 
 def sandbox_notice(url: str) -> str:
@@ -34,6 +36,8 @@ class SandboxResource(BillingApiResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         super().setup_for_execution(context)
+        from pipeline.sandbox.server import SandboxServer
+
         self._server = SandboxServer().start()
         if context.log is not None:
             context.log.warning(sandbox_notice(self._server.url))
@@ -50,6 +54,8 @@ class SandboxResource(BillingApiResource):
         with ExitStack() as stack:
             server = self._server
             if server is None:
+                from pipeline.sandbox.server import SandboxServer
+
                 server = stack.enter_context(SandboxServer())
                 log.warning(sandbox_notice(server.url))
             with self._accounts(server.url, [server.token], TOKEN_ENV, log) as found:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipeline.api import ApiError, DigitalOceanClient
@@ -68,27 +69,45 @@ def normalized_batch(
         return None
     if result.warnings or source.invariants(combined, result.tables, periods):
         return None
-    split = "snapshot_id" if source.snapshot else FETCH
-    parts = {
-        name: dict(tuple(frame.groupby(split, sort=False))) for name, frame in result.tables.items()
-    }
+    parts = _by_team(source, group, result.tables)
+    if parts is None:
+        return None
     fetches = dict(tuple(combined.fetches.groupby("fetch_id", sort=False)))
     out = {}
-    for queued in group:
+    for n, queued in enumerate(group):
         batch, team_uuid = queued.batch, queued.team.uuid
-        tables = {}
-        for name, frame in result.tables.items():
-            rows = unmarked(source, parts[name].get(batch.fetch_id, frame.iloc[0:0]))
-            rows = rows.assign(team_uuid=team_uuid)
-            if "loaded_at" in rows:
-                rows["loaded_at"] = pd.Timestamp(batch.fetched_at)
-            tables[name] = rows
+        tables = {name: rows[n] for name, rows in parts.items()}
         if source.snapshot:
             tables[SNAPSHOTS] = snapshots_of(
                 source, fetches[batch.fetch_id], team_uuid, batch.fetched_at
             )
         out[queued.team] = Normalized(tables)
     return out
+
+
+def _by_team(
+    source: Source, group: Sequence[QueuedFetch], tables: dict[str, pd.DataFrame]
+) -> dict[str, list[pd.DataFrame]] | None:
+    """Each table's rows marked with their team and their fetch's time (loaded_at) and cut by
+    team, in the group's order: the marking done once on the whole batch's rows, the cut one
+    slice a team. None when a row's fetch is not one of the group's."""
+    split = "snapshot_id" if source.snapshot else FETCH
+    fetch_ids = pd.Index([f.batch.fetch_id for f in group])
+    uuids = np.array([f.team.uuid for f in group], dtype=object)
+    fetched_at = pd.DatetimeIndex([pd.Timestamp(f.batch.fetched_at) for f in group])
+    parts = {}
+    for name, frame in tables.items():
+        codes = fetch_ids.get_indexer(frame[split].to_numpy())
+        if (codes < 0).any():
+            return None
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        rows = unmarked(source, frame.take(order)).assign(team_uuid=uuids[codes])
+        if "loaded_at" in rows:
+            rows["loaded_at"] = fetched_at.take(codes)
+        edges = np.searchsorted(codes, np.arange(len(group) + 1))
+        parts[name] = [rows.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    return parts
 
 
 @dataclass(frozen=True)

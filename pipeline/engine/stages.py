@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from pipeline.api import Collection, DigitalOceanClient, IncompleteFetchError, Progress
@@ -236,18 +237,27 @@ def landed_batches(batches: Sequence[RawBatch], periods: Sequence[str]) -> RawDa
         }
     )
     order = "_batch"
-    targets = pd.concat([b.targets.assign(**{order: n}) for n, b in enumerate(batches)])
-    targets = targets.sort_values([order, "partition_key", "target_key"])
-    pages = pd.concat(
-        [b.pages.assign(fetch_id=b.fetch_id, **{order: n}) for n, b in enumerate(batches)]
+    targets = _of_batches(batches, "targets").sort_values([order, "partition_key", "target_key"])
+    pages = _of_batches(batches, "pages").sort_values(
+        [order, "endpoint", "request_key", "page"], na_position="first"
     )
-    pages = pages.sort_values([order, "endpoint", "request_key", "page"], na_position="first")
     return RawData(
         periods,
         fetches,
-        targets[TARGET_COLUMNS].reset_index(drop=True),
+        targets[[*TARGET_COLUMNS, FETCH]].reset_index(drop=True),
         pages[["fetch_id", *PAGE_COLUMNS]].reset_index(drop=True),
     )
+
+
+def _of_batches(batches: Sequence[RawBatch], part: str) -> pd.DataFrame:
+    """The batches' targets (or pages) one after the other, each row marked with its fetch and
+    its batch's place (`_batch`): marked once on the whole, not batch by batch."""
+    frames = [getattr(b, part) for b in batches]
+    sizes = [len(frame) for frame in frames]
+    out = pd.concat(frames, ignore_index=True)
+    out[FETCH] = np.repeat(np.array([b.fetch_id for b in batches], dtype=object), sizes)
+    out["_batch"] = np.repeat(np.arange(len(batches)), sizes)
+    return out
 
 
 def normalized(source: Source, raw: RawData, team_uuid: str, loaded_at: datetime) -> Normalized:

@@ -79,7 +79,9 @@ class RawData:
 
     periods: Sequence[str]
     fetches: pd.DataFrame  # partition_key, fetch_id, fetched_at: the fetch each month is read from
-    targets: pd.DataFrame  # target_key, partition_key, status, entry
+    # target_key, partition_key, status, entry; and FETCH when several teams' fetches are read
+    # at once (as just landed)
+    targets: pd.DataFrame
     # fetch_id, endpoint, request_key, partition_key, page, body; pages that serve every month
     # of their fetch (an index, a list spanning months) have no partition_key.
     pages: pd.DataFrame

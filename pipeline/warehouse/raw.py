@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
-from pipeline.warehouse.frames import insert, stacked, team_list
+from pipeline.warehouse.frames import insert, team_list
 
 if TYPE_CHECKING:
     from pipeline.warehouse.connection import WarehouseFile
@@ -207,8 +207,12 @@ class RawArchive:
         with self._store.transaction() as con:
             con.executemany(INSERT_FETCH, fetches)
             for table, part in (("raw.targets", "targets"), ("raw.pages", "pages")):
-                frames = [getattr(b, part).assign(fetch_id=b.fetch_id) for b in batches]
-                insert(con, table, stacked(frames))
+                # Each row marked with its fetch once on the whole, not frame by frame.
+                full = [b for b in batches if len(getattr(b, part))] or list(batches[:1])
+                rows = pd.concat([getattr(b, part) for b in full], ignore_index=True)
+                fetch_ids = pd.Index([b.fetch_id for b in full], dtype=object)
+                rows["fetch_id"] = fetch_ids.repeat([len(getattr(b, part)) for b in full])
+                insert(con, table, rows)
 
     def read(
         self, source: str, team_uuid: str, periods: Sequence[str], *, with_pages: bool = True
