@@ -8,15 +8,7 @@ from datetime import datetime
 import pandas as pd
 
 from pipeline.api import LINKS
-from pipeline.sources.base import (
-    Endpoint,
-    Normalized,
-    RawData,
-    Source,
-    Table,
-    Target,
-    Targets,
-)
+from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import InvalidPayloadError, text, timestamp, where
 from pipeline.sources.snapshot_lists import INTERVAL_MONTH, SNAPSHOT_COLUMNS, snapshot_rows
 
