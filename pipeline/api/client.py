@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -47,6 +48,16 @@ USER_AGENT = "do-billing-pipeline/0.1 (+requests)"
 WAIT_LOG_INTERVAL = 5.0
 # How often fetch loops report progress.
 PROGRESS_SECONDS = 2.0
+
+
+FETCH_THREADS = "do-fetch"
+
+
+def fetch_pool(connections: int) -> ThreadPoolExecutor:
+    """Threads for every team's page requests, as many as the shared session has connections:
+    more could only wait for one. Each fetch still has at most its client's `max_workers`
+    pages in flight."""
+    return ThreadPoolExecutor(connections, thread_name_prefix=FETCH_THREADS)
 
 
 def shared_session(connections: int) -> requests.Session:
@@ -109,6 +120,7 @@ class DigitalOceanClient:
         sleep: Callable[[float], None] = time.sleep,
         token_name: str = "DIGITALOCEAN_TOKEN",
         session: requests.Session | None = None,
+        pool: Executor | None = None,
     ) -> None:
         # How messages name the token (never its value): `token 2 of DIGITALOCEAN_TOKENS`.
         self.token_name = token_name
@@ -135,6 +147,10 @@ class DigitalOceanClient:
         # connections for every team, each request still with its own token and pacer.
         self._owns_session = session is None
         self.session = session if session is not None else shared_session(max_workers)
+        # Several teams' clients may share one pool of fetch threads too (`fetch_pool`): a pool
+        # of its own for each fetch call costs a thread start (under a lock every pool of the
+        # process shares) per page worker, which at a thousand teams was a third of a step.
+        self._pool = pool
 
     def close(self) -> None:
         if self._owns_session:
@@ -286,49 +302,68 @@ class DigitalOceanClient:
         planned: dict[int, int] = {}
         capped: dict[int, int] = {}
         pending: dict[Future[Page], tuple[int, int]] = {}
+        # Pages asked for, not yet handed to the pool: at most `max_workers` of this fetch's
+        # pages are in flight at once, on its own pool or on a shared one.
+        queued: deque[tuple[int, int]] = deque()
         ticker = _Every(PROGRESS_SECONDS)
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="do-fetch") as pool:
+        own = self._pool is None
+        pool = ThreadPoolExecutor(self.max_workers, FETCH_THREADS) if own else self._pool
+        assert pool is not None
 
-            def submit(index: int, number: int) -> None:
+        def submit(index: int, number: int) -> None:
+            if number in asked[index] or len(asked[index]) >= MAX_PAGES:
+                return
+            asked[index].add(number)
+            queued.append((index, number))
+
+        def start() -> None:
+            while queued and len(pending) < self.max_workers:
+                index, number = queued.popleft()
                 req = requests_[index]
-                if number in asked[index] or len(asked[index]) >= MAX_PAGES:
-                    return
-                asked[index].add(number)
                 params = req.paginator.params(number, self.per_page)
                 pending[pool.submit(self.get_page, req.path, params, req.scope)] = (index, number)
 
-            for index in range(len(requests_)):
-                submit(index, 1)
-            try:
-                while pending:
-                    finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        index, number = pending.pop(future)
-                        req = requests_[index]
-                        try:
-                            page = future.result()
-                        except NotFoundError as exc:
-                            raise NotFoundError(
-                                f"{req.name} {req.missing} ({exc})", path=exc.path, status=404
-                            ) from None
-                        got[index][number] = page
-                        if number == 1:
-                            rows = len(page.records(req.records) or [])
-                            count = req.paginator.page_count(page, rows, self.per_page) or 1
-                            planned[index] = count
-                            if count > 1 and rows < self.per_page:
-                                capped[index] = rows
-                            for n in range(2, count + 1):
-                                submit(index, n)
-                        nxt = req.paginator.next_page(page)
-                        if nxt is not None:
-                            submit(index, nxt)
-                    if progress is not None and ticker.due(force=not pending):
-                        self.log.info(self._progress(progress, requests_, got, planned, asked))
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+        for index in range(len(requests_)):
+            submit(index, 1)
+        try:
+            start()
+            while pending:
+                finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, number = pending.pop(future)
+                    req = requests_[index]
+                    try:
+                        page = future.result()
+                    except NotFoundError as exc:
+                        raise NotFoundError(
+                            f"{req.name} {req.missing} ({exc})", path=exc.path, status=404
+                        ) from None
+                    got[index][number] = page
+                    if number == 1:
+                        rows = len(page.records(req.records) or [])
+                        count = req.paginator.page_count(page, rows, self.per_page) or 1
+                        planned[index] = count
+                        if count > 1 and rows < self.per_page:
+                            capped[index] = rows
+                        for n in range(2, count + 1):
+                            submit(index, n)
+                    nxt = req.paginator.next_page(page)
+                    if nxt is not None:
+                        submit(index, nxt)
+                start()
+                if progress is not None and ticker.due(force=not pending):
+                    self.log.info(self._progress(progress, requests_, got, planned, asked))
+        except BaseException:
+            # What is queued is dropped and what is running is waited for, as when each
+            # fetch had its own pool: no request of a failed fetch outlives it.
+            queued.clear()
+            for future in pending:
+                future.cancel()
+            wait(list(pending))
+            raise
+        finally:
+            if own:
+                pool.shutdown(wait=True)
         if capped:
             sizes = sorted(set(capped.values()))
             self.log.info(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 from abc import abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +33,7 @@ from pipeline.api.client import (
     DEFAULT_TIMEOUT,
     DEFAULT_WORKERS,
     MAX_PER_PAGE,
+    fetch_pool,
     shared_session,
 )
 from pipeline.api.pacing import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE
@@ -124,6 +126,7 @@ class BillingApiResource(ApiFields, dg.ConfigurableResource):
         log: Log,
         token_name: str = TOKEN_ENV,
         session: requests.Session | None = None,
+        pool: Executor | None = None,
     ) -> DigitalOceanClient:
         return DigitalOceanClient(
             url,
@@ -138,6 +141,7 @@ class BillingApiResource(ApiFields, dg.ConfigurableResource):
             log=log,
             token_name=token_name,
             session=session,
+            pool=pool,
         )
 
     @contextmanager
@@ -146,10 +150,13 @@ class BillingApiResource(ApiFields, dg.ConfigurableResource):
     ) -> Iterator[list[Account]]:
         with ExitStack() as stack:
             session = stack.enter_context(shared_session(self.http_connections))
+            pool = stack.enter_context(fetch_pool(self.http_connections))
             accounts = []
             for position, token in enumerate(tokens, start=1):
                 place = token_place(position, token_env)
-                client = stack.enter_context(self._build_client(url, token, log, place, session))
+                client = stack.enter_context(
+                    self._build_client(url, token, log, place, session, pool)
+                )
                 accounts.append(Account(position, place, client))
             yield accounts
 

@@ -33,7 +33,6 @@ from pipeline.engine.stages import (
     landed_raw,
     normalized,
     replay,
-    snapshots_of,
     swap_teams,
     unmarked,
 )
@@ -72,17 +71,12 @@ def normalized_batch(
     parts = _by_team(source, group, result.tables)
     if parts is None:
         return None
-    fetches = dict(tuple(combined.fetches.groupby("fetch_id", sort=False)))
-    out = {}
-    for n, queued in enumerate(group):
-        batch, team_uuid = queued.batch, queued.team.uuid
-        tables = {name: rows[n] for name, rows in parts.items()}
-        if source.snapshot:
-            tables[SNAPSHOTS] = snapshots_of(
-                source, fetches[batch.fetch_id], team_uuid, batch.fetched_at
-            )
-        out[queued.team] = Normalized(tables)
-    return out
+    if source.snapshot:
+        parts[SNAPSHOTS] = _snapshots_by_team(source, group, combined.fetches)
+    return {
+        queued.team: Normalized({name: rows[n] for name, rows in parts.items()})
+        for n, queued in enumerate(group)
+    }
 
 
 def _by_team(
@@ -108,6 +102,30 @@ def _by_team(
         edges = np.searchsorted(codes, np.arange(len(group) + 1))
         parts[name] = [rows.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
     return parts
+
+
+def _snapshots_by_team(
+    source: Source, group: Sequence[QueuedFetch], fetches: pd.DataFrame
+) -> list[pd.DataFrame]:
+    """`snapshots_of` every team of the group, made as one frame and cut one slice a team, in
+    the group's order (one small frame a team cost about 2 ms each, most of a batch's
+    normalization for a snapshot list)."""
+    taken = fetches.drop_duplicates("fetch_id")
+    codes = pd.Index([f.batch.fetch_id for f in group]).get_indexer(taken["fetch_id"].to_numpy())
+    order = np.argsort(codes, kind="stable")
+    codes, taken = codes[order], taken.take(order)
+    fetched_at = pd.DatetimeIndex([pd.Timestamp(f.batch.fetched_at) for f in group])
+    frame = pd.DataFrame(
+        {
+            "team_uuid": np.array([f.team.uuid for f in group], dtype=object)[codes],
+            "source": source.name,
+            "snapshot_id": taken["fetch_id"].to_numpy(),
+            "snapshot_at": pd.to_datetime(taken["fetched_at"].to_numpy(), utc=True),
+            "loaded_at": fetched_at.take(codes),
+        }
+    )
+    edges = np.searchsorted(codes, np.arange(len(group) + 1))
+    return [frame.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
 
 
 @dataclass(frozen=True)

@@ -146,8 +146,20 @@ def raw_batch(
             ],
             columns=TARGET_COLUMNS,
         ),
-        pages=pd.DataFrame(got.pages, columns=PAGE_COLUMNS).astype({"page": "int32"}),
+        pages=pages_frame(got.pages),
     )
+
+
+def pages_frame(pages: list[tuple]) -> pd.DataFrame:
+    """The fetched pages as raw's rows, `page` as int32: the frame `pd.DataFrame(pages,
+    columns=PAGE_COLUMNS).astype({"page": "int32"})` gives, made column by column (that
+    `astype` copied every column: about 1.2 ms of a team's 1.4 ms, in every step)."""
+    if not pages:
+        return pd.DataFrame(pages, columns=PAGE_COLUMNS).astype({"page": "int32"})
+    rows = zip(*pages, strict=True)  # every page a row of PAGE_COLUMNS, so each a column
+    columns = {name: list(values) for name, values in zip(PAGE_COLUMNS, rows, strict=True)}
+    columns["page"] = np.array(columns["page"], dtype="int32")
+    return pd.DataFrame(columns)
 
 
 def fetch(

@@ -97,11 +97,20 @@ RAW_TO_PRUNE = """
     HAVING NOT bool_or(latest_good OR newest <= $keep)
     ORDER BY fetch_id
 """
-INSERT_FETCH = """
-    INSERT INTO raw.fetches (fetch_id, source, team_uuid, run_id, fetched_at, first_period,
-                             last_period, api_host, status, error, requests)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+# raw.fetches' columns, in the order `land` gives them.
+FETCH_COLUMNS = [
+    "fetch_id",
+    "source",
+    "team_uuid",
+    "run_id",
+    "fetched_at",
+    "first_period",
+    "last_period",
+    "api_host",
+    "status",
+    "error",
+    "requests",
+]
 
 
 @dataclass(frozen=True)
@@ -205,7 +214,9 @@ class RawArchive:
             for b in batches
         ]
         with self._store.transaction() as con:
-            con.executemany(INSERT_FETCH, fetches)
+            # One INSERT of the batch's fetches (a prepared INSERT run per fetch took about
+            # three times as long for 50 teams, in the one writer every team waits for).
+            insert(con, "raw.fetches", pd.DataFrame(fetches, columns=FETCH_COLUMNS))
             for table, part in (("raw.targets", "targets"), ("raw.pages", "pages")):
                 # Each row marked with its fetch once on the whole, not frame by frame.
                 full = [b for b in batches if len(getattr(b, part))] or list(batches[:1])
