@@ -87,7 +87,10 @@ def _sandbox(teams: int, revoked: list[int]) -> tuple[subprocess.Popen, str]:
 def refresh(teams: int, revoke: int = 0) -> dict:
     """One daily refresh of `teams` teams (`revoke` of their tokens revoked), measured and
     checked."""
-    month = datetime.now(UTC).strftime("%Y-%m")
+    # The sandbox builds its accounts as of its start; the check rebuilds them as of the same
+    # moment, so a run that crosses midnight (or a month's end) is checked against what it read.
+    started = datetime.now(UTC)
+    month = started.strftime("%Y-%m")
     work = Path(tempfile.mkdtemp(prefix=f"bench-teams-{teams}-"))
     (work / "dagster.yaml").write_text((HERE.parent / "dagster.yaml").read_text())
     warehouse = work / "warehouse.duckdb"
@@ -129,7 +132,7 @@ def refresh(teams: int, revoke: int = 0) -> dict:
         server.wait()
     (work / "output.log").write_bytes(b"".join(output))
     text = b"".join(output).decode(errors="replace")
-    expected = build_teams(teams, "recent")
+    expected = build_teams(teams, "recent", now=started)
     revoked_uuids = {list(expected.values())[place - 1].team["uuid"] for place in revoked}
     exact = wrong = 0
     with duckdb.connect(str(work / "warehouse.working.duckdb"), read_only=True) as con:
