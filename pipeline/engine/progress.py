@@ -53,7 +53,8 @@ def team_log(step: Log, team: str, teams: int) -> Log:
 
 
 class TeamsProgress:
-    """`invoices: 300/1000 teams done (1 failed) in 41s`, at every tenth of the teams.
+    """`invoices: 300/1000 teams done (1 failed) in 41s`, at every tenth of the teams but the
+    last (the step's summary says that one).
 
     Thread-safe: teams finish on the pool's threads."""
 
@@ -73,7 +74,8 @@ class TeamsProgress:
             self._failed += not ok
             done, failed = self._done, self._failed
             due = False
-            while self.total > 1 and done >= math.ceil(self._next * self.total / 10):
+            # The last tenth is the step's summary, which follows at once: not said twice.
+            while done < self.total and done >= math.ceil(self._next * self.total / 10):
                 self._next += 1
                 due = True
         if due:
