@@ -148,8 +148,9 @@ def test_lists_every_invoice_and_the_preview(sandbox, client):
 
 
 def test_invoice_list_pages_concurrently_when_small_pages(make_client):
-    """Page 1 tells the total; with 200 ms per answer, every other page is then asked at once."""
-    with SandboxServer(latency=0.2) as server, make_client(server, per_page=7) as api:
+    """Page 1 tells the total; with 600 ms per answer, every other page is then asked at once
+    (the margin lets a busy machine start every request before the first one returns)."""
+    with SandboxServer(latency=0.6) as server, make_client(server, per_page=7) as api:
         (listing,) = api.fetch([LIST])
     pages = math.ceil(len(server.data.invoices) / 7)
     assert len(listing.records) == len(server.data.invoices)
