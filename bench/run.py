@@ -534,9 +534,20 @@ def main() -> int:
         f"{len(os.sched_getaffinity(0))} cores."
     )
     text = "\n".join(lines) + "\n"
-    (HERE / "results.md").write_text(text)
     print(text)
+    (HERE / "results.md").write_text(with_kept_notes(text, HERE / "results.md"))
     return 0
+
+
+# Below this line results.md holds notes measured by hand (each change's own effect): kept.
+NOTES_MARKER = "<!-- make bench rewrites everything above this line; the notes below are kept. -->"
+
+
+def with_kept_notes(measured: str, results: Path) -> str:
+    """This run's figures, followed by the notes the file already holds below the marker."""
+    old = results.read_text() if results.exists() else ""
+    _, _, notes = old.partition(NOTES_MARKER)
+    return measured + "\n" + NOTES_MARKER + (notes or "\n")
 
 
 if __name__ == "__main__":
