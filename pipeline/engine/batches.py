@@ -140,7 +140,7 @@ class Landed:
 
     @classmethod
     def of(cls, batch: RawBatch) -> Landed:
-        return cls(batch.fetch_id, len(batch.targets), len(batch.pages), batch.requests)
+        return cls(batch.fetch_id, len(batch.target_rows), len(batch.page_rows), batch.requests)
 
 
 @dataclass(frozen=True)

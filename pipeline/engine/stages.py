@@ -21,13 +21,10 @@ from pipeline.sources.base import FETCH, Normalized, RawData, Source, Target, Ta
 from pipeline.sources.fields import InvalidPayloadError
 from pipeline.warehouse.frames import stacked
 from pipeline.warehouse.intervals import IntervalRows
-from pipeline.warehouse.raw import RawBatch, RawRead
+from pipeline.warehouse.raw import PAGE_COLUMNS, TARGET_COLUMNS, RawBatch, RawRead, batch_rows
 from pipeline.warehouse.store import Warehouse
 from pipeline.warehouse.swap import replace_periods
 
-TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
-# `received`: the exact bytes of a body that was not valid UTF-8 (NULL when `body` is exact).
-PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body", "received"]
 # Every fetch of a snapshot source (the inventory), kept after raw retention lets its pages go.
 SNAPSHOTS = "inventory_snapshots"
 
@@ -134,32 +131,17 @@ def raw_batch(
         status="incomplete" if got.problems else "ok",
         error="\n".join(got.problems) or None,
         requests=requests,
-        targets=pd.DataFrame(
-            [
-                (
-                    t.key,
-                    t.partition,
-                    t.status,
-                    json.dumps(t.entry, ensure_ascii=False) if t.entry is not None else None,
-                )
-                for t in targets
-            ],
-            columns=TARGET_COLUMNS,
-        ),
-        pages=pages_frame(got.pages),
+        target_rows=[
+            (
+                t.key,
+                t.partition,
+                t.status,
+                json.dumps(t.entry, ensure_ascii=False) if t.entry is not None else None,
+            )
+            for t in targets
+        ],
+        page_rows=got.pages,
     )
-
-
-def pages_frame(pages: list[tuple]) -> pd.DataFrame:
-    """The fetched pages as raw's rows, `page` as int32: the frame `pd.DataFrame(pages,
-    columns=PAGE_COLUMNS).astype({"page": "int32"})` gives, made column by column (that
-    `astype` copied every column: about 1.2 ms of a team's 1.4 ms, in every step)."""
-    if not pages:
-        return pd.DataFrame(pages, columns=PAGE_COLUMNS).astype({"page": "int32"})
-    rows = zip(*pages, strict=True)  # every page a row of PAGE_COLUMNS, so each a column
-    columns = {name: list(values) for name, values in zip(PAGE_COLUMNS, rows, strict=True)}
-    columns["page"] = np.array(columns["page"], dtype="int32")
-    return pd.DataFrame(columns)
 
 
 def fetch(
@@ -263,11 +245,9 @@ def landed_batches(batches: Sequence[RawBatch], periods: Sequence[str]) -> RawDa
 
 def _of_batches(batches: Sequence[RawBatch], part: str) -> pd.DataFrame:
     """The batches' targets (or pages) one after the other, each row marked with its fetch and
-    its batch's place (`_batch`): marked once on the whole, not batch by batch."""
-    frames = [getattr(b, part) for b in batches]
-    sizes = [len(frame) for frame in frames]
-    out = pd.concat(frames, ignore_index=True)
-    out[FETCH] = np.repeat(np.array([b.fetch_id for b in batches], dtype=object), sizes)
+    its batch's place (`_batch`): one frame made from every batch's rows."""
+    out = batch_rows(batches, part)
+    sizes = [len(b.target_rows if part == "targets" else b.page_rows) for b in batches]
     out["_batch"] = np.repeat(np.arange(len(batches)), sizes)
     return out
 
