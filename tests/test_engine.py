@@ -205,3 +205,42 @@ def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
             pd.testing.assert_frame_equal(
                 mine[name].reset_index(drop=True), alone.tables[name].reset_index(drop=True)
             )
+
+
+@pytest.mark.parametrize(("max_chars", "transactions"), [(10**9, 2), (1, 6)])
+def test_a_batch_is_written_when_its_pages_reach_the_size_bound(
+    teams_sandbox, make_client, warehouse_path, max_chars, transactions
+):
+    """Three teams' invoice fetches queued in a writer that takes 250 teams a batch: under the
+    size bound they land and swap together (2 transactions); with every team's pages over it,
+    each team is written as it is added (3 landings and 3 swaps), its rows the same."""
+    store = Warehouse(warehouse_path)
+    store.migrate()
+    written = []
+    writer = batches.BatchWriter(
+        INVOICES, store, MONTHS, True, 250, written.append, max_chars=max_chars
+    )
+    before = store.commits
+    for place, token in enumerate(teams_sandbox.tokens, start=1):
+        data = teams_sandbox.data_for(token)
+        team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
+        with make_client(teams_sandbox, token) as api:
+            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
+        writer.add(batches.QueuedFetch(team, str(team), batch, 0, 0))
+        assert len(written) == (place if max_chars == 1 else 0)
+    writer.flush()
+    assert written == [True] * 3 and not writer.failures
+    assert store.commits - before == transactions
+    expected = {
+        teams_sandbox.data_for(t).team["uuid"]: sum(
+            Decimal(item["amount"])
+            for i in teams_sandbox.data_for(t).invoices
+            if i["invoice_period"] in MONTHS
+            for item in teams_sandbox.data_for(t).items[i["invoice_uuid"]]
+        )
+        for t in teams_sandbox.tokens
+    }
+    found = store.query(
+        "SELECT team_uuid, sum(amount) AS total FROM invoice_items GROUP BY 1 ORDER BY 1"
+    )
+    assert dict(zip(found["team_uuid"], found["total"], strict=True)) == expected
