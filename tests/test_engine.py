@@ -198,13 +198,19 @@ def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
             queued.team.uuid,
             queued.batch.fetched_at,
         )
-        mine = together[queued.team].tables
+        mine = together.teams[queued.team].tables
         assert sorted(mine["invoice_items"]["amount"]) == expected[queued.team]
         assert set(mine["invoices"]["team_uuid"]) == {queued.team.uuid}
         for name in ("invoices", "invoice_items"):
             pd.testing.assert_frame_equal(
                 mine[name].reset_index(drop=True), alone.tables[name].reset_index(drop=True)
             )
+    # The whole batch's rows, which the swap writes: every team's, in the group's order.
+    for name in ("invoices", "invoice_items"):
+        pd.testing.assert_frame_equal(
+            together.tables[name],
+            pd.concat([together.teams[q.team].tables[name] for q in group], ignore_index=True),
+        )
 
 
 @pytest.mark.parametrize(("max_chars", "transactions"), [(10**9, 2), (1, 6)])

@@ -19,8 +19,8 @@ from pipeline.defs.metadata import (
     fetch_metadata,
     load_summary,
     step_summary,
+    swapped_teams,
     table_metadata,
-    team_frames,
 )
 from pipeline.defs.partitions import WAREHOUSE_POOL, monthly_partitions, run_periods, single_run
 from pipeline.defs.resources import BillingApiResource, WarehouseResource
@@ -29,7 +29,6 @@ from pipeline.engine.progress import TEAM_LOGGER, failures_summary
 from pipeline.months import month_of
 from pipeline.settings import SAMPLE_DATA
 from pipeline.sources import SOURCES, Source
-from pipeline.teams import Outcome
 
 GROUP = "digitalocean_billing"
 TEAM_DEBUG = logging.getLogger(TEAM_LOGGER)
@@ -66,7 +65,7 @@ def _specs(source: Source) -> list[dg.AssetSpec]:
 def _results(
     context: dg.AssetExecutionContext,
     source: Source,
-    outcome: Outcome[batches.TeamLoad],
+    outcome: batches.StepOutcome,
     periods: list[str],
     fetched: bool,
     tables: bool,
@@ -100,8 +99,8 @@ def _results(
         )
     if tables:
         for table in source.tables:
-            frames = team_frames(outcome.results, table.name)
-            run, months = table_metadata(table, frames, periods)
+            teams = swapped_teams(outcome.results)
+            run, months = table_metadata(table, outcome.rows(table.name), teams, periods)
             for month, metadata in months.items():
                 context.add_asset_metadata(metadata, asset_key=table.name, partition_key=month)
             yield dg.MaterializeResult(

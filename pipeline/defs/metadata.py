@@ -48,24 +48,33 @@ def fetch_metadata(loads: dict[Team, TeamLoad]) -> dict[str, Any]:
     }
 
 
-def team_frames(loads: dict[Team, TeamLoad], table: str) -> dict[Team, pd.DataFrame]:
-    return {team: load.result.tables[table] for team, load in loads.items() if load.result}
+def swapped_teams(loads: dict[Team, TeamLoad]) -> list[Team]:
+    """The teams whose rows the step swapped, in their order."""
+    return [team for team, load in loads.items() if load.result is not None]
 
 
-def by_team(frames: dict[Team, pd.DataFrame]) -> str:
-    """Rows (and amount) per team: the materialization's per-team counts."""
-    rows = [
-        (
-            team.name,
-            team.uuid,
-            len(frame),
-            money(frame["amount"].sum() if len(frame) else 0) if "amount" in frame else "",
-        )
-        for team, frame in frames.items()
-    ]
-    return pd.DataFrame(rows, columns=["team", "team_uuid", "rows", "amount"]).to_markdown(
-        index=False
+def by_team(frame: pd.DataFrame, teams: Sequence[Team]) -> str:
+    """Rows (and amount) per team, every team listed (a team without rows as 0): the
+    materialization's per-team counts, counted on the teams' rows in one frame."""
+    uuids = pd.Index([team.uuid for team in teams])
+    counts = (
+        frame.groupby("team_uuid").size().reindex(uuids, fill_value=0)
+        if len(frame)
+        else pd.Series(0, index=uuids)
     )
+    rows = pd.DataFrame(
+        {
+            "team": [team.name for team in teams],
+            "team_uuid": uuids,
+            "rows": counts.to_numpy(dtype=int),
+        }
+    )
+    if "amount" in frame:
+        sums = frame.groupby("team_uuid")["amount"].sum() if len(frame) else pd.Series()
+        rows["amount"] = [money(sums.get(uuid, 0)) for uuid in uuids]
+    else:
+        rows["amount"] = ""
+    return rows.to_markdown(index=False)
 
 
 def _per_month(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> pd.DataFrame:
@@ -101,27 +110,25 @@ def _spend_by(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
 
 
 def table_metadata(
-    table: Table, frames: dict[Team, pd.DataFrame], periods: Sequence[str]
+    table: Table, frame: pd.DataFrame, teams: Sequence[Team], periods: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """What the UI shows of a table's load: for the whole run (every month of it carries this),
     and for each month its own figures (row count, totals, rows per team, a sample, the
-    breakdown the table declares), so a month's page describes that month, not the run."""
-    frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
+    breakdown the table declares), so a month's page describes that month, not the run.
+    `frame`: every team's rows, in the teams' order (`StepOutcome.rows`)."""
     run: dict[str, Any] = {"run": _run_line(table, frame, periods)}
     if not is_snapshot([table]):  # a snapshot is of no run's months
         run["months"] = len(periods)
-    run["teams"] = len(frames)
+    run["teams"] = len(teams)
     if table.plot:
         run["run_by_month"] = dg.MetadataValue.md(
             _per_month(table, frame, periods).tail(SHOWN_MONTHS).to_markdown(index=False)
         )
     month = table.partition_column
     if month not in frame:  # a snapshot of now (the inventory): the run's figures are all
-        return {**run, **_figures(table, frames, periods)}, {}
+        return {**run, **_figures(table, frame, teams, periods)}, {}
     months = {
-        period: _figures(
-            table, {team: f[f[month] == period] for team, f in frames.items()}, [period]
-        )
+        period: _figures(table, frame[frame[month] == period], teams, [period])
         for period in periods
     }
     return run, months
@@ -156,13 +163,12 @@ def _run_line(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
 
 
 def _figures(
-    table: Table, frames: dict[Team, pd.DataFrame], periods: Sequence[str]
+    table: Table, frame: pd.DataFrame, teams: Sequence[Team], periods: Sequence[str]
 ) -> dict[str, Any]:
     """Row count, totals, rows per team, a sample and the declared breakdown of these rows."""
-    frame = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
     metadata: dict[str, Any] = {
         "dagster/row_count": len(frame),
-        "by_team": dg.MetadataValue.md(by_team(frames)),
+        "by_team": dg.MetadataValue.md(by_team(frame, teams)),
     }
     for column in ("amount", *table.totals):
         if column in frame:

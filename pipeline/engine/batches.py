@@ -40,6 +40,7 @@ from pipeline.sources import TABLES
 from pipeline.sources.base import FETCH, Normalized, Source
 from pipeline.sources.fields import InvalidPayloadError
 from pipeline.teams import DEFAULT_TEAM_WORKERS, Account, Outcome, Team, for_each_team, identify
+from pipeline.warehouse.frames import stacked
 from pipeline.warehouse.raw import RawBatch, RawRead
 from pipeline.warehouse.store import Warehouse
 from pipeline.warehouse.swap import EmptiedMonthError
@@ -53,9 +54,22 @@ WRITE_BATCH = 250
 WRITE_BATCH_CHARS = 64 * 2**20
 
 
+# Every table's rows of a batch of teams, in one frame each, marked with their team (and
+# `inventory_snapshots` for a snapshot source): what one swap writes.
+Tables = dict[str, pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class BatchNormalized:
+    """A batch of teams normalized in one call: each team's rows, and the whole batch's."""
+
+    teams: dict[Team, Normalized]
+    tables: Tables
+
+
 def normalized_batch(
     source: Source, group: Sequence[QueuedFetch], periods: Sequence[str]
-) -> dict[Team, Normalized] | None:
+) -> BatchNormalized | None:
     """A batch of teams normalized in one call, then split by fetch (a snapshot source's rows
     carry theirs as `snapshot_id`, a `many_fetches` source's as FETCH): a normalizer's fixed
     cost is most of the work for one team's few rows, paid once per batch instead of once per
@@ -72,28 +86,30 @@ def normalized_batch(
         return None
     if result.warnings or source.invariants(combined, result.tables, periods):
         return None
-    parts = _by_team(source, group, result.tables)
-    if parts is None:
+    marked = _by_team(source, group, result.tables)
+    if marked is None:
         return None
+    whole, parts = marked
     if source.snapshot:
-        parts[SNAPSHOTS] = _snapshots_by_team(source, group, combined.fetches)
-    return {
+        whole[SNAPSHOTS], parts[SNAPSHOTS] = _snapshots_by_team(source, group, combined.fetches)
+    teams = {
         queued.team: Normalized({name: rows[n] for name, rows in parts.items()})
         for n, queued in enumerate(group)
     }
+    return BatchNormalized(teams, whole)
 
 
 def _by_team(
     source: Source, group: Sequence[QueuedFetch], tables: dict[str, pd.DataFrame]
-) -> dict[str, list[pd.DataFrame]] | None:
-    """Each table's rows marked with their team and their fetch's time (loaded_at) and cut by
-    team, in the group's order: the marking done once on the whole batch's rows, the cut one
-    slice a team. None when a row's fetch is not one of the group's."""
+) -> tuple[Tables, dict[str, list[pd.DataFrame]]] | None:
+    """Each table's rows marked with their team and their fetch's time (loaded_at), in the
+    group's order, whole and cut by team: the marking done once on the whole batch's rows, the
+    cut one slice a team. None when a row's fetch is not one of the group's."""
     split = "snapshot_id" if source.snapshot else FETCH
     fetch_ids = pd.Index([f.batch.fetch_id for f in group])
     uuids = np.array([f.team.uuid for f in group], dtype=object)
     fetched_at = pd.DatetimeIndex([pd.Timestamp(f.batch.fetched_at) for f in group])
-    parts = {}
+    whole, parts = {}, {}
     for name, frame in tables.items():
         codes = fetch_ids.get_indexer(frame[split].to_numpy())
         if (codes < 0).any():
@@ -103,14 +119,16 @@ def _by_team(
         rows = unmarked(source, frame.take(order)).assign(team_uuid=uuids[codes])
         if "loaded_at" in rows:
             rows["loaded_at"] = fetched_at.take(codes)
+        rows = rows.reset_index(drop=True)
         edges = np.searchsorted(codes, np.arange(len(group) + 1))
+        whole[name] = rows
         parts[name] = [rows.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
-    return parts
+    return whole, parts
 
 
 def _snapshots_by_team(
     source: Source, group: Sequence[QueuedFetch], fetches: pd.DataFrame
-) -> list[pd.DataFrame]:
+) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
     """`snapshots_of` every team of the group, made as one frame and cut one slice a team, in
     the group's order (one small frame a team cost about 2 ms each, most of a batch's
     normalization for a snapshot list)."""
@@ -129,7 +147,7 @@ def _snapshots_by_team(
         }
     )
     edges = np.searchsorted(codes, np.arange(len(group) + 1))
-    return [frame.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
+    return frame, [frame.iloc[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,27 @@ class TeamLoad:
     result: Normalized | None
     retries: int = 0
     rate_limited: int = 0
+
+
+@dataclass(frozen=True)
+class StepOutcome(Outcome[TeamLoad]):
+    """A step's teams (`Outcome`), with the rows its swaps wrote, a few frames a table (one
+    a batch), so what describes the step reads them without a frame a team."""
+
+    written: dict[str, list[pd.DataFrame]] = field(default_factory=dict)
+
+    def rows(self, table: str) -> pd.DataFrame:
+        """Every swapped team's rows of `table` in one frame, the teams in their order."""
+        loads = [load for load in self.results.values() if load.result is not None]
+        if not loads:
+            return pd.DataFrame()
+        parts = self.written.get(table)
+        if parts is None:  # not written in batches (a replay): each team's own frame
+            return stacked([load.result.tables[table] for load in loads])  # type: ignore[union-attr]
+        frame = stacked(parts)
+        order = pd.Index([team.uuid for team in self.results])
+        codes = order.get_indexer(frame["team_uuid"].to_numpy())
+        return frame.take(np.argsort(codes, kind="stable")).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -219,6 +258,8 @@ class BatchWriter:
         self._lock = threading.Lock()
         self._queued: list[QueuedFetch] = []
         self.results: dict[Team, TeamLoad] = {}
+        # Each swap's rows, by table: the step's metadata describes them without a frame a team.
+        self.written: dict[str, list[pd.DataFrame]] = {}
         self.failures: list[tuple[str, BaseException]] = []
         self._failed: set[Team] = set()  # the teams of `failures`, by the key `results` uses
 
@@ -271,9 +312,11 @@ class BatchWriter:
                 else:
                     self._fail(queued, error)
             with self.seconds.timing("normalize"):
-                results = self._normalize(good) if self.tables else {f.team: None for f in good}
+                results, whole = (
+                    self._normalize(good) if self.tables else ({f.team: None for f in good}, None)
+                )
             with self.seconds.timing("swap"):
-                swapped = self._swap([f for f in good if f.team in results], results)
+                swapped = self._swap([f for f in good if f.team in results], results, whole)
         for queued in swapped:
             load = TeamLoad(
                 Landed.of(queued.batch), results[queued.team], queued.retries, queued.rate_limited
@@ -311,11 +354,14 @@ class BatchWriter:
             group, lambda part: self.store.raw.land(*(f.batch for f in part))
         )
 
-    def _normalize(self, group: list[QueuedFetch]) -> dict[Team, Normalized | None]:
+    def _normalize(
+        self, group: list[QueuedFetch]
+    ) -> tuple[dict[Team, Normalized | None], Tables | None]:
+        """Each team's rows, and the whole group's when one call normalized every team."""
         if (self.source.snapshot or self.source.many_fetches) and len(group) > 1:
             in_one_call = normalized_batch(self.source, group, self.periods)
             if in_one_call is not None:
-                return in_one_call  # type: ignore[return-value]
+                return dict(in_one_call.teams), in_one_call.tables
         results: dict[Team, Normalized | None] = {}
         for queued in group:
             try:
@@ -325,18 +371,26 @@ class BatchWriter:
                 )
             except (RawNotFetchedError, InvalidPayloadError, InvariantError, duckdb.Error) as exc:
                 self._fail(queued, exc)
-        return results
+        return results, None
 
     def _swap(
-        self, group: list[QueuedFetch], results: dict[Team, Normalized | None]
+        self,
+        group: list[QueuedFetch],
+        results: dict[Team, Normalized | None],
+        whole: Tables | None = None,
     ) -> list[QueuedFetch]:
-        """Swap the group's months in one transaction (or each team's in its own)."""
+        """Swap the group's months in one transaction (or each team's in its own); `whole`:
+        the group's rows already in one frame a table, when the group is all they hold."""
         if not self.tables:
             return group
 
         def write(part: list[QueuedFetch]) -> None:
             rows = {f.team.uuid: results[f.team] for f in part}
-            swap_teams(self.source, self.store, self.periods, rows)  # type: ignore[arg-type]
+            tables = whole if len(part) == len(group) else None
+            done = swap_teams(self.source, self.store, self.periods, rows, tables)  # type: ignore[arg-type]
+            with self._lock:
+                for name, frame in done.items():
+                    self.written.setdefault(name, []).append(frame)
 
         return self._whole_or_each(group, write)
 
@@ -354,7 +408,7 @@ def load_teams(
     workers: int = DEFAULT_TEAM_WORKERS,
     write_batch: int = WRITE_BATCH,
     seconds: StageSeconds | None = None,
-) -> Outcome[TeamLoad]:
+) -> StepOutcome:
     """Fetch every team's pages, `workers` teams at a time, and land (and, with `tables`, swap)
     them `write_batch` teams per transaction as they finish fetching; each team all or
     nothing, the others unaffected by its failure. `known`: the teams this run already read
@@ -388,12 +442,12 @@ def load_teams(
     writer.flush()
     order = {team: n for n, (team, _) in enumerate(teams)}
     results = dict(sorted(writer.results.items(), key=lambda pair: order[pair[0]]))
-    return Outcome(results, [*fetched.failures, *writer.failures])
+    return StepOutcome(results, [*fetched.failures, *writer.failures], writer.written)
 
 
 def replay_teams(
     source: Source, store: Warehouse, periods: Sequence[str], *, now: datetime
-) -> Outcome[TeamLoad]:
+) -> StepOutcome:
     """Rebuild every team's months that raw holds, from raw alone: zero requests. `now`: the
     rows' loaded_at."""
     uuids = store.raw.teams(source.name, periods)
@@ -405,7 +459,7 @@ def replay_teams(
         )
     names = store.teams.names(uuids)
     teams = [Team(uuid, *names.get(uuid, (uuid, 0)), place="raw") for uuid in uuids]
-    outcome: Outcome[TeamLoad] = Outcome({}, [])
+    outcome = StepOutcome({}, [])
     for team in teams:
         try:
             result = replay(source, store, periods, team.uuid, now=now)

@@ -300,39 +300,42 @@ def swap(
 
 
 def swap_teams(
-    source: Source, store: Warehouse, periods: Sequence[str], results: dict[str, Normalized]
-) -> None:
+    source: Source,
+    store: Warehouse,
+    periods: Sequence[str],
+    results: dict[str, Normalized],
+    tables: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Replace several teams' rows of the months in every table of the source, and prune their
     raw fetches (RAW_KEEP), in one transaction: one DELETE and one INSERT per table (a
-    snapshot source's interval tables: one set-based merge of every team's snapshot)."""
+    snapshot source's interval tables: one set-based merge of every team's snapshot).
+    `tables`: the same rows as `results`' already in one frame a table (a batch normalized in
+    one call), so they are not stacked again. The rows written, one frame a table."""
     teams = list(results)
-
-    def rows(name: str) -> list[pd.DataFrame]:
-        return [results[team].tables[name] for team in teams]
-
+    names = [t.name for t in source.tables] + ([SNAPSHOTS] if source.snapshot else [])
+    rows = tables or {
+        name: stacked([results[team].tables[name] for team in teams]) for name in names
+    }
     replace_periods(
         store,
         teams,
         periods,
+        {t.name: (rows[t.name], t.partition_column) for t in source.tables if t.write == "months"},
         {
-            t.name: (stacked(rows(t.name)), t.partition_column)
-            for t in source.tables
-            if t.write == "months"
-        },
-        {
-            t.name: (stacked(rows(t.name)), ("team_uuid", *t.primary_key))
+            t.name: (rows[t.name], ("team_uuid", *t.primary_key))
             for t in source.tables
             if t.write == "merge"
         },
-        snapshots=stacked(rows(SNAPSHOTS)) if source.snapshot else None,
+        snapshots=rows[SNAPSHOTS] if source.snapshot else None,
         intervals={
-            t.name: IntervalRows(stacked(rows(t.name)), t.primary_key)
+            t.name: IntervalRows(rows[t.name], t.primary_key)
             for t in source.tables
             if t.write == "intervals"
         },
         raw_source=source.name,
         closed={t.name: t.closed for t in source.tables if t.write == "months" and t.closed},
     )
+    return {name: rows[name] for name in names}
 
 
 def replay(
