@@ -1,6 +1,8 @@
-"""The bench runs dlt's script as a dlt user does: a file, in its own directory, a clean env."""
+"""The bench runs dlt's script as a dlt user does: a file, in its own directory with its own
+config, in a clean environment."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,10 @@ def test_dlt_runs_as_a_script_in_an_empty_directory_with_a_clean_environment(
     command, cwd, env = run.dlt_command("http://127.0.0.1:1", tmp_path, "parallelized")
     assert command[1] == str(SCRIPT) and "-c" not in command
     assert command[-1] == "parallelized"
-    # dlt reads .dlt/ from its working directory: a new, empty one, not the repository.
-    assert cwd.is_dir() and not any(cwd.iterdir())
+    # dlt reads .dlt/ from its working directory: a new one holding only the peer's config.
+    assert [p.relative_to(cwd) for p in cwd.rglob("*")] == [Path(".dlt"), Path(".dlt/config.toml")]
+    config = tomllib.loads((cwd / ".dlt" / "config.toml").read_text())
+    assert config["extract"]["workers"] > 5  # dlt's default for parallelized resources
     assert SCRIPT.parent.parent not in (cwd, *cwd.parents)
     assert "DAGSTER_HOME" not in env and "PYTHONPATH" not in env
     assert env["PATH"]
