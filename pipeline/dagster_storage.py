@@ -15,7 +15,17 @@ layout and schema, is Dagster's own, so an instance moves between this and plain
 
 Dagster's webserver follows a run live by watching the run's `.db` file for changes; with the
 connection kept open, new events stay in the `-wal` file until a checkpoint, so each write to a
-run's file also touches it. dagster is pinned: this subclass replaces `_connect`, which is
+run's file also touches it.
+
+A range run's planned months and its materialized months (246 of the ~290 events over 41
+months) are events Dagster can hand its storage as batches; it does so only when
+DAGSTER_EVENT_BATCH_SIZE is above 0 (its default is 0: one write each), and Dagster's SQLite
+storage then still writes them one transaction each. This one asks for batches (unless the
+variable is set) and writes each in one transaction per file (`store_event_batch`). A batch is
+held in memory until its last event, which Dagster sends straight after the first: a range run's
+planned months as it creates the run, an asset's months as its step ends.
+
+dagster is pinned: this subclass replaces `_connect`, which is
 private, and tests/test_dagster_storage.py fails if that changes.
 """
 
@@ -23,14 +33,15 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from dagster import Field
+from dagster import EventLogEntry, Field
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
@@ -45,6 +56,11 @@ from dagster._utils import mkdir_p
 # A webserver reads many runs' files; keep this many open, least recently used closed first.
 OPEN_FILES = 8
 
+# Dagster reads this at each event: above 0, the events it can batch come to `store_event_batch`
+# in batches of up to this many. A range run's batch is one asset's months (or its planned ones).
+EVENT_BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE = 1000
+
 
 def _sync_at_checkpoints_only(dbapi_connection: sqlite3.Connection, _: Any) -> None:
     dbapi_connection.execute("PRAGMA synchronous=NORMAL")
@@ -56,7 +72,11 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, sa.engine.Engine] = OrderedDict()
         self._tables_seen: set[str] = set()
+        # During a batch: the thread writing it, and each file's connection, in a transaction.
+        self._batch_thread: int | None = None
+        self._held: dict[str, sa.Connection] = {}
         super().__init__(base_dir, inst_data)
+        os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
 
     @classmethod
     def from_config_value(
@@ -88,8 +108,34 @@ class KeptOpenSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's `store_event` for each event, in one transaction per file: all of the
+        batch is written or none (Dagster then stores the events one by one). Other threads'
+        writes wait for the batch, as they wait for one event."""
+        with self._db_lock:
+            self._batch_thread = threading.get_ident()
+            try:
+                for event in events:
+                    self.store_event(event)
+                for conn in self._held.values():
+                    conn.commit()
+            finally:
+                held, self._held, self._batch_thread = self._held, {}, None
+                for conn in held.values():
+                    conn.close()  # rolls back what was not committed
+        for shard in held:
+            if shard != INDEX_SHARD_NAME:
+                os.utime(self.path_for_shard(shard))
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[sa.Connection]:  # type: ignore[override]
+        if self._batch_thread == threading.get_ident():  # within a batch, which holds the lock
+            conn = self._held.get(shard)
+            if conn is None:
+                conn = self._held[shard] = self._engine(shard).connect()
+                conn.begin()
+            yield conn
+            return
         with self._db_lock:
             with self._engine(shard).connect() as conn:
                 dbapi = conn.connection.dbapi_connection

@@ -3,7 +3,9 @@ the event log kept open. What the UI relies on still holds: another process sees
 at once and is told of new ones while the run goes on, and plain `storage: sqlite` reads it all."""
 
 import shutil
+import sqlite3
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -87,6 +89,98 @@ def test_a_range_run_is_read_whole_by_another_instance_and_by_plain_sqlite_stora
         assert not isinstance(plain.event_log_storage, KeptOpenSqliteEventLogStorage)
         assert plain.get_materialized_partitions(key) == set(MONTHS.get_partition_keys())
         assert len(plain.get_runs()) == 3
+
+
+@dg.asset(partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
+def months_in_one_run(context: dg.AssetExecutionContext) -> None:
+    context.log.info(f"loaded {len(context.partition_keys)} months")
+
+
+def test_a_range_run_writes_its_months_as_batches_and_another_instance_reads_them(
+    home, monkeypatch
+):
+    """The planned and the materialized months come to the storage as batches, one
+    transaction per file each; the UI's instance sees every month, as plain SQLite does."""
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    batches: list[list[str]] = []
+    store_batch = KeptOpenSqliteEventLogStorage.store_event_batch
+
+    def spy(self, events):
+        batches.append([e.dagster_event_type.value for e in events if e.dagster_event_type])
+        store_batch(self, events)
+
+    monkeypatch.setattr(KeptOpenSqliteEventLogStorage, "store_event_batch", spy)
+    job = dg.Definitions(assets=[months_in_one_run]).resolve_implicit_global_asset_job_def()
+    key = dg.AssetKey("months_in_one_run")
+    with instance_at(home) as writer, instance_at(home) as reader:
+        range_tags = {
+            "dagster/asset_partition_range_start": "2026-01",
+            "dagster/asset_partition_range_end": "2026-03",
+        }
+        assert job.execute_in_process(instance=writer, tags=range_tags).success
+        assert reader.get_materialized_partitions(key) == set(MONTHS.get_partition_keys())
+        (run,) = reader.get_runs()
+        planned = reader.get_latest_planned_materialization_info(key, "2026-02")
+        assert planned is not None and planned.run_id == run.run_id
+    assert ["ASSET_MATERIALIZATION_PLANNED"] * 3 in batches
+    assert ["ASSET_MATERIALIZATION"] * 3 in batches
+
+
+@dg.asset(partitions_def=MONTHS, backfill_policy=dg.BackfillPolicy.single_run())
+def months_failing(context: dg.AssetExecutionContext) -> None:
+    raise RuntimeError("the API is down")
+
+
+def test_a_failed_range_run_shows_its_months_failed(home, monkeypatch):
+    """With its events written as batches, a failed range run still shows each month failed."""
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    job = dg.Definitions(assets=[months_failing]).resolve_implicit_global_asset_job_def()
+    range_tags = {
+        "dagster/asset_partition_range_start": "2026-01",
+        "dagster/asset_partition_range_end": "2026-03",
+    }
+    with instance_at(home) as writer, instance_at(home) as reader:
+        result = job.execute_in_process(instance=writer, tags=range_tags, raise_on_error=False)
+        assert not result.success
+        status = reader.get_status_by_partition(
+            dg.AssetKey("months_failing"), MONTHS.get_partition_keys(), MONTHS
+        )
+    assert status == dict.fromkeys(MONTHS.get_partition_keys(), dg.AssetPartitionStatus.FAILED)
+
+
+def test_a_batch_is_written_whole_or_not_at_all(home, monkeypatch):
+    """A batch that fails part way leaves nothing behind: Dagster then stores its events one by
+    one, and none is written twice."""
+    run_id = str(uuid.uuid4())
+
+    def entry(message: str) -> dg.EventLogEntry:
+        return dg.EventLogEntry(
+            error_info=None,
+            level="INFO",
+            user_message=message,
+            run_id=run_id,
+            timestamp=time.time(),
+        )
+
+    with instance_at(home) as instance:
+        storage = instance.event_log_storage
+        store_event = KeptOpenSqliteEventLogStorage.store_event
+
+        def fails_on_the_second(self, event):
+            if event.user_message == "second":
+                raise sqlite3.OperationalError("disk I/O error")
+            store_event(self, event)
+
+        monkeypatch.setattr(KeptOpenSqliteEventLogStorage, "store_event", fails_on_the_second)
+        with pytest.raises(sqlite3.OperationalError):
+            storage.store_event_batch([entry("first"), entry("second")])
+        monkeypatch.setattr(KeptOpenSqliteEventLogStorage, "store_event", store_event)
+        assert [e.user_message for e in instance.all_logs(run_id)] == []
+        storage.store_event_batch([entry("first"), entry("second")])
+        storage.store_event(entry("third"))  # the file's own connection again, after a batch
+    with instance_at(home) as reader:
+        logged = [e.user_message for e in reader.all_logs(run_id)]
+    assert logged == ["first", "second", "third"]
 
 
 def test_wiping_the_instance_closes_its_files_first(home):
