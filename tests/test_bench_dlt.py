@@ -52,7 +52,7 @@ def test_the_dlt_script_imports_nothing_from_this_repository() -> None:
 
 
 def test_the_dlt_script_pages_items_with_json_link_and_is_parallelized() -> None:
-    from bench.dlt_pipeline import billing_config, billing_source
+    from bench.dlt_pipeline import billing_config
 
     config = billing_config("http://127.0.0.1:1", "t", parallelized=True)
     assert config["resource_defaults"] == {"parallelized": True}
@@ -62,5 +62,8 @@ def test_the_dlt_script_pages_items_with_json_link_and_is_parallelized() -> None
         "type": "json_link",
         "next_url_path": "links.pages.next",
     }
-    source = billing_source("http://127.0.0.1:1", "t", parallelized=False)
-    assert set(source.resources) == {"invoices", "invoice_items"}
+    assert [r["name"] for r in config["resources"]] == ["invoices", "invoice_items"]
+    assert items["include_from_parent"] == ["invoice_period"]
+    assert billing_config("u", "t", parallelized=False)["resource_defaults"] == {
+        "parallelized": False
+    }
