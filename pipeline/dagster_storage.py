@@ -217,14 +217,22 @@ class SqliteStorage(DagsterSqliteStorage):
         return cls(inst_data=inst_data, **config)
 
 
+def postgres_url_as_set(
+    variable: str = POSTGRES_URL_ENV, env: Mapping[str, str] | None = None
+) -> str | None:
+    """The instance's PostgreSQL URL as the variable holds it (stripped), None when it is
+    unset or empty: what `make services` hands the processes it starts."""
+    return (os.environ if env is None else env).get(variable, "").strip() or None
+
+
 def postgres_url(
     variable: str = POSTGRES_URL_ENV, env: Mapping[str, str] | None = None
 ) -> str | None:
     """The instance's PostgreSQL URL, if the variable is set (empty counts as unset), for the
     driver dagster-postgres brings (psycopg2; SQLAlchemy's default for `postgresql://` is the
     other one)."""
-    url = (os.environ if env is None else env).get(variable, "").strip()
-    if not url:
+    url = postgres_url_as_set(variable, env)
+    if url is None:
         return None
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):

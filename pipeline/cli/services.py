@@ -34,7 +34,7 @@ import yaml
 
 from pipeline.cli.doctor.instance import opened, server_of, unreachable
 from pipeline.cli.supervise import database_errors
-from pipeline.dagster_storage import POSTGRES_URL_ENV, postgres_url
+from pipeline.dagster_storage import POSTGRES_URL_ENV, postgres_url_as_set
 
 LOCATION = "do_billing"
 MODULE = "pipeline.defs.definitions"
@@ -183,12 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--code-port", type=int, default=4266, help="the code server's port")
     parser.add_argument("--also", type=Path, help="a workspace.yaml whose entries are added")
     args = parser.parse_args(argv)
-    url = postgres_url()
+    url = postgres_url_as_set()
     if url is None:
         print(NO_URL, file=sys.stderr)
         return 2
     home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd()).resolve()
-    return serve(home, os.environ[POSTGRES_URL_ENV].strip(), args)
+    return serve(home, url, args)
 
 
 if __name__ == "__main__":
