@@ -259,6 +259,15 @@ def dlt_python() -> str:
     return os.environ.get("DLT_PYTHON") or sys.executable
 
 
+def shown_path(path: str) -> str:
+    """A path as results.md shows it: relative to the repository when inside it (the
+    checkout's own folder says nothing to a reader on another machine)."""
+    try:
+        return str(Path(path).relative_to(HERE.parent))
+    except ValueError:
+        return path
+
+
 def dlt_command(server_url: str, work: Path, mode: str) -> tuple[list[str], Path, dict[str, str]]:
     """The dlt script as its user runs it: `python dlt_pipeline.py`, in a new working
     directory holding only its `.dlt/config.toml` (dlt reads config from there, not from this
@@ -361,7 +370,7 @@ def whole_processes(runs: int, latency: float = 0.02) -> dict:
         "dlt_seq": statistics.median(peers["sequential"]),
         "dlt_seq_runs": peers["sequential"],
         "imports": imports,
-        "dlt_python": dlt_python(),
+        "dlt_python": shown_path(dlt_python()),
         "rows": rows.pop(),
         "months": len(periods),
     }
