@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -53,15 +54,49 @@ def swapped_teams(loads: dict[Team, TeamLoad]) -> list[Team]:
     return [team for team, load in loads.items() if load.result is not None]
 
 
-def by_team(frame: pd.DataFrame, teams: Sequence[Team]) -> str:
+@dataclass(frozen=True)
+class Counted:
+    """One month's sums, cut from sums counted once for every month of a run (a group-by a
+    month cost more than the rest of a month's figures): rows and amount per team, amount per
+    the table's `spend_by`."""
+
+    rows: pd.Series
+    amounts: pd.Series | None
+    spend: pd.Series | None
+
+
+def counted_by_month(table: Table, frame: pd.DataFrame) -> dict[str, Counted]:
+    """Each month's `Counted`, from one group-by a figure over every month's rows."""
+    month = table.partition_column
+    keys = [month, "team_uuid"]
+    rows = _by_first_level(frame.groupby(keys).size())
+    amounts = _by_first_level(frame.groupby(keys)["amount"].sum()) if "amount" in frame else {}
+    spend = {}
+    if table.spend_by:
+        spend = _by_first_level(
+            frame.groupby([month, table.spend_by], dropna=False)["amount"].sum()
+        )
+    return {
+        period: Counted(part, amounts.get(period), spend.get(period))
+        for period, part in rows.items()
+    }
+
+
+def _by_first_level(sums: pd.Series) -> dict[str, pd.Series]:
+    return {key: part.droplevel(0) for key, part in sums.groupby(level=0, sort=False)}
+
+
+def by_team(frame: pd.DataFrame, teams: Sequence[Team], counted: Counted | None = None) -> str:
     """Rows (and amount) per team, every team listed (a team without rows as 0): the
-    materialization's per-team counts, counted on the teams' rows in one frame."""
+    materialization's per-team counts, counted on the teams' rows in one frame (or `counted`
+    already)."""
     uuids = pd.Index([team.uuid for team in teams])
-    counts = (
-        frame.groupby("team_uuid").size().reindex(uuids, fill_value=0)
-        if len(frame)
-        else pd.Series(0, index=uuids)
-    )
+    if counted is not None:
+        counts = counted.rows.reindex(uuids, fill_value=0)
+    elif len(frame):
+        counts = frame.groupby("team_uuid").size().reindex(uuids, fill_value=0)
+    else:
+        counts = pd.Series(0, index=uuids)
     rows = pd.DataFrame(
         {
             "team": [team.name for team in teams],
@@ -70,7 +105,10 @@ def by_team(frame: pd.DataFrame, teams: Sequence[Team]) -> str:
         }
     )
     if "amount" in frame:
-        sums = frame.groupby("team_uuid")["amount"].sum() if len(frame) else pd.Series()
+        if counted is not None and counted.amounts is not None:
+            sums = counted.amounts
+        else:
+            sums = frame.groupby("team_uuid")["amount"].sum() if len(frame) else pd.Series()
         rows["amount"] = [money(sums.get(uuid, 0)) for uuid in uuids]
     else:
         rows["amount"] = ""
@@ -95,16 +133,23 @@ def _per_month(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> pd.
     )
 
 
-def _spend_by(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
+def _spend_by(
+    table: Table, frame: pd.DataFrame, periods: Sequence[str], spend: pd.Series | None = None
+) -> str:
+    """Amount by the table's `spend_by` and month (the last six); `spend`: one month's, counted
+    already."""
     if not len(frame):
         return "no rows"
     column = table.spend_by
-    by = (
-        frame.groupby([column, table.partition_column], dropna=False)["amount"]
-        .sum()
-        .unstack(table.partition_column)
-        .reindex(columns=periods[-6:])
-    )
+    if spend is not None:
+        by = spend.to_frame(periods[-1])
+    else:
+        by = (
+            frame.groupby([column, table.partition_column], dropna=False)["amount"]
+            .sum()
+            .unstack(table.partition_column)
+            .reindex(columns=periods[-6:])
+        )
     by = by.loc[by.sum(axis=1).sort_values(ascending=False).index]
     return by.fillna(0).map(lambda v: f"{v:,.2f}").to_markdown()
 
@@ -127,8 +172,13 @@ def table_metadata(
     month = table.partition_column
     if month not in frame:  # a snapshot of now (the inventory): the run's figures are all
         return {**run, **_figures(table, frame, teams, periods)}, {}
+    # The rows cut by month once, and their sums counted once for every month.
+    rows = dict(tuple(frame.groupby(month, sort=False))) if len(frame) else {}
+    counted = counted_by_month(table, frame) if len(frame) else {}
     months = {
-        period: _figures(table, frame[frame[month] == period], teams, [period])
+        period: _figures(
+            table, rows.get(period, frame.iloc[0:0]), teams, [period], counted.get(period)
+        )
         for period in periods
     }
     return run, months
@@ -163,12 +213,17 @@ def _run_line(table: Table, frame: pd.DataFrame, periods: Sequence[str]) -> str:
 
 
 def _figures(
-    table: Table, frame: pd.DataFrame, teams: Sequence[Team], periods: Sequence[str]
+    table: Table,
+    frame: pd.DataFrame,
+    teams: Sequence[Team],
+    periods: Sequence[str],
+    counted: Counted | None = None,
 ) -> dict[str, Any]:
-    """Row count, totals, rows per team, a sample and the declared breakdown of these rows."""
+    """Row count, totals, rows per team, a sample and the declared breakdown of these rows
+    (`counted`: their sums, when counted already)."""
     metadata: dict[str, Any] = {
         "dagster/row_count": len(frame),
-        "by_team": dg.MetadataValue.md(by_team(frame, teams)),
+        "by_team": dg.MetadataValue.md(by_team(frame, teams, counted)),
     }
     for column in ("amount", *table.totals):
         if column in frame:
@@ -178,7 +233,7 @@ def _figures(
     metadata["preview"] = dg.MetadataValue.md(sample.to_markdown(index=False))
     if table.spend_by:
         metadata[f"spend_by_{table.spend_by}"] = dg.MetadataValue.md(
-            _spend_by(table, frame, periods)
+            _spend_by(table, frame, periods, counted.spend if counted else None)
         )
     return metadata
 
