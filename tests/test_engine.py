@@ -250,3 +250,34 @@ def test_a_batch_is_written_when_its_pages_reach_the_size_bound(
         "SELECT team_uuid, sum(amount) AS total FROM invoice_items GROUP BY 1 ORDER BY 1"
     )
     assert dict(zip(found["team_uuid"], found["total"], strict=True)) == expected
+
+
+def test_a_steps_rows_come_in_its_teams_order_whatever_order_they_were_written(
+    teams_sandbox, make_client, warehouse_path
+):
+    """Three teams written one batch each, last team first: the step's rows of a table (what
+    its metadata describes) are every team's, in the teams' order, each team's as its own
+    result holds them."""
+    store = Warehouse(warehouse_path)
+    store.migrate()
+    writer = batches.BatchWriter(INVOICES, store, MONTHS, True, 250, lambda ok: None, max_chars=1)
+    teams = []
+    for place, token in enumerate(teams_sandbox.tokens, start=1):
+        data = teams_sandbox.data_for(token)
+        teams.append(Team(data.team["uuid"], data.team["name"], place, f"token {place}"))
+    for team, token in reversed(list(zip(teams, teams_sandbox.tokens, strict=True))):
+        with make_client(teams_sandbox, token) as api:
+            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
+        writer.add(batches.QueuedFetch(team, str(team), batch, 0, 0))
+    assert len(writer.written["invoice_items"]) == 3
+    outcome = batches.StepOutcome(
+        {team: writer.results[team] for team in teams}, [], writer.written
+    )
+    rows = outcome.rows("invoice_items")
+    expected = pd.concat(
+        [writer.results[team].result.tables["invoice_items"] for team in teams], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(rows, expected)
+    assert list(dict.fromkeys(rows["team_uuid"])) == [
+        t.uuid for t in teams if len(writer.results[t].result.tables["invoice_items"])
+    ]
