@@ -171,6 +171,18 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
     ]
 
 
+def queued_invoices(sandbox, make_client, store) -> list[batches.QueuedFetch]:
+    """Each of the sandbox's teams' invoice fetches for MONTHS, queued, in token order."""
+    group = []
+    for place, token in enumerate(sandbox.tokens, start=1):
+        data = sandbox.data_for(token)
+        team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
+        with make_client(sandbox, token) as api:
+            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
+        group.append(batches.QueuedFetch(team, str(team), batch, 0, 0))
+    return group
+
+
 def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
     teams_sandbox, make_client, warehouse_path
 ):
@@ -178,15 +190,11 @@ def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
     gets alone (its own invoices and items, its own loaded_at), and no other team's."""
     store = Warehouse(warehouse_path)
     store.migrate()
-    group, expected = [], {}
-    for place, token in enumerate(teams_sandbox.tokens, start=1):
+    group, expected = queued_invoices(teams_sandbox, make_client, store), {}
+    for queued, token in zip(group, teams_sandbox.tokens, strict=True):
         data = teams_sandbox.data_for(token)
-        team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
-        with make_client(teams_sandbox, token) as api:
-            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
-        group.append(batches.QueuedFetch(team, str(team), batch, 0, 0))
         invoices = [i for i in data.invoices if i["invoice_period"] in MONTHS]
-        expected[team] = sorted(
+        expected[queued.team] = sorted(
             Decimal(item["amount"]) for i in invoices for item in data.items[i["invoice_uuid"]]
         )
     together = batches.normalized_batch(INVOICES, group, MONTHS)
@@ -227,12 +235,8 @@ def test_a_batch_is_written_when_its_pages_reach_the_size_bound(
         INVOICES, store, MONTHS, True, 250, written.append, max_chars=max_chars
     )
     before = store.commits
-    for place, token in enumerate(teams_sandbox.tokens, start=1):
-        data = teams_sandbox.data_for(token)
-        team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
-        with make_client(teams_sandbox, token) as api:
-            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
-        writer.add(batches.QueuedFetch(team, str(team), batch, 0, 0))
+    for place, queued in enumerate(queued_invoices(teams_sandbox, make_client, store), start=1):
+        writer.add(queued)
         assert len(written) == (place if max_chars == 1 else 0)
     writer.flush()
     assert written == [True] * 3 and not writer.failures
@@ -261,14 +265,10 @@ def test_a_steps_rows_come_in_its_teams_order_whatever_order_they_were_written(
     store = Warehouse(warehouse_path)
     store.migrate()
     writer = batches.BatchWriter(INVOICES, store, MONTHS, True, 250, lambda ok: None, max_chars=1)
-    teams = []
-    for place, token in enumerate(teams_sandbox.tokens, start=1):
-        data = teams_sandbox.data_for(token)
-        teams.append(Team(data.team["uuid"], data.team["name"], place, f"token {place}"))
-    for team, token in reversed(list(zip(teams, teams_sandbox.tokens, strict=True))):
-        with make_client(teams_sandbox, token) as api:
-            batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
-        writer.add(batches.QueuedFetch(team, str(team), batch, 0, 0))
+    group = queued_invoices(teams_sandbox, make_client, store)
+    teams = [queued.team for queued in group]
+    for queued in reversed(group):
+        writer.add(queued)
     assert len(writer.written["invoice_items"]) == 3
     outcome = batches.StepOutcome(
         {team: writer.results[team] for team in teams}, [], writer.written
