@@ -13,6 +13,7 @@ import pytest
 from pipeline.api import SINGLE
 from pipeline.defs.assets import source_asset
 from pipeline.engine import batches, stages
+from pipeline.engine.together import QueuedFetch, normalized_batch
 from pipeline.sources import INVOICES, SUMMARIES
 from pipeline.sources.base import Endpoint, Normalized, RawData, Source, Table, Target, Targets
 from pipeline.sources.fields import MONEY, MONEY_PATTERN, InvalidPayloadError, decimal
@@ -171,7 +172,7 @@ def test_a_toy_source_needs_only_its_declaration(sandbox, warehouse_path, pipeli
     ]
 
 
-def queued_invoices(sandbox, make_client, store) -> list[batches.QueuedFetch]:
+def queued_invoices(sandbox, make_client, store) -> list[QueuedFetch]:
     """Each of the sandbox's teams' invoice fetches for MONTHS, queued, in token order."""
     group = []
     for place, token in enumerate(sandbox.tokens, start=1):
@@ -179,7 +180,7 @@ def queued_invoices(sandbox, make_client, store) -> list[batches.QueuedFetch]:
         team = Team(data.team["uuid"], data.team["name"], place, f"token {place}")
         with make_client(sandbox, token) as api:
             batch = stages.fetch(INVOICES, api, store, MONTHS, team.uuid)
-        group.append(batches.QueuedFetch(team, str(team), batch, 0, 0))
+        group.append(QueuedFetch(team, str(team), batch, 0, 0))
     return group
 
 
@@ -197,7 +198,7 @@ def test_a_batch_of_teams_invoices_normalize_in_one_call_as_each_alone(
         expected[queued.team] = sorted(
             Decimal(item["amount"]) for i in invoices for item in data.items[i["invoice_uuid"]]
         )
-    together = batches.normalized_batch(INVOICES, group, MONTHS)
+    together = normalized_batch(INVOICES, group, MONTHS)
     assert together is not None
     for queued in group:
         alone = stages.normalized(
