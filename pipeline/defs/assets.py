@@ -98,8 +98,8 @@ def _results(
             },
         )
     if tables:
+        teams = swapped_teams(outcome.results)
         for table in source.tables:
-            teams = swapped_teams(outcome.results)
             run, months = table_metadata(table, outcome.rows(table.name), teams, periods)
             for month, metadata in months.items():
                 context.add_asset_metadata(metadata, asset_key=table.name, partition_key=month)

@@ -247,7 +247,7 @@ def _of_batches(batches: Sequence[RawBatch], part: str) -> pd.DataFrame:
     """The batches' targets (or pages) one after the other, each row marked with its fetch and
     its batch's place (`_batch`): one frame made from every batch's rows."""
     out = batch_rows(batches, part)
-    sizes = [len(b.target_rows if part == "targets" else b.page_rows) for b in batches]
+    sizes = [len(b.rows(part)) for b in batches]
     out["_batch"] = np.repeat(np.arange(len(batches)), sizes)
     return out
 

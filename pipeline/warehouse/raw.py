@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -120,6 +119,7 @@ TARGET_COLUMNS = ["target_key", "partition_key", "status", "entry"]
 # `received`: the exact bytes of a body that was not valid UTF-8 (NULL when `body` is exact).
 PAGE_COLUMNS = ["endpoint", "request_key", "partition_key", "page", "body", "received"]
 ROW_COLUMNS = {"targets": TARGET_COLUMNS, "pages": PAGE_COLUMNS}
+BODY = PAGE_COLUMNS.index("body")
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,7 @@ class RawBatch:
 
     The targets and pages are kept as rows (`target_rows`, `page_rows`) and made into frames
     for a whole batch of teams at once (`batch_rows`): one frame a team and part cost about
-    0.5 ms, paid twice by each of a thousand teams in every step. `targets` and `pages` are
-    one fetch's own frames, made when asked for."""
+    0.5 ms, paid twice by each of a thousand teams in every step."""
 
     fetch_id: str
     source: str
@@ -145,20 +144,14 @@ class RawBatch:
     target_rows: list[tuple]  # rows of TARGET_COLUMNS
     page_rows: list[tuple]  # rows of PAGE_COLUMNS
 
-    @cached_property
-    def targets(self) -> pd.DataFrame:
-        """This fetch's targets: TARGET_COLUMNS."""
-        return batch_rows([self], "targets").drop(columns="fetch_id")
-
-    @cached_property
-    def pages(self) -> pd.DataFrame:
-        """This fetch's pages: PAGE_COLUMNS, `page` as int32."""
-        return batch_rows([self], "pages").drop(columns="fetch_id")
+    def rows(self, part: str) -> list[tuple]:
+        """Its targets' rows (`part` "targets") or its pages' ("pages")."""
+        return self.target_rows if part == "targets" else self.page_rows
 
     @property
     def body_chars(self) -> int:
         """The size of its pages, in characters: what holding it in memory costs."""
-        return sum(len(row[4]) for row in self.page_rows)
+        return sum(len(row[BODY]) for row in self.page_rows)
 
 
 def batch_rows(batches: Sequence[RawBatch], part: str) -> pd.DataFrame:
@@ -166,7 +159,7 @@ def batch_rows(batches: Sequence[RawBatch], part: str) -> pd.DataFrame:
     frame, each row marked with its `fetch_id`: made column by column from every batch's rows
     at once (`page` as int32)."""
     columns = ROW_COLUMNS[part]
-    lists = [b.target_rows if part == "targets" else b.page_rows for b in batches]
+    lists = [b.rows(part) for b in batches]
     rows = [row for rows in lists for row in rows]
     if not rows:
         empty = pd.DataFrame([], columns=[*columns, "fetch_id"])
